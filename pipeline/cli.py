@@ -1,0 +1,259 @@
+"""The `equilibres` command line: one sub-command per step, all sharing --data, --out, --config.
+
+Each command loads the study configuration, applies its CLI overrides, and calls the step's runner.
+Errors a user can act on (bad input, bad configuration, a locked build) are printed without a
+traceback and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from pipeline.config import ConfigError, StudyConfig, load_config
+from pipeline.io import PipelineError
+
+app = typer.Typer(
+    name="equilibres",
+    help="Evaluation pipeline for the ÉQUILIBRES Article 51 experiment: generate or validate an SNDS "
+    "extract, clean it, match, compute indicators and survey summaries, and write the report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Extract directory (SNDS tables, roster, surveys).")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Build directory for every output.")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Study configuration (TOML) merged over the default.")
+]
+EngineOpt = Annotated[
+    str | None, typer.Option("--engine", help="Engine for cleaning: duckdb (default) or spark.")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute even if cached outputs are up to date.")]
+
+
+def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors a user can act on into a clear message and a non-zero exit."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as err:
+            console.print(f"[bold red]Configuration error[/]: {err}", markup=True, highlight=False)
+            raise typer.Exit(code=2) from None
+        except PipelineError as err:
+            console.print(f"[bold red]Error[/]: {err}", markup=True, highlight=False)
+            raise typer.Exit(code=getattr(err, "exit_code", 2)) from None
+        except KeyboardInterrupt:
+            console.print("[bold red]Interrupted[/]: outputs already in place were left untouched.")
+            raise typer.Exit(code=130) from None
+
+    return wrapper
+
+
+def _config(config: Path | None, engine: str | None = None, **sections: dict[str, Any]) -> StudyConfig:
+    cfg = load_config(config)
+    overrides: dict[str, dict[str, Any]] = {k: v for k, v in sections.items() if v}
+    if engine is not None:
+        overrides.setdefault("engine", {})["name"] = engine
+    return cfg.with_overrides(overrides) if overrides else cfg
+
+
+@app.command()
+@_user_errors
+def generate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the synthetic extract to.")],
+    scale: Annotated[float, typer.Option(help="1 = full study size (about 25 800 ÉQUILIBRES patients).")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives byte-identical files.")] = 20240101,
+    truth: Annotated[
+        Path | None, typer.Option(help="Planted-truth TOML (default: calibrated to the published figures).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="parquet, csv (SAS/Oracle style) or xpt.")] = "parquet",
+    confounding: Annotated[
+        float | None, typer.Option(help="Strength of unobserved confounding (overrides the truth file).")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Generate a synthetic SNDS-shaped extract with planted effects and data-quality defects."""
+    from data_samples.generator import generate_extract
+
+    cfg = _config(config)
+    result = generate_extract(out, scale=scale, seed=seed, truth_path=truth, fmt=fmt,
+                              confounding=confounding, config=cfg)
+    console.print(result.render() if hasattr(result, "render") else f"Extract written to {out}")
+
+
+@app.command()
+@_user_errors
+def validate(
+    data: Annotated[Path, typer.Argument(help="Extract directory to check.")],
+    config: ConfigOpt = None,
+    examples: Annotated[int, typer.Option(help="Example rows shown per violation.")] = 3,
+) -> None:
+    """Check an extract against the SNDS input contract; print every violation; exit 1 if any."""
+    from pipeline.contract import validate_extract
+
+    cfg = _config(config)
+    report = validate_extract(data, cfg, max_examples=examples)
+    print(report.render())
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+@_user_errors
+def clean(data: DataOpt, out: OutOpt = Path("build"), config: ConfigOpt = None, engine: EngineOpt = None,
+          force: ForceOpt = False) -> None:
+    """Clean the extract in stages (cached) and write persons, panel, stays, cohort and the audit trail."""
+    from pipeline.runner import run_clean
+
+    cfg = _config(config, engine)
+    result = run_clean(data, out, cfg, force=force)
+    console.print(result.render() if hasattr(result, "render") else "Cleaning done.")
+
+
+def _matching_overrides(
+    method: str | None, ratio: int | None, caliper: float | None, caliper_scale: str | None,
+    transform: str | None, replace: bool | None, max_reuse: int | None, order: str | None,
+    exact: str | None, seed: int | None,
+) -> dict[str, Any]:
+    return {
+        "method": method, "ratio": ratio, "caliper": caliper, "caliper_scale": caliper_scale,
+        "transform": transform, "replace": replace, "max_reuse": max_reuse, "order": order,
+        "exact": [c.strip() for c in exact.split(",") if c.strip()] if exact else None, "seed": seed,
+    }
+
+
+@app.command()
+@_user_errors
+def match(
+    data: DataOpt = Path("data"),
+    out: OutOpt = Path("build"),
+    config: ConfigOpt = None,
+    method: Annotated[str | None, typer.Option(help="nearest | optimal | propensity | cem")] = None,
+    ratio: Annotated[int | None, typer.Option(help="Controls per treated patient (1:k).")] = None,
+    caliper: Annotated[float | None, typer.Option(help="Caliper on the distance variable.")] = None,
+    caliper_scale: Annotated[str | None, typer.Option(help="sd | absolute | relative")] = None,
+    transform: Annotated[str | None, typer.Option(help="none | log1p")] = None,
+    replace: Annotated[bool | None, typer.Option("--replace/--no-replace", help="Reuse controls.")] = None,
+    max_reuse: Annotated[int | None, typer.Option(help="With --replace: max uses of one control.")] = None,
+    order: Annotated[str | None, typer.Option(help="closest | data | random")] = None,
+    exact: Annotated[str | None, typer.Option(help="Comma-separated exact-matching columns.")] = None,
+    age_band_width: Annotated[int | None, typer.Option(help="Age band width in years.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for order=random and propensity.")] = None,
+) -> None:
+    """Match ÉQUILIBRES patients to controls from the cached cohort table (seconds, no re-cleaning)."""
+    from matching.study import run_match
+
+    cfg = _config(
+        config,
+        matching=_matching_overrides(method, ratio, caliper, caliper_scale, transform, replace, max_reuse,
+                                     order, exact, seed),
+        cohort={"age_band_width": age_band_width},
+    )
+    result = run_match(out, cfg, data_dir=data)
+    console.print(result.render() if hasattr(result, "render") else "Matching done.")
+
+
+@app.command()
+@_user_errors
+def sweep(data: DataOpt = Path("data"), out: OutOpt = Path("build"), config: ConfigOpt = None) -> None:
+    """Run the grid of matching specifications of [sweep] and record sizes, balance and effects."""
+    from matching.study import run_sweep
+
+    cfg = _config(config)
+    result = run_sweep(out, cfg, data_dir=data)
+    console.print(result.render() if hasattr(result, "render") else "Sweep done.")
+
+
+@app.command()
+@_user_errors
+def indicators(
+    data: DataOpt = Path("data"),
+    out: OutOpt = Path("build"),
+    config: ConfigOpt = None,
+    replicates: Annotated[int | None, typer.Option(help="Bootstrap replicates (>= 999 for the report).")] = None,
+    eol_window_months: Annotated[int | None, typer.Option(help="End-of-life window in months.")] = None,
+) -> None:
+    """Compute the claims indicators with confidence intervals from the cached matching outputs."""
+    from indicators.study import run_indicators
+
+    cfg = _config(config, indicators={"bootstrap_replicates": replicates,
+                                      "eol_window_months": eol_window_months})
+    result = run_indicators(out, cfg, data_dir=data)
+    console.print(result.render() if hasattr(result, "render") else "Indicators done.")
+
+
+@app.command()
+@_user_errors
+def surveys(data: DataOpt = Path("data"), out: OutOpt = Path("build"), config: ConfigOpt = None) -> None:
+    """Summarise the patient/caregiver and nurse surveys (proportions, Likert, before/after)."""
+    from surveys.study import run_surveys
+
+    cfg = _config(config)
+    result = run_surveys(data, out, cfg)
+    console.print(result.render() if hasattr(result, "render") else "Surveys done.")
+
+
+@app.command()
+@_user_errors
+def report(
+    data: DataOpt = Path("data"),
+    out: OutOpt = Path("build"),
+    config: ConfigOpt = None,
+    lang: Annotated[str | None, typer.Option(help="fr (default) or en.")] = None,
+    pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also write the PDF.")] = True,
+) -> None:
+    """Render the HTML and PDF report from the results already computed (nothing is recomputed)."""
+    from reports.build import render_report
+
+    cfg = _config(config, report={"lang": lang})
+    result = render_report(out, cfg, data_dir=data, pdf=pdf)
+    console.print(result.render() if hasattr(result, "render") else "Report written.")
+
+
+@app.command()
+@_user_errors
+def run(
+    data: DataOpt,
+    out: OutOpt = Path("build"),
+    config: ConfigOpt = None,
+    engine: EngineOpt = None,
+    force: ForceOpt = False,
+    with_sweep: Annotated[bool, typer.Option("--sweep/--no-sweep", help="Also run the sweep.")] = True,
+) -> None:
+    """Run every step: clean, match, indicators, surveys and (by default) the sweep."""
+    from indicators.study import run_indicators
+    from matching.study import run_match, run_sweep
+    from pipeline.runner import run_clean
+    from surveys.study import run_surveys
+
+    cfg = _config(config, engine)
+    for label, step in [
+        ("clean", lambda: run_clean(data, out, cfg, force=force)),
+        ("match", lambda: run_match(out, cfg, data_dir=data)),
+        ("indicators", lambda: run_indicators(out, cfg, data_dir=data)),
+        ("surveys", lambda: run_surveys(data, out, cfg)),
+        *([("sweep", lambda: run_sweep(out, cfg, data_dir=data))] if with_sweep else []),
+    ]:
+        console.rule(f"[bold]{label}")
+        result = step()
+        if hasattr(result, "render"):
+            console.print(result.render())
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

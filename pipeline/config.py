@@ -1,0 +1,316 @@
+"""Study configuration: one typed, validated settings object per step.
+
+The default study file is ``pipeline/config/equilibres.toml``. A user file given with ``--config``
+is merged *over* the defaults (so it only needs the keys it changes); unknown keys and out-of-range
+values are rejected with a message naming the key, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG_PATH = Path(__file__).parent / "config" / "equilibres.toml"
+
+
+class ConfigError(ValueError):
+    """A study configuration that cannot be used; the message says which key and what to do."""
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class StudySettings(_Settings):
+    name: str = "ÉQUILIBRES"
+    article51_label: str = ""
+    inclusion_start: dt.date = dt.date(2020, 1, 1)
+    inclusion_end: dt.date = dt.date(2023, 12, 31)
+    claims_start: dt.date = dt.date(2019, 1, 1)
+    claims_end: dt.date = dt.date(2023, 12, 31)
+    flux_lag_months: int = Field(6, ge=0, le=24)
+    regions: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("regions")
+    @classmethod
+    def _dpt_codes(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for region, dpts in v.items():
+            for d in dpts:
+                if not (isinstance(d, str) and len(d) == 3):
+                    raise ValueError(
+                        f"département codes are 3-character strings like '075' or '02A'; "
+                        f"region {region!r} has {d!r}"
+                    )
+        return v
+
+    @model_validator(mode="after")
+    def _windows(self) -> StudySettings:
+        if self.inclusion_start > self.inclusion_end:
+            raise ValueError("inclusion_start must be on or before inclusion_end")
+        if self.claims_start > self.inclusion_start:
+            raise ValueError("claims_start must be on or before inclusion_start (history is needed)")
+        if self.claims_end < self.inclusion_end:
+            raise ValueError("claims_end must be on or after inclusion_end")
+        return self
+
+    @property
+    def departements(self) -> list[str]:
+        return sorted({d for dpts in self.regions.values() for d in dpts})
+
+    def region_of(self, dpt: str) -> str | None:
+        for region, dpts in self.regions.items():
+            if dpt in dpts:
+                return region
+        return None
+
+
+class ExtractSettings(_Settings):
+    ir_ben_r: str = "IR_BEN_R"
+    ir_imb_r: str = "IR_IMB_R"
+    er_prs_f: str = "ER_PRS_F"
+    mco_b: str = "T_MCO{aa}B"
+    mco_c: str = "T_MCO{aa}C"
+    mco_valo: str = "T_MCO{aa}VALO"
+    roster: str = "EQUILIBRES_ROSTER"
+    csv_separator: str = ";"
+    csv_encodings: list[str] = Field(default_factory=lambda: ["utf-8", "latin-1"])
+
+
+class EngineSettings(_Settings):
+    name: Literal["duckdb", "spark"] = "duckdb"
+    duckdb_memory_limit: str = "8GB"
+    duckdb_threads: int = Field(2, ge=1, le=256)
+    duckdb_temp_directory: str = ""
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "6g"
+
+
+class CategoryRule(_Settings):
+    """A spending category: a line belongs to it when every listed criterion holds (OR within a list)."""
+
+    label_fr: str
+    label_en: str
+    prs_nat_ref: list[int] = Field(default_factory=list)
+    pse_act_nat: list[int] = Field(default_factory=list)
+    pse_spe_cod: list[int] = Field(default_factory=list)
+
+
+class ExperimentPayments(_Settings):
+    prs_nat_ref: list[int] = Field(default_factory=lambda: [9951])
+    hourly_rate_eur: float = Field(54.0, gt=0)
+
+
+class CleaningSettings(_Settings):
+    drop_dpn_qlf_71: bool = True
+    drop_bse_prs_nat_0: bool = True
+    net_regularisations: bool = True
+    apply_flux_window: bool = True
+    drop_ghm_90: bool = True
+    drop_bad_return_codes: bool = True
+    drop_duplicate_geographic_finess: bool = True
+    duplicate_geographic_finess: list[str] = Field(default_factory=list)
+    death_claim_tolerance_days: int = Field(1, ge=0)
+    categories: dict[str, CategoryRule] = Field(default_factory=dict)
+    experiment: ExperimentPayments = Field(default_factory=ExperimentPayments)
+    ald_groups: dict[str, list[int]] = Field(default_factory=dict)
+
+    @property
+    def category_names(self) -> list[str]:
+        """Categories of DCIR lines in assignment order, then 'other' and 'hospital'."""
+        return [*self.categories.keys(), "other"]
+
+
+class CohortSettings(_Settings):
+    control_index: Literal["quarterly", "inclusion_date"] = "quarterly"
+    history_months: int = Field(12, ge=1, le=60)
+    min_prior_nursing_cost: float = Field(1.0, ge=0)
+    nursing_categories: list[str] = Field(
+        default_factory=lambda: ["nursing_acts", "nurse_travel", "nurse_assessment", "experiment"]
+    )
+    age_band_width: int = Field(5, ge=1, le=50)
+    max_age_band: int = Field(95, ge=1, le=120)
+    complex_flags: list[str] = Field(default_factory=list)
+
+
+class MatchingSettings(_Settings):
+    method: Literal["nearest", "optimal", "propensity", "cem"] = "nearest"
+    exact: list[str] = Field(default_factory=lambda: ["BEN_SEX_COD", "age_band", "ald", "dpt", "index_quarter"])
+    on: str = "prior_nursing_cost"
+    transform: Literal["none", "log1p"] = "log1p"
+    caliper: float | None = Field(0.1, gt=0)
+    caliper_scale: Literal["sd", "absolute", "relative"] = "sd"
+    ratio: int = Field(1, ge=1, le=20)
+    replace: bool = False
+    max_reuse: int = Field(0, ge=0)
+    order: Literal["closest", "data", "random"] = "closest"
+    seed: int = 20240101
+    balance_covariates: list[str] = Field(default_factory=list)
+
+
+class SweepSettings(_Settings):
+    caliper: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2, 0.5])
+    ratio: list[int] = Field(default_factory=lambda: [1, 2])
+    method: list[Literal["nearest", "optimal", "propensity", "cem"]] = Field(
+        default_factory=lambda: ["nearest", "optimal"]
+    )
+    age_band_width: list[int] = Field(default_factory=lambda: [5, 10])
+    transform: list[Literal["none", "log1p"]] = Field(default_factory=lambda: ["log1p", "none"])
+    replace: list[bool] = Field(default_factory=lambda: [False])
+    max_specs: int = Field(64, ge=1, le=10_000)
+
+
+class IndicatorSettings(_Settings):
+    eol_window_months: int = Field(3, ge=1, le=24)
+    followup: Literal["itt", "per_protocol"] = "itt"
+    perimeter: list[str] = Field(default_factory=list)
+    bootstrap_replicates: int = Field(999, ge=99, le=100_000)
+    ci_level: float = Field(0.95, gt=0.5, lt=1)
+    seed: int = 20240101
+    did_months: int = Field(12, ge=1, le=36)
+
+
+class EconomicsSettings(_Settings):
+    programme_investment_eur: float = Field(374000.0, ge=0)
+    hourly_rate_eur: float = Field(54.0, gt=0)
+    scenario_hourly_rates: list[float] = Field(default_factory=lambda: [48.0, 54.0, 60.0])
+    scenario_investment: list[float] = Field(default_factory=lambda: [374000.0])
+    scenario_caseload_factor: list[float] = Field(default_factory=lambda: [1.0])
+
+
+class SurveySettings(_Settings):
+    proportion_ci: Literal["wilson", "clopper-pearson"] = "wilson"
+    small_n_threshold: int = Field(30, ge=1)
+    ci_level: float = Field(0.95, gt=0.5, lt=1)
+    codebooks: list[str] = Field(default_factory=list)
+
+
+class ReportSettings(_Settings):
+    lang: Literal["fr", "en"] = "fr"
+    min_cell_count: int = Field(10, ge=1, le=1000)
+    title_fr: str = "Évaluation de l'expérimentation ÉQUILIBRES — reproduction"
+    title_en: str = "Evaluation of the ÉQUILIBRES experiment — reproduction"
+    agreement_tolerance: float = Field(0.10, ge=0, le=1)
+
+
+class StudyConfig(_Settings):
+    """The whole study configuration: one settings object per step."""
+
+    study: StudySettings = Field(default_factory=StudySettings)
+    extract: ExtractSettings = Field(default_factory=ExtractSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    cleaning: CleaningSettings = Field(default_factory=CleaningSettings)
+    cohort: CohortSettings = Field(default_factory=CohortSettings)
+    matching: MatchingSettings = Field(default_factory=MatchingSettings)
+    sweep: SweepSettings = Field(default_factory=SweepSettings)
+    indicators: IndicatorSettings = Field(default_factory=IndicatorSettings)
+    economics: EconomicsSettings = Field(default_factory=EconomicsSettings)
+    surveys: SurveySettings = Field(default_factory=SurveySettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
+    published: dict[str, float] = Field(default_factory=dict)
+    # Directory of the file this configuration was loaded from (codebook paths are relative to it).
+    base_dir: str = Field(default=str(DEFAULT_CONFIG_PATH.parent), exclude=True)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def section(self, name: str) -> dict[str, Any]:
+        """The parameters of one step as plain JSON-able data (written next to its outputs)."""
+        return json.loads(getattr(self, name).model_dump_json())
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+    def fingerprint(self, *sections: str) -> str:
+        """A stable hash of the named sections (all if none), used as a cache key."""
+        data = self.to_dict()
+        if sections:
+            data = {s: data[s] for s in sections}
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> StudyConfig:
+        """A copy with ``{section: {key: value}}`` overrides applied (None values are ignored)."""
+        data = self.to_dict()
+        for section, values in overrides.items():
+            for key, value in values.items():
+                if value is not None:
+                    data.setdefault(section, {})[key] = value
+        return _validate(data, source="command-line options", base_dir=self.base_dir)
+
+    def codebook_paths(self) -> list[Path]:
+        return [Path(self.base_dir) / p for p in self.surveys.codebooks]
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict) and k not in _REPLACED_TABLES:
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+# Tables that a user file replaces whole rather than merging key by key (a study's own code lists).
+_REPLACED_TABLES = {"regions", "categories", "ald_groups"}
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"Invalid study configuration in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        found = e.get("input")
+        found_s = repr(found) if not isinstance(found, dict) else "a table"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - unknown key '{key}' (found {found_s}): remove it or check its spelling")
+        else:
+            lines.append(f"  - '{key}': {e['msg']} (found {found_s})")
+    lines.append("See README.md, section 'Configuration', for every key and its default.")
+    return "\n".join(lines)
+
+
+def _validate(data: dict[str, Any], source: str, base_dir: str) -> StudyConfig:
+    data = {k: v for k, v in data.items() if k != "base_dir"}
+    try:
+        return StudyConfig(**data, base_dir=base_dir)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"Configuration file {path} does not exist: give an existing TOML file to --config.")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"Configuration file {path} is not valid TOML: {err}. Fix the syntax.") from None
+
+
+def load_config(path: str | Path | None = None) -> StudyConfig:
+    """Load the default study configuration, with the file at ``path`` merged over it."""
+    data = _read_toml(DEFAULT_CONFIG_PATH)
+    base_dir = str(DEFAULT_CONFIG_PATH.parent)
+    source = str(DEFAULT_CONFIG_PATH)
+    if path is not None:
+        path = Path(path)
+        user = _read_toml(path)
+        data = _deep_merge(data, user)
+        source = str(path)
+        # Codebooks named by a user file are relative to that file.
+        if "surveys" in user and "codebooks" in user["surveys"]:
+            base_dir = str(path.parent.resolve())
+    return _validate(data, source=source, base_dir=base_dir)
+
+
+def write_params(config: StudyConfig, path: Path, sections: list[str] | None = None, **extra: Any) -> None:
+    """Write the parameters actually used next to an output (atomically)."""
+    from pipeline.io import atomic_write_text
+
+    data = config.to_dict() if sections is None else {s: config.section(s) for s in sections}
+    data.update(extra)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False))

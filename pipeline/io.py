@@ -1,0 +1,172 @@
+"""The one I/O module: atomic writes, the build-directory layout, run locks.
+
+Stages never touch files; runners call these helpers. Every output is written to a temporary file in
+the same directory and renamed into place, so a failed or interrupted run leaves the previous output
+intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+class PipelineError(RuntimeError):
+    """An error a user can act on; the CLI prints its message (no traceback) and exits non-zero."""
+
+    exit_code = 2
+
+
+class LockError(PipelineError):
+    exit_code = 3
+
+
+@contextlib.contextmanager
+def _atomic_target(path: Path) -> Iterator[Path]:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with _atomic_target(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with _atomic_target(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False))
+
+
+def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    with _atomic_target(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def atomic_write_csv(path: Path, frame: pd.DataFrame) -> None:
+    with _atomic_target(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path to write to; it is renamed to ``path`` only if the block succeeds."""
+    with _atomic_target(path) as tmp:
+        yield tmp
+
+
+@contextlib.contextmanager
+def build_lock(build: Path, step: str) -> Iterator[None]:
+    """An exclusive lock on a build directory, so two runs cannot interleave their writes."""
+    import fcntl
+
+    build = Path(build)
+    build.mkdir(parents=True, exist_ok=True)
+    lock_path = build / ".lock"
+    fh = open(lock_path, "a+")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another run"
+        fh.close()
+        raise LockError(
+            f"Build directory {build} is locked by {holder}. Wait for it to finish, or use another "
+            f"--out directory. If no run is active, delete {lock_path}."
+        ) from None
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"'equilibres {step}' (pid {os.getpid()})")
+        fh.flush()
+        yield
+    finally:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fh.close()
+
+
+@dataclass(frozen=True)
+class BuildPaths:
+    """Where every output lives under the build directory (paths named in the issues)."""
+
+    root: Path
+
+    @property
+    def clean(self) -> Path:
+        return self.root / "clean"
+
+    @property
+    def persons(self) -> Path:
+        return self.clean / "persons.parquet"
+
+    @property
+    def panel(self) -> Path:
+        return self.clean / "panel.parquet"
+
+    @property
+    def stays(self) -> Path:
+        return self.clean / "stays.parquet"
+
+    @property
+    def cohort(self) -> Path:
+        return self.clean / "cohort.parquet"
+
+    @property
+    def clean_manifest(self) -> Path:
+        return self.clean / "manifest.json"
+
+    @property
+    def audit(self) -> Path:
+        return self.root / "audit"
+
+    @property
+    def attrition(self) -> Path:
+        return self.audit / "attrition.csv"
+
+    @property
+    def matching(self) -> Path:
+        return self.root / "matching"
+
+    @property
+    def sweep(self) -> Path:
+        return self.root / "sweep"
+
+    @property
+    def indicators(self) -> Path:
+        return self.root / "indicators"
+
+    @property
+    def surveys(self) -> Path:
+        return self.root / "surveys"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
