@@ -84,9 +84,8 @@ def generate(
     config: ConfigOpt = None,
 ) -> None:
     """Generate a synthetic SNDS-shaped extract with planted effects and data-quality defects."""
-    from data_samples.generator import generate_extract
-
     cfg = _config(config)
+    from data_samples.generator import generate_extract
     result = generate_extract(out, scale=scale, seed=seed, truth_path=truth, fmt=fmt,
                               confounding=confounding, config=cfg)
     console.print(result.render() if hasattr(result, "render") else f"Extract written to {out}")
@@ -100,9 +99,8 @@ def validate(
     examples: Annotated[int, typer.Option(help="Example rows shown per violation.")] = 3,
 ) -> None:
     """Check an extract against the SNDS input contract; print every violation; exit 1 if any."""
-    from pipeline.contract import validate_extract
-
     cfg = _config(config)
+    from pipeline.contract import validate_extract
     report = validate_extract(data, cfg, max_examples=examples)
     print(report.render())
     if not report.ok:
@@ -114,9 +112,8 @@ def validate(
 def clean(data: DataOpt, out: OutOpt = Path("build"), config: ConfigOpt = None, engine: EngineOpt = None,
           force: ForceOpt = False) -> None:
     """Clean the extract in stages (cached) and write persons, panel, stays, cohort and the audit trail."""
-    from pipeline.runner import run_clean
-
     cfg = _config(config, engine)
+    from pipeline.runner import run_clean
     result = run_clean(data, out, cfg, force=force)
     console.print(result.render() if hasattr(result, "render") else "Cleaning done.")
 
@@ -152,14 +149,13 @@ def match(
     seed: Annotated[int | None, typer.Option(help="Seed for order=random and propensity.")] = None,
 ) -> None:
     """Match ÉQUILIBRES patients to controls from the cached cohort table (seconds, no re-cleaning)."""
-    from matching.study import run_match
-
     cfg = _config(
         config,
         matching=_matching_overrides(method, ratio, caliper, caliper_scale, transform, replace, max_reuse,
                                      order, exact, seed),
         cohort={"age_band_width": age_band_width},
     )
+    from matching.study import run_match
     result = run_match(out, cfg, data_dir=data)
     console.print(result.render() if hasattr(result, "render") else "Matching done.")
 
@@ -167,10 +163,9 @@ def match(
 @app.command()
 @_user_errors
 def sweep(data: DataOpt = Path("data"), out: OutOpt = Path("build"), config: ConfigOpt = None) -> None:
-    """Run the grid of matching specifications of [sweep] and record sizes, balance and effects."""
-    from matching.study import run_sweep
-
+    """Run the grid of matching specifications of the sweep section and record sizes, balance and effects."""
     cfg = _config(config)
+    from matching.study import run_sweep
     result = run_sweep(out, cfg, data_dir=data)
     console.print(result.render() if hasattr(result, "render") else "Sweep done.")
 
@@ -185,10 +180,9 @@ def indicators(
     eol_window_months: Annotated[int | None, typer.Option(help="End-of-life window in months.")] = None,
 ) -> None:
     """Compute the claims indicators with confidence intervals from the cached matching outputs."""
-    from indicators.study import run_indicators
-
     cfg = _config(config, indicators={"bootstrap_replicates": replicates,
                                       "eol_window_months": eol_window_months})
+    from indicators.study import run_indicators
     result = run_indicators(out, cfg, data_dir=data)
     console.print(result.render() if hasattr(result, "render") else "Indicators done.")
 
@@ -197,9 +191,8 @@ def indicators(
 @_user_errors
 def surveys(data: DataOpt = Path("data"), out: OutOpt = Path("build"), config: ConfigOpt = None) -> None:
     """Summarise the patient/caregiver and nurse surveys (proportions, Likert, before/after)."""
-    from surveys.study import run_surveys
-
     cfg = _config(config)
+    from surveys.study import run_surveys
     result = run_surveys(data, out, cfg)
     console.print(result.render() if hasattr(result, "render") else "Surveys done.")
 
@@ -214,9 +207,8 @@ def report(
     pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also write the PDF.")] = True,
 ) -> None:
     """Render the HTML and PDF report from the results already computed (nothing is recomputed)."""
-    from reports.build import render_report
-
     cfg = _config(config, report={"lang": lang})
+    from reports.build import render_report
     result = render_report(out, cfg, data_dir=data, pdf=pdf)
     console.print(result.render() if hasattr(result, "render") else "Report written.")
 
@@ -235,9 +227,8 @@ def run(
     from indicators.study import run_indicators
     from matching.study import run_match, run_sweep
     from pipeline.runner import run_clean
-    from surveys.study import run_surveys
-
     cfg = _config(config, engine)
+    from surveys.study import run_surveys
     for label, step in [
         ("clean", lambda: run_clean(data, out, cfg, force=force)),
         ("match", lambda: run_match(out, cfg, data_dir=data)),
