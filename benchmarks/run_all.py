@@ -10,7 +10,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ["bench_generate", "bench_clean", "bench_matching", "bench_indicators"]
+BENCHMARKS = ["bench_generate", "bench_clean", "bench_matching", "bench_indicators", "bench_surveys"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,5 @@
+"""Matching of ÉQUILIBRES patients to controls: estimator, diagnostics, unmatched profiles, study runner."""
+
+from matching.matcher import Matcher
+
+__all__ = ["Matcher"]

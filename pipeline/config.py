@@ -174,6 +174,10 @@ class IndicatorSettings(_Settings):
     ci_level: float = Field(0.95, gt=0.5, lt=1)
     seed: int = 20240101
     did_months: int = Field(12, ge=1, le=36)
+    # Months before index compared with the did_months after it (difference-in-differences).
+    did_pre_months: int = Field(12, ge=1, le=36)
+    # Replicates for the headline effects of each `equilibres sweep` specification (speed).
+    sweep_replicates: int = Field(199, ge=49, le=100_000)
 
 
 class EconomicsSettings(_Settings):
@@ -182,6 +186,9 @@ class EconomicsSettings(_Settings):
     scenario_hourly_rates: list[float] = Field(default_factory=lambda: [48.0, 54.0, 60.0])
     scenario_investment: list[float] = Field(default_factory=lambda: [374000.0])
     scenario_caseload_factor: list[float] = Field(default_factory=lambda: [1.0])
+    # Calendar year whose treated patient-years are the caseload of "savings per year" (0 = the year
+    # of study.claims_end).
+    caseload_year: int = Field(0, ge=0, le=2100)
 
 
 class SurveySettings(_Settings):

@@ -1,0 +1,235 @@
+"""Claim lines (ER_PRS_F) and hospital stays (PMSI MCO) drawn from the expected monthly amounts.
+
+Amounts are drawn in *units* (acts, boxes, quarter-hours…): units ~ Poisson(mu / mean unit amount),
+split over at most a few lines a month, each line taking a code at random. The expected reimbursed
+amount of a person-month is therefore exactly ``mu``, which is what truth.json relies on. The
+defects the cleaning rules exist for are *added* lines/stays (copies, cancelled pairs, errors), so
+the clean lines are exactly the planted ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from data_samples.catalog import (
+    DCIR_KINDS,
+    ERROR_GHM,
+    EXPERIMENT_MAX_LINES_PER_MONTH,
+    EXPERIMENT_UNITS_PER_HOUR,
+    FULL_STAY_GHM,
+    HOSPITALS_PER_DPT,
+    OTHER_ACT_BY_CODE,
+    SEANCE_GHM,
+    LineKind,
+)
+from data_samples.outcomes import DCIR_CATEGORIES, ChunkMeans, MonthGrid
+from data_samples.population import DAY, Identities, Population, pick_identity, to_date
+from data_samples.truth import TruthParams
+from pipeline.config import StudyConfig
+
+# Flux (payment) lag in months after the care month: ~99 % within 6 months.
+FLUX_LAG_MONTHS = np.arange(0, 13)
+FLUX_LAG_PROBS = np.array([0.10, 0.52, 0.20, 0.09, 0.04, 0.025, 0.015, 0.004, 0.002, 0.0015, 0.001, 0.0005, 0.0005])
+FLUX_LAG_PROBS = FLUX_LAG_PROBS / FLUX_LAG_PROBS.sum()
+
+
+def experiment_kind(config: StudyConfig) -> LineKind:
+    rate = config.cleaning.experiment.hourly_rate_eur
+    code = config.cleaning.experiment.prs_nat_ref[0]
+    return LineKind("experiment", (code,), (1.0,), (rate / EXPERIMENT_UNITS_PER_HOUR,), (24,), (0,),
+                    max_lines_per_month=EXPERIMENT_MAX_LINES_PER_MONTH, span_days=14,
+                    reimbursement_rate_no_ald=1.0)
+
+
+@dataclass
+class Lines:
+    """Column arrays of claim lines (clean lines first; defects appended later)."""
+
+    row: np.ndarray        # person row within the chunk
+    cat: np.ndarray        # index into DCIR_CATEGORIES
+    code: np.ndarray
+    qty: np.ndarray
+    amount: np.ndarray     # BSE_REM_MNT
+    act: np.ndarray
+    spe: np.ndarray
+    dtd: np.ndarray
+    dtf: np.ndarray
+    cpl: np.ndarray        # CPL_MAJ_TOP
+    prs_ord: np.ndarray    # 1 = base line, 2 = its surcharge (same décompte)
+    parent: np.ndarray     # surcharge lines: index of the base line; -1 otherwise
+
+    def take(self, idx: np.ndarray) -> Lines:
+        return Lines(**{k: getattr(self, k)[idx] for k in self.__dataclass_fields__})
+
+    @staticmethod
+    def concat(parts: list[Lines]) -> Lines:
+        return Lines(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in Lines.__dataclass_fields__})
+
+    @property
+    def size(self) -> int:
+        return int(self.row.size)
+
+
+def _expand(units: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split the units of each person-month cell over min(units, cap) lines."""
+    flat = np.flatnonzero(units)
+    u = units.ravel()[flat]
+    n_lines = np.minimum(u, cap)
+    rep = np.repeat(np.arange(flat.size), n_lines)
+    starts = np.cumsum(n_lines) - n_lines
+    j = np.arange(rep.size) - starts[rep]
+    L = n_lines[rep]
+    qty = u[rep] // L + (j < u[rep] % L)
+    return flat[rep], j, L, qty
+
+
+def draw_lines(rng: np.random.Generator, cm: ChunkMeans, grid: MonthGrid, kinds: list[LineKind]) -> Lines:
+    n, M = cm.present.shape
+    parts = []
+    for kind in kinds:
+        cat = DCIR_CATEGORIES.index(kind.category)
+        mu = cm.observed(kind.category)
+        units = rng.poisson(mu / kind.mean_unit_eur)
+        cell, j, L, qty = _expand(units, kind.max_lines_per_month)
+        if cell.size == 0:
+            continue
+        row, month = cell // M, cell % M
+        k = rng.choice(len(kind.codes), size=cell.size, p=np.asarray(kind.probs))
+        code = np.asarray(kind.codes, dtype=np.int64)[k]
+        amount = np.round(qty * np.asarray(kind.unit_eur)[k], 2)
+        if kind.category == "other":
+            act = np.array([OTHER_ACT_BY_CODE.get(int(c), 0) for c in kind.codes], dtype=np.int64)[k]
+        else:
+            act = np.full(cell.size, kind.pse_act_nat[0], dtype=np.int64)
+        if kind.spe_probs is not None:
+            spe = np.asarray(kind.pse_spe_cod, dtype=np.int64)[
+                rng.choice(len(kind.pse_spe_cod), size=cell.size, p=np.asarray(kind.spe_probs) / sum(kind.spe_probs))]
+        else:
+            spe = np.full(cell.size, kind.pse_spe_cod[0], dtype=np.int64)
+        m_start = grid.starts[month]
+        a_end = cm.alive_end[row, month]
+        days = (a_end - m_start).astype("timedelta64[D]").astype(np.int64) + 1
+        offset = np.floor((j + rng.random(cell.size)) * days / L).astype(np.int64)
+        dtd = m_start + np.minimum(offset, days - 1) * DAY
+        dtf = np.minimum(dtd + kind.span_days * DAY, a_end) if kind.span_days else dtd
+        parts.append(Lines(row=row, cat=np.full(cell.size, cat, dtype=np.int8), code=code,
+                           qty=qty.astype(np.float64), amount=amount, act=act, spe=spe, dtd=dtd, dtf=dtf,
+                           cpl=np.zeros(cell.size, dtype=np.int64), prs_ord=np.ones(cell.size, dtype=np.int64),
+                           parent=np.full(cell.size, -1, dtype=np.int64)))
+    lines = Lines.concat(parts)
+    exp_cat = DCIR_CATEGORIES.index("experiment")
+    is_exp = lines.cat == exp_cat
+    lines.qty[is_exp] = lines.qty[is_exp] / EXPERIMENT_UNITS_PER_HOUR  # PRS_ACT_QTE = hours
+    return lines
+
+
+def add_surcharges(rng: np.random.Generator, lines: Lines, share: float) -> tuple[Lines, int]:
+    """Carve a surcharge line (CPL_MAJ_TOP = 2) out of some nursing-act lines: spending, not an act."""
+    nursing = DCIR_CATEGORIES.index("nursing_acts")
+    pick = np.flatnonzero((lines.cat == nursing) & (lines.amount >= 4.0) & (rng.random(lines.size) < share))
+    sur = lines.take(pick)
+    sur.amount = np.round(np.clip(lines.amount[pick] * 0.12, 1.0, None), 2)
+    lines.amount[pick] = np.round(lines.amount[pick] - sur.amount, 2)
+    sur.qty = np.ones(pick.size)
+    sur.cpl = np.full(pick.size, 2, dtype=np.int64)
+    sur.prs_ord = np.full(pick.size, 2, dtype=np.int64)
+    sur.parent = pick
+    return Lines.concat([lines, sur]), int(pick.size)
+
+
+def flux_dates(rng: np.random.Generator, care: np.ndarray) -> np.ndarray:
+    lag = rng.choice(FLUX_LAG_MONTHS, size=care.size, p=FLUX_LAG_PROBS)
+    return (care.astype("datetime64[M]") + lag + 1).astype("datetime64[D]")
+
+
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Stays:
+    row: np.ndarray
+    entry: np.ndarray
+    exit: np.ndarray
+    cost: np.ndarray
+    kind: np.ndarray    # 0 full stay, 1 final stay (death in hospital), 2 séance
+    ghm: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.row.size)
+
+
+def _gamma_cost(rng: np.random.Generator, mean: np.ndarray, shape: float) -> np.ndarray:
+    return np.round(rng.gamma(shape, np.asarray(mean, dtype=float) / shape), 2)
+
+
+def draw_stays(rng: np.random.Generator, cm: ChunkMeans, grid: MonthGrid, pop: Population, tp: TruthParams,
+               config: StudyConfig) -> Stays:
+    b = tp.baseline
+    n, M = cm.present.shape
+    death = pop.death[cm.persons]
+    claims_start, claims_end = to_date(config.study.claims_start), to_date(config.study.claims_end)
+    limit = np.where(np.isnat(death), claims_end, death - DAY)  # ordinary stays end before death
+
+    counts = rng.poisson(cm.observed_hosp_rate)
+    cell = _expand(counts, 10**6)[0]  # one stay per unit
+    row, month = cell // M, cell % M
+    days = (cm.alive_end[row, month] - grid.starts[month]).astype("timedelta64[D]").astype(np.int64) + 1
+    entry = grid.starts[month] + np.floor(rng.random(cell.size) * days).astype(np.int64) * DAY
+    eol = cm.eol_k[row, month] >= 0
+    los = 1 + rng.poisson(np.where(eol, b.hosp_los_mean * 1.3, b.hosp_los_mean) - 1)
+    entry = np.minimum(entry, limit[row])
+    ok = entry >= grid.starts[month]
+    exit_ = np.minimum(entry + los * DAY, limit[row])
+    cost = _gamma_cost(rng, cm.hosp_cost[row, month], 2.5)
+    ghm = np.asarray(FULL_STAY_GHM)[rng.integers(0, len(FULL_STAY_GHM), cell.size)]
+    full = Stays(row=row[ok], entry=entry[ok], exit=exit_[ok], cost=cost[ok],
+                 kind=np.zeros(ok.sum(), dtype=np.int8), ghm=ghm[ok])
+
+    dies_in = rng.random(n) < cm.observed_final_p
+    f_row = np.flatnonzero(dies_in)
+    f_los = np.minimum(1 + rng.poisson(b.final_stay_los_mean - 1, f_row.size), 40)
+    f_exit = death[f_row]
+    f_entry = np.maximum(f_exit - f_los * DAY, claims_start)
+    final = Stays(row=f_row, entry=f_entry, exit=f_exit,
+                  cost=_gamma_cost(rng, np.full(f_row.size, b.final_stay_cost_mean), 3.0),
+                  kind=np.ones(f_row.size, dtype=np.int8),
+                  ghm=np.asarray(FULL_STAY_GHM)[rng.integers(0, len(FULL_STAY_GHM), f_row.size)])
+
+    s_counts = rng.poisson(cm.seance_rate)
+    s_cell = _expand(s_counts, 10**6)[0]
+    s_row, s_month = s_cell // M, s_cell % M
+    s_days = (cm.alive_end[s_row, s_month] - grid.starts[s_month]).astype("timedelta64[D]").astype(np.int64) + 1
+    s_date = grid.starts[s_month] + np.floor(rng.random(s_cell.size) * s_days).astype(np.int64) * DAY
+    s_type = pop.seance[cm.persons][s_row]
+    seances = Stays(row=s_row, entry=s_date, exit=s_date,
+                    cost=_gamma_cost(rng, np.full(s_cell.size, b.seance_cost_mean), 4.0),
+                    kind=np.full(s_cell.size, 2, dtype=np.int8),
+                    ghm=np.where(s_type == 2, SEANCE_GHM["dialysis"], SEANCE_GHM["chemo"]))
+    return Stays(**{k: np.concatenate([getattr(x, k) for x in (full, final, seances)])
+                    for k in Stays.__dataclass_fields__})
+
+
+def hospital_finess(dpt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A plausible 9-character FINESS of one of the hospitals of the patient's département."""
+    def prefix(code: str) -> str:
+        if code in ("201", "02A"):
+            return "2A"
+        if code in ("202", "02B", "020", "209"):
+            return "2B"
+        if code.startswith("0") and code[1:].isdigit() and code != "000" and int(code) <= 95:
+            return code[1:]
+        return "97" if code.startswith("97") else "99"
+
+    uniq, inv = np.unique(dpt.astype(str), return_inverse=True)
+    pre = np.array([prefix(u) for u in uniq])[inv]
+    k = rng.integers(0, HOSPITALS_PER_DPT, dpt.size)
+    return np.char.add(np.char.add(pre, "0"), np.char.zfill((100001 + 37 * k).astype(str), 6))
+
+
+def error_ghm(rng: np.random.Generator, n: int) -> np.ndarray:
+    return np.asarray(ERROR_GHM)[rng.integers(0, len(ERROR_GHM), n)]
+
+
+def identity_for(rng: np.random.Generator, ids: Identities, persons: np.ndarray) -> np.ndarray:
+    return pick_identity(rng, ids, persons)

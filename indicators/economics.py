@@ -1,0 +1,116 @@
+"""Programme economics: investment, caseload, gross and net savings per year, return, scenarios.
+
+Savings per year = avoided spending per patient-year (bootstrap, with its CI) × the treated
+patient-years of one calendar year (``economics.caseload_year``; 0 = the year of ``study.claims_end``),
+counted over every ÉQUILIBRES patient — matched or not — which assumes the matched effect holds for the
+whole caseload. The caseload is treated as known (no sampling error); the investment is an input.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from indicators.analysis import MatchedAnalysis
+from indicators.bootstrap import percentile_interval
+from indicators.followup import caseload_by_year, years_by_calendar_year
+from indicators.outcomes import perimeter_categories
+from indicators.results import Indicator
+from indicators.spending import avoided_per_py, perimeter_text
+
+POP = "all ÉQUILIBRES patients (caseload) × avoided spending estimated on the matched sample"
+
+
+@dataclass(frozen=True)
+class EconomicsResult:
+    indicators: list[Indicator]
+    caseload: pd.DataFrame       # year, patients, patient_years (all treated), matched_patient_years
+    scenarios: pd.DataFrame
+
+    def summary_frame(self) -> pd.DataFrame:
+        return self.scenarios
+
+
+def repriced_avoided(rate: float, include_experiment: bool):  # noqa: ANN201 - returns a statistic
+    """Avoided €/PY with experiment payments re-priced at ``rate`` €/hour (hours × rate)."""
+    def stat(T):  # noqa: ANN001
+        t_spend = T["t.s_perimeter"]
+        if include_experiment:
+            t_spend = t_spend - T["t.s_experiment"] + rate * T["t.fu_experiment_hours"]
+        return T["c.s_perimeter"] / T["c.pyears"] - t_spend / T["t.pyears"]
+    return stat
+
+
+def economics(an: MatchedAnalysis) -> EconomicsResult:
+    cfg = an.config
+    ec, level = cfg.economics, cfg.indicators.ci_level
+    year = ec.caseload_year or cfg.study.claims_end.year
+    caseload = caseload_by_year(an.claims, cfg)
+    t_units = an.outcomes.loc[an.membership.loc[an.membership["treated"] == 1, "unit_id"].unique()]
+    matched_py = years_by_calendar_year(t_units["index_date"], t_units["fu_end"], list(caseload["year"]))
+    caseload["matched_patient_years"] = caseload["year"].map(matched_py)
+    sel = caseload.loc[caseload["year"] == year]
+    py = float(sel["patient_years"].iloc[0]) if len(sel) else 0.0
+    patients = int(sel["patients"].iloc[0]) if len(sel) else 0
+    inv = float(ec.programme_investment_eur)
+
+    av_value = float(an.boot.estimate(avoided_per_py).value)
+    av_reps = an.boot.replicate_values(avoided_per_py)
+
+    def scaled(f) -> tuple:  # noqa: ANN001
+        e = percentile_interval(float(f(av_value)), f(av_reps), level)
+        return e.value, e.ci_low, e.ci_high
+
+    ptxt = perimeter_text(cfg)
+    method_ci = an.method + "; caseload taken as known"
+    def ind(id_, fr, en, unit, vals, definition, method=method_ci, n=patients, extra=None):  # noqa: ANN001, ANN202
+        v, lo, hi = vals
+        return Indicator(id=id_, label_fr=fr, label_en=en, unit=unit, value=v, ci_low=lo, ci_high=hi, n=n,
+                         method=method, ci_level=None if lo is None else level, population=POP,
+                         definition=definition, arm_values=extra or {}, replicates=an.boot.n_replicates)
+
+    inds = [
+        ind("programme_investment", "Investissement du programme (par an)", "Programme investment (per year)",
+            "eur_per_year", (inv, None, None),
+            "Steering, team facilitation, training and organisation costs per year: an input "
+            "(economics.programme_investment_eur), not computed.", method="input", n=None),
+        ind("caseload_patient_years", f"File active {year} (patients-années)",
+            f"Caseload {year} (patient-years)", "patient_years", (py, None, None),
+            f"Treated patient-years in calendar year {year}, all ÉQUILIBRES patients, follow-up as "
+            f"defined for the indicators ({cfg.indicators.followup}).", method="descriptive",
+            extra={"patients_active": float(patients)}),
+        ind("gross_savings_year", "Économies brutes par an", "Gross savings per year", "eur_per_year",
+            scaled(lambda a: a * py),
+            f"Avoided spending per patient-year × caseload patient-years of {year}; {ptxt}."),
+        ind("net_savings_year", "Économies nettes par an", "Net savings per year", "eur_per_year",
+            scaled(lambda a: a * py - inv),
+            f"Gross savings per year − programme investment ({inv:,.0f} €/year); CI propagated from the "
+            f"avoided-spending bootstrap; {ptxt}."),
+        ind("return_per_euro_invested", "Retour par euro investi", "Return per euro invested", "ratio",
+            scaled(lambda a: a * py / inv if inv > 0 else a * np.nan),
+            "Gross savings per year / programme investment per year (€ saved per € invested)."),
+    ]
+
+    include_exp = "experiment" in perimeter_categories(cfg)
+    rows = []
+    for rate, invest, factor in itertools.product(ec.scenario_hourly_rates, ec.scenario_investment,
+                                                  ec.scenario_caseload_factor):
+        stat = repriced_avoided(rate, include_exp)
+        a_val = float(an.boot.estimate(stat).value)
+        a_reps = an.boot.replicate_values(stat)
+        cl = py * factor
+        row = {"hourly_rate_eur": rate, "investment_eur": invest, "caseload_factor": factor,
+               "caseload_patient_years": cl}
+        for name, f in (("avoided_eur_per_patient_year", lambda a: a),
+                        ("gross_savings_year", lambda a, cl=cl: a * cl),
+                        ("net_savings_year", lambda a, cl=cl, inv=invest: a * cl - inv),
+                        ("return_per_euro_invested",
+                         lambda a, cl=cl, inv=invest: a * cl / inv if inv > 0 else a * np.nan)):
+            e = percentile_interval(float(f(a_val)), f(a_reps), level)
+            row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = e.value, e.ci_low, e.ci_high
+        row["experiment_repriced"] = include_exp
+        rows.append(row)
+    return EconomicsResult(inds, caseload, pd.DataFrame(rows))

@@ -1,0 +1,98 @@
+"""Follow-up: patient-years by arm, end reasons, and treated patient-years per calendar year."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from indicators.analysis import MatchedAnalysis
+from indicators.outcomes import DAYS_PER_YEAR, ClaimsData, followup_windows
+from indicators.results import Indicator
+from pipeline.config import StudyConfig
+
+
+def followup_definition(config: StudyConfig) -> str:
+    mode = config.indicators.followup
+    exits = ("ÉQUILIBRES exits ignored (intention to treat)" if mode == "itt"
+             else "treated patients censored at their ÉQUILIBRES exit (per protocol)")
+    return (f"From the index date (treated: inclusion; controls: candidate index date) to the first of "
+            f"death, end of study ({config.study.claims_end}) or end of data; {exits}. Days counted "
+            f"inclusively, patient-years = days / {DAYS_PER_YEAR}.")
+
+
+@dataclass(frozen=True)
+class FollowUpResult:
+    indicators: list[Indicator]
+    table: pd.DataFrame          # one row per arm
+
+    def summary_frame(self) -> pd.DataFrame:
+        return self.table
+
+
+def followup(an: MatchedAnalysis) -> FollowUpResult:
+    cfg = an.config
+    mem, out = an.membership, an.outcomes
+    rows = []
+    for arm, flag in (("treated", 1), ("control", 0)):
+        m = mem[mem["treated"] == flag]
+        o = out.loc[m["unit_id"]]
+        w = m["w"].to_numpy()
+        distinct = out.loc[m["unit_id"].unique()]
+        reasons = distinct["end_reason"].value_counts()
+        rows.append({
+            "arm": arm,
+            "n_units": int(len(distinct)),
+            "weighted_n": float(w.sum()),
+            "patient_years": float((o["pyears"].to_numpy() * w).sum()),
+            "mean_followup_years": float((o["pyears"].to_numpy() * w).sum() / w.sum()) if w.sum() else np.nan,
+            "deaths": int(distinct["died"].sum()),
+            "end_death": int(reasons.get("death", 0)),
+            "end_study": int(reasons.get("study_end", 0)),
+            "end_exit": int(reasons.get("exit", 0)),
+            "weighting": "none" if flag else "matching weights",
+        })
+    table = pd.DataFrame(rows)
+    t, c = table.iloc[0], table.iloc[1]
+    ind = Indicator(
+        id="followup_patient_years", label_fr="Suivi (patients-années)", label_en="Follow-up (patient-years)",
+        unit="patient_years", value=float(t["patient_years"]), ci_low=None, ci_high=None,
+        n=int(t["n_units"]), method="descriptive (sum of follow-up)", ci_level=None,
+        population="matched ÉQUILIBRES patients; matched controls weighted",
+        definition=followup_definition(cfg),
+        arm_values={"treated": float(t["patient_years"]), "control_weighted": float(c["patient_years"]),
+                    "treated_mean_years": float(t["mean_followup_years"]),
+                    "control_mean_years": float(c["mean_followup_years"])},
+        n_control=int(c["n_units"]),
+    )
+    return FollowUpResult([ind], table)
+
+
+def years_by_calendar_year(start: pd.Series, end: pd.Series, years: list[int]) -> dict[int, float]:
+    """Patient-years of [start, end] intervals (inclusive days) falling in each calendar year."""
+    s = pd.to_datetime(start).to_numpy(dtype="datetime64[D]")
+    e = pd.to_datetime(end).to_numpy(dtype="datetime64[D]")
+    out = {}
+    for y in years:
+        y0, y1 = np.datetime64(f"{y}-01-01"), np.datetime64(f"{y}-12-31")
+        days = (np.minimum(e, y1) - np.maximum(s, y0)).astype(int) + 1
+        out[y] = float(np.clip(days, 0, None).sum() / DAYS_PER_YEAR)
+    return out
+
+
+def caseload_by_year(claims: ClaimsData, config: StudyConfig) -> pd.DataFrame:
+    """Treated patient-years per calendar year, for every ÉQUILIBRES patient (matched or not),
+    following the follow-up definition from their inclusion date."""
+    p = claims.persons
+    treated = p[(p["treated"] == 1) & p["inclusion_date"].notna()]
+    units = pd.DataFrame({"unit_id": treated.index.astype(str), "person_id": treated.index,
+                          "treated": 1, "index_date": treated["inclusion_date"].to_numpy()})
+    years = list(range(config.study.inclusion_start.year, config.study.claims_end.year + 1))
+    if units.empty:
+        return pd.DataFrame({"year": years, "patients": 0, "patient_years": 0.0})
+    fu = followup_windows(units, p, config, claims.data_end)
+    py = years_by_calendar_year(fu["index_date"], fu["fu_end"], years)
+    active = {y: int(((fu["index_date"] <= f"{y}-12-31") & (fu["fu_end"] >= f"{y}-01-01")).sum()) for y in years}
+    return pd.DataFrame({"year": years, "patients": [active[y] for y in years],
+                         "patient_years": [py[y] for y in years]})

@@ -1,0 +1,247 @@
+"""Balance diagnostics: standardised mean differences, variance ratios, eCDF statistics, ESS.
+
+Conventions (stated in the output):
+
+* SMD = (weighted mean treated − weighted mean control) / SD of the treated units *before* matching
+  (the ATT convention of cobalt); the same denominator is used before and after, so a change in SMD is a
+  change in means only. When the treated SD is 0 the pooled SD sqrt((s²_t + s²_c)/2) before matching is
+  used, and the ``smd_denominator`` column says so.
+* variance ratio = weighted variance treated / weighted variance control, with the unbiased
+  reliability-weight formula  V = Σw(x − x̄)² / (Σw − Σw²/Σw)  (numpy's ``np.cov(aweights=...)``).
+* eCDF mean / max = mean / max over the distinct pooled values of |F_t(v) − F_c(v)|, with weighted eCDFs
+  after matching.
+* flags: |SMD| > 0.1; variance ratio outside [0.5, 2] (numeric, non-binary covariates only).
+* categorical (non-numeric) covariates are expanded into one 0/1 dummy per level, named ``col=level``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SMD_THRESHOLD = 0.1
+VR_BOUNDS = (0.5, 2.0)
+
+
+def kish_ess(weights: np.ndarray) -> float:
+    """Kish effective sample size (Σw)² / Σw²."""
+    w = np.asarray(weights, dtype=float)
+    s2 = float((w * w).sum())
+    return float(w.sum() ** 2 / s2) if s2 > 0 else 0.0
+
+
+def weighted_mean_var(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    sw = w.sum()
+    if sw <= 0:
+        return np.nan, np.nan
+    mean = float((w * x).sum() / sw)
+    denom = sw - (w * w).sum() / sw
+    var = float((w * (x - mean) ** 2).sum() / denom) if denom > 0 else np.nan
+    return mean, var
+
+
+def ecdf_stats(x_t: np.ndarray, w_t: np.ndarray, x_c: np.ndarray, w_c: np.ndarray) -> tuple[float, float]:
+    """Mean and max absolute difference of the (weighted) eCDFs over the distinct pooled values."""
+    if len(x_t) == 0 or len(x_c) == 0:
+        return np.nan, np.nan
+    values, inv = np.unique(np.concatenate([x_t, x_c]), return_inverse=True)
+    nt = len(x_t)
+    ft = np.bincount(inv[:nt], weights=w_t, minlength=len(values)).cumsum() / w_t.sum()
+    fc = np.bincount(inv[nt:], weights=w_c, minlength=len(values)).cumsum() / w_c.sum()
+    diff = np.abs(ft - fc)
+    return float(diff.mean()), float(diff.max())
+
+
+@dataclass(frozen=True)
+class _Covariate:
+    name: str
+    source: str
+    kind: str  # numeric | binary
+    values: np.ndarray  # over the full frame (float, NaN = missing)
+
+
+def expand_covariates(frame: pd.DataFrame, covariates: Sequence[str]) -> list[_Covariate]:
+    """Numeric columns as they are; other columns as one 0/1 dummy per level (levels sorted)."""
+    out = []
+    for col in dict.fromkeys(covariates):
+        if col not in frame.columns:
+            raise ValueError(
+                f"balance: covariate '{col}' is not a column of the matched frame; available: "
+                f"{list(frame.columns)[:15]}..."
+            )
+        s = frame[col]
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            x = s.to_numpy(dtype=float, na_value=np.nan)
+            kind = "binary" if len(np.unique(x[np.isfinite(x)])) <= 2 else "numeric"
+            out.append(_Covariate(col, col, kind, x))
+            continue
+        codes, levels = pd.factorize(s.astype("string"), sort=True)
+        for i, level in enumerate(levels):
+            x = (codes == i).astype(float)
+            x[codes < 0] = np.nan
+            out.append(_Covariate(f"{col}={level}", col, "binary", x))
+    return out
+
+
+def binary_ecdf_stats(x_t: np.ndarray, w_t: np.ndarray, x_c: np.ndarray, w_c: np.ndarray) -> tuple[float, float]:
+    """Same as :func:`ecdf_stats` for a variable with at most two values, without sorting."""
+    if len(x_t) == 0 or len(x_c) == 0:
+        return np.nan, np.nan
+    low = min(x_t.min(), x_c.min())
+    if low == max(x_t.max(), x_c.max()):
+        return 0.0, 0.0
+    diff = abs(w_t[x_t == low].sum() / w_t.sum() - w_c[x_c == low].sum() / w_c.sum())
+    return float(diff / 2), float(diff)
+
+
+def _stats(xt, wt, xc, wc, binary: bool = False) -> dict[str, float]:
+    okt, okc = np.isfinite(xt), np.isfinite(xc)
+    xt, wt, xc, wc = xt[okt], wt[okt], xc[okc], wc[okc]
+    mt, vt = weighted_mean_var(xt, wt)
+    mc, vc = weighted_mean_var(xc, wc)
+    em, ex = (binary_ecdf_stats if binary else ecdf_stats)(xt, wt, xc, wc)
+    return {"mean_treated": mt, "mean_control": mc, "var_treated": vt, "var_control": vc,
+            "ecdf_mean": em, "ecdf_max": ex, "n_treated": int(len(xt)), "n_control": int(len(xc)),
+            "ess_control": kish_ess(wc)}
+
+
+def balance_table(
+    frame: pd.DataFrame,
+    matched: pd.DataFrame,
+    covariates: Sequence[str],
+    treatment: str,
+    stages: Sequence[str] = ("before", "after"),
+    weight: str = "weight",
+) -> pd.DataFrame:
+    """One row per covariate (dummy) and stage: means, SMD, variance ratio, eCDF stats, flags, ESS."""
+    before_cov = expand_covariates(frame, covariates)
+    t_before = frame[treatment].to_numpy().astype(bool)
+    rows: list[dict[str, Any]] = []
+    after_cov: dict[str, np.ndarray] = {}
+    if "after" in stages:
+        for c in before_cov:
+            if c.name == c.source:
+                after_cov[c.name] = matched[c.source].to_numpy(dtype=float, na_value=np.nan)
+            else:
+                level = c.name[len(c.source) + 1:]
+                col = matched[c.source].astype("string")
+                x = (col == level).to_numpy(dtype=float, na_value=np.nan)
+                x[col.isna().to_numpy()] = np.nan
+                after_cov[c.name] = x
+        t_after = matched[treatment].to_numpy().astype(bool)
+        w_after = matched[weight].to_numpy(dtype=float)
+    for c in before_cov:
+        xt = c.values[t_before]
+        xc = c.values[~t_before]
+        sd_t = np.nanstd(xt, ddof=1) if np.isfinite(xt).sum() > 1 else np.nan
+        if np.isfinite(sd_t) and sd_t > 0:
+            denom, denom_name = sd_t, "treated_sd_before"
+        else:
+            vt = np.nanvar(xt, ddof=1) if np.isfinite(xt).sum() > 1 else 0.0
+            vc = np.nanvar(xc, ddof=1) if np.isfinite(xc).sum() > 1 else 0.0
+            denom, denom_name = float(np.sqrt((vt + vc) / 2)), "pooled_sd_before"
+        for stage in stages:
+            if stage == "before":
+                st = _stats(xt, np.ones(len(xt)), xc, np.ones(len(xc)), c.kind == "binary")
+            elif stage == "after":
+                x = after_cov[c.name]
+                st = _stats(x[t_after], w_after[t_after], x[~t_after], w_after[~t_after], c.kind == "binary")
+            else:
+                raise ValueError(f"balance: stage must be 'before' or 'after'; got {stage!r}")
+            diff = st["mean_treated"] - st["mean_control"]
+            if denom > 0:
+                smd = diff / denom
+            else:
+                smd = 0.0 if diff == 0 else np.nan
+            vr = st["var_treated"] / st["var_control"] if st["var_control"] and st["var_control"] > 0 else np.nan
+            rows.append({
+                "covariate": c.name, "variable": c.source, "type": c.kind, "stage": stage,
+                "mean_treated": st["mean_treated"], "mean_control": st["mean_control"], "smd": smd,
+                "smd_denominator": denom_name, "sd_denominator": denom, "variance_ratio": vr,
+                "ecdf_mean": st["ecdf_mean"], "ecdf_max": st["ecdf_max"],
+                "flag_smd": bool(np.isfinite(smd) and abs(smd) > SMD_THRESHOLD),
+                "flag_vr": bool(c.kind == "numeric" and np.isfinite(vr) and not (VR_BOUNDS[0] <= vr <= VR_BOUNDS[1])),
+                "n_treated": st["n_treated"], "n_control": st["n_control"], "ess_control": st["ess_control"],
+            })
+    return pd.DataFrame(rows)
+
+
+def balance_overview(balance: pd.DataFrame, stage: str = "after") -> dict[str, float]:
+    """Max |SMD|, share of covariates flagged (SMD or VR), number flagged, for one stage."""
+    part = balance[balance["stage"] == stage]
+    if part.empty:
+        return {"max_abs_smd": np.nan, "share_flagged": np.nan, "n_flagged": 0, "n_covariates": 0}
+    flagged = part["flag_smd"] | part["flag_vr"]
+    return {
+        "max_abs_smd": float(np.nanmax(np.abs(part["smd"].to_numpy(dtype=float)))) if part["smd"].notna().any() else np.nan,
+        "share_flagged": float(flagged.mean()),
+        "n_flagged": int(flagged.sum()),
+        "n_covariates": int(len(part)),
+    }
+
+
+@dataclass(frozen=True)
+class MatchSummary:
+    """Sample sizes before/after matching and a balance overview; renders itself."""
+
+    method: str
+    params: dict[str, Any]
+    sizes: pd.DataFrame
+    balance: pd.DataFrame = field(repr=False)
+    overview_before: dict[str, float] = field(default_factory=dict)
+    overview_after: dict[str, float] = field(default_factory=dict)
+    caliper_width: float | None = None
+
+    @classmethod
+    def from_matcher(cls, m, balance: pd.DataFrame) -> MatchSummary:
+        w = m.matched_.loc[m.matched_[m.treatment_] == 0, "weight"].to_numpy(dtype=float)
+        sizes = pd.DataFrame(
+            [
+                ("treated", m.n_treated_, m.n_treated_matched_),
+                ("controls", m.n_controls_, m.n_controls_matched_),
+                ("controls (effective, Kish)", m.n_controls_, round(kish_ess(w), 1)),
+                ("unmatched treated", None, m.n_unmatched_),
+                ("partial sets (< ratio controls)", None, m.n_partial_),
+                ("strata with treated", m.n_strata_, m.n_strata_matched_),
+            ],
+            columns=["sample", "before", "after"],
+        ).astype({"before": object, "after": object})
+        return cls(
+            method=m.method, params=m.get_params(), sizes=sizes, balance=balance,
+            overview_before=balance_overview(balance, "before"),
+            overview_after=balance_overview(balance, "after"), caliper_width=m.caliper_width_,
+        )
+
+    def summary_frame(self) -> pd.DataFrame:
+        return self.sizes.copy()
+
+    def render(self) -> str:
+        lines = [f"Matching ({self.method}): " + ", ".join(
+            f"{k}={v}" for k, v in self.params.items() if k in (
+                "exact", "on", "transform", "caliper", "caliper_scale", "ratio", "replace", "max_reuse", "order")
+        )]
+        if self.caliper_width is not None:
+            lines.append(f"caliper width on the distance scale: {self.caliper_width:.4g}")
+        lines.append(f"{'sample':<34}{'before':>12}{'after':>12}")
+        for r in self.sizes.itertuples(index=False):
+            lines.append(f"{r.sample:<34}{_fmt(r.before):>12}{_fmt(r.after):>12}")
+        for stage, ov in (("before", self.overview_before), ("after", self.overview_after)):
+            if ov.get("n_covariates"):
+                lines.append(
+                    f"balance {stage:<6}: max |SMD| {ov['max_abs_smd']:.3f}; "
+                    f"{ov['n_flagged']}/{ov['n_covariates']} covariates flagged (|SMD|>0.1 or VR outside 0.5–2)"
+                )
+        lines.append("SMD denominator: SD of the treated before matching (ATT).")
+        return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    if isinstance(v, float) and not v.is_integer():
+        return f"{v:,.1f}"
+    return f"{int(v):,}"

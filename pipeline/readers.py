@@ -1,0 +1,434 @@
+"""Find and read the tables of an SNDS extract, whatever its format, with the contract types.
+
+Formats (from the file extension): Parquet; CSV as exported from SAS/Oracle (``;``, UTF-8 or
+latin-1 tried in the order of ``extract.csv_encodings``, dates ``01JAN2021:00:00:00`` or ISO, decimal
+comma tolerated); SAS7BDAT and XPT through pyreadstat. Conversion to the contract types is one SQL
+projection run by DuckDB, shared by every format, so the same extract in any format gives the same
+table. A value that does not convert is never silently turned into a missing value: the reader
+raises :class:`ContractTypeError` naming file, column, count and (masked) examples.
+
+``stage_as_parquet`` converts a non-Parquet input to a typed Parquet file by streaming (DuckDB
+``read_csv`` for CSV, ``pyreadstat.read_file_in_chunks`` for SAS): a big CSV is never held in memory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.config import StudyConfig
+from pipeline.contract_spec import IDENTIFIER_COLUMNS, TABLES, ColumnSpec, TableSpec
+from pipeline.io import PipelineError
+
+FORMAT_PREFERENCE = (".parquet", ".csv", ".sas7bdat", ".xpt")
+TABLE_KEYS = ("IR_BEN_R", "IR_IMB_R", "ER_PRS_F", "MCO_B", "MCO_C", "MCO_VALO", "ROSTER")
+SAS_CHUNK_ROWS = 200_000
+SAS_EPOCH = dt.date(1960, 1, 1)
+ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "date": pa.date32()}
+DATE_FORMATS = ("%d%b%Y:%H:%M:%S", "%d%b%Y:%H:%M", "%d%b%Y", "%d/%m/%Y", "%Y%m%d")
+
+
+class MissingTableError(PipelineError):
+    """A required table of the extract is not in the directory."""
+
+
+class ContractTypeError(PipelineError):
+    """Values of a column cannot be converted to the contract type."""
+
+
+class UnreadableFileError(PipelineError):
+    """A file of the extract cannot be read in its format."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Locating files
+def _stem_regex(pattern: str) -> re.Pattern[str]:
+    parts = pattern.split("{aa}")
+    body = r"(\d{2})".join(re.escape(p) for p in parts)
+    return re.compile(rf"^{body}$", re.IGNORECASE)
+
+
+def table_pattern(key: str, config: StudyConfig) -> str:
+    return getattr(config.extract, TABLES[key].config_attr)
+
+
+def pmsi_year(path: Path, key: str, config: StudyConfig) -> int:
+    m = _stem_regex(table_pattern(key, config)).match(Path(path).stem)
+    if not m:
+        raise ValueError(f"{path} is not a {key} file")
+    return 2000 + int(m.group(1))
+
+
+@dataclass(frozen=True)
+class TableSearch:
+    found: dict[str, list[Path]]
+    missing: dict[str, str]  # key -> what was expected and what to do
+
+
+def find_tables(data_dir: Path, config: StudyConfig) -> TableSearch:
+    """Every table file of the extract, without raising; missing tables are described."""
+    data_dir = Path(data_dir)
+    files = [p for p in data_dir.iterdir() if p.is_file() and p.suffix.lower() in FORMAT_PREFERENCE] \
+        if data_dir.is_dir() else []
+    found: dict[str, list[Path]] = {}
+    missing: dict[str, str] = {}
+    for key in TABLE_KEYS:
+        spec = TABLES[key]
+        rx = _stem_regex(table_pattern(key, config))
+        by_stem: dict[str, list[Path]] = {}
+        for p in files:
+            if rx.match(p.stem):
+                by_stem.setdefault(p.stem.upper(), []).append(p)
+        chosen = []
+        for stem in sorted(by_stem, key=lambda s: (rx.match(s).groups(), s)):
+            chosen.append(sorted(by_stem[stem], key=lambda p: FORMAT_PREFERENCE.index(p.suffix.lower()))[0])
+        if spec.per_year:
+            chosen.sort(key=lambda p: pmsi_year(p, key, config))
+        if chosen:
+            found[key] = chosen
+        else:
+            pattern = table_pattern(key, config)
+            example = pattern.format(aa="21") if spec.per_year else pattern
+            what = "one file per year, e.g. " if spec.per_year else ""
+            missing[key] = (f"{spec.label}: expected {what}{example}.parquet (or .csv, .sas7bdat, .xpt) in "
+                            f"{data_dir}; add the file, or set [extract] {spec.config_attr} in the study "
+                            "configuration to the file name used")
+    if "MCO_B" in found:
+        years_b = {pmsi_year(p, "MCO_B", config) for p in found["MCO_B"]}
+        for key in ("MCO_C", "MCO_VALO"):
+            years = {pmsi_year(p, key, config) for p in found.get(key, [])}
+            lacking = sorted(years_b - years)
+            if lacking and key not in missing:
+                pattern = table_pattern(key, config)
+                names = ", ".join(pattern.format(aa=f"{y % 100:02d}") for y in lacking)
+                missing[key] = (f"{TABLES[key].label}: no file for year(s) {', '.join(map(str, lacking))} "
+                                f"although {TABLES['MCO_B'].label} has them; expected {names} in {data_dir}")
+    return TableSearch(found=found, missing=missing)
+
+
+def locate_tables(data_dir: Path, config: StudyConfig) -> dict[str, list[Path]]:
+    """The files of each input table (PMSI: one per year, sorted). Raises if a table is missing."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise MissingTableError(f"Extract directory {data_dir} does not exist: give the directory holding "
+                                "IR_BEN_R, ER_PRS_F, … with --data (or run `equilibres generate`).")
+    search = find_tables(data_dir, config)
+    if search.missing:
+        lines = [f"The extract in {data_dir} is incomplete ({len(search.missing)} table(s) missing):"]
+        lines += [f"  - {msg}" for msg in search.missing.values()]
+        lines.append("Run `equilibres validate DIR` for a full check of the extract.")
+        raise MissingTableError("\n".join(lines))
+    return search.found
+
+
+# ------------------------------------------------------------------------------------------------
+# Typed projection (DuckDB SQL), shared by every format
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def resolve_spec(table: str) -> TableSpec:
+    key = table.upper()
+    if key in TABLES:
+        return TABLES[key]
+    for spec in TABLES.values():
+        if _stem_regex(spec.label.replace("aa", "{aa}")).match(key) or spec.label.upper() == key:
+            return spec
+    raise KeyError(f"Unknown table {table!r}; expected one of {', '.join(TABLES)}")
+
+
+def cast_expression(col: ColumnSpec, src: str, source_type: str) -> str:
+    """SQL turning source column ``src`` (DuckDB type ``source_type``) into the contract type."""
+    st = source_type.upper()
+    is_text = st.startswith("VARCHAR") or st == "BLOB"
+    is_num = any(st.startswith(t) for t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
+                                           "USMALLINT", "UINTEGER", "UBIGINT", "DECIMAL", "DOUBLE", "FLOAT"))
+    s = _q(src)
+    if col.kind == "str":
+        if is_text:
+            return f"NULLIF(TRIM({s}), '')"
+        if is_num:  # SAS stores some codes as numbers: 8.0 -> '8'
+            return (f"CASE WHEN {s} IS NULL THEN NULL WHEN {s} = TRUNC({s}) THEN CAST(CAST({s} AS BIGINT) AS VARCHAR)"
+                    f" ELSE CAST({s} AS VARCHAR) END")
+        return f"CAST({s} AS VARCHAR)"
+    if col.kind == "int":
+        if is_text:
+            t = f"NULLIF(REPLACE(TRIM({s}), ',', '.'), '')"
+            return f"CASE WHEN TRY_CAST({t} AS DOUBLE) = TRUNC(TRY_CAST({t} AS DOUBLE)) THEN TRY_CAST(TRY_CAST({t} AS DOUBLE) AS BIGINT) END"
+        if is_num:
+            return f"CASE WHEN {s} = TRUNC({s}) THEN TRY_CAST({s} AS BIGINT) END"
+        return f"TRY_CAST({s} AS BIGINT)"
+    if col.kind == "float":
+        if is_text:
+            return f"TRY_CAST(NULLIF(REPLACE(TRIM({s}), ',', '.'), '') AS DOUBLE)"
+        return f"TRY_CAST({s} AS DOUBLE)"
+    if col.kind == "date":
+        if st == "DATE":
+            return s
+        if st.startswith("TIMESTAMP"):
+            return f"CAST({s} AS DATE)"
+        if is_text:
+            t = f"NULLIF(TRIM({s}), '')"
+            tries = [f"TRY_CAST(TRY_STRPTIME({t}, '{f}') AS DATE)" for f in DATE_FORMATS]
+            tries.insert(0, f"TRY_CAST({t} AS DATE)")
+            return f"COALESCE({', '.join(tries)})"
+        return f"TRY_CAST({s} AS DATE)"
+    raise ValueError(col.kind)
+
+
+def failure_expression(col: ColumnSpec, src: str, source_type: str) -> str:
+    """SQL boolean: the source value is present but does not convert."""
+    s = _q(src)
+    present = f"({s} IS NOT NULL AND TRIM(CAST({s} AS VARCHAR)) <> '')"
+    return f"({present} AND ({cast_expression(col, src, source_type)}) IS NULL)"
+
+
+def mask_identifier(value: object) -> str:
+    """A few characters of an identifier, never the whole of it."""
+    text = "" if value is None else str(value)
+    return text[:3] + "…" if len(text) > 3 else "…"
+
+
+def _connect():
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    return con
+
+
+def _csv_source(con, path: Path, config: StudyConfig) -> tuple[str, str]:
+    """A DuckDB FROM clause for the CSV, with the first encoding of the configuration that works."""
+    errors = []
+    for enc in config.extract.csv_encodings:
+        enc_duck = {"utf8": "utf-8", "latin1": "latin-1", "iso-8859-1": "latin-1", "cp1252": "latin-1"}.get(
+            enc.lower().replace("_", "-"), enc.lower())
+        src = (f"read_csv('{_sql_path(path)}', delim='{config.extract.csv_separator}', header=true, "
+               f"all_varchar=true, encoding='{enc_duck}', quote='\"', escape='\"')")
+        try:
+            # Reading the whole file once validates the encoding (DuckDB streams it).
+            con.execute(f"SELECT COUNT(*) FROM {src}").fetchall()
+            return src, enc_duck
+        except Exception as err:  # noqa: BLE001 - try the next encoding, report all at the end
+            errors.append(f"{enc}: {str(err).splitlines()[0]}")
+    raise UnreadableFileError(f"Cannot read CSV file {path} with any of the encodings "
+                              f"{config.extract.csv_encodings} (separator '{config.extract.csv_separator}'): "
+                              + "; ".join(errors) + ". Check [extract] csv_encodings / csv_separator.")
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def source_columns(con, from_clause: str) -> dict[str, str]:
+    """Column name -> DuckDB type of a FROM clause."""
+    rows = con.execute(f"DESCRIBE SELECT * FROM {from_clause}").fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def match_columns(spec: TableSpec, available: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Contract column -> source column (case-insensitive), and the contract columns not found."""
+    upper = {k.upper(): k for k in available}
+    mapping, missing = {}, []
+    for c in spec.columns:
+        if c.name.upper() in upper:
+            mapping[c.name] = upper[c.name.upper()]
+        else:
+            missing.append(c.name)
+    return mapping, missing
+
+
+def typed_select(spec: TableSpec, available: dict[str, str], mapping: dict[str, str]) -> str:
+    return ", ".join(f"{cast_expression(c, mapping[c.name], available[mapping[c.name]])} AS {_q(c.name)}"
+                     for c in spec.columns if c.name in mapping)
+
+
+def _check_conversions(con, from_clause: str, spec: TableSpec, available: dict[str, str],
+                       mapping: dict[str, str], path: Path) -> None:
+    cols = [c for c in spec.columns if c.name in mapping]
+    if not cols:
+        return
+    sums = ", ".join(f"SUM(CASE WHEN {failure_expression(c, mapping[c.name], available[mapping[c.name]])} "
+                     f"THEN 1 ELSE 0 END)" for c in cols)
+    counts = con.execute(f"SELECT {sums} FROM {from_clause}").fetchall()[0]
+    bad = [(c, int(n or 0)) for c, n in zip(cols, counts, strict=True) if n]
+    if not bad:
+        return
+    lines = [f"{path}: values that do not convert to the contract type ({spec.label}):"]
+    for c, n in bad:
+        src = mapping[c.name]
+        ex = con.execute(f"SELECT DISTINCT CAST({_q(src)} AS VARCHAR) FROM {from_clause} WHERE "
+                         f"{failure_expression(c, src, available[src])} LIMIT 3").fetchall()
+        shown = [mask_identifier(e[0]) if c.name in IDENTIFIER_COLUMNS else repr(e[0]) for e in ex]
+        lines.append(f"  - column {c.name}: {n:,} value(s) are not {c.kind} (e.g. {', '.join(shown)})")
+    lines.append("Fix the export (types, date format, decimal separator) or run `equilibres validate` for "
+                 "a full report.")
+    raise ContractTypeError("\n".join(lines))
+
+
+def _require_columns(spec: TableSpec, missing: list[str], available: dict[str, str], path: Path) -> None:
+    if missing:
+        import difflib
+
+        hints = []
+        for m in missing:
+            close = difflib.get_close_matches(m.upper(), [a.upper() for a in available], n=1, cutoff=0.7)
+            hints.append(f"{m}" + (f" (found {close[0]}: renamed?)" if close else ""))
+        raise ContractTypeError(f"{path}: column(s) of {spec.label} missing: {', '.join(hints)}. Export them "
+                                "under their SNDS names.")
+
+
+# ------------------------------------------------------------------------------------------------
+# SAS (pyreadstat)
+def _sas_reader(path: Path):
+    import pyreadstat
+
+    return pyreadstat.read_sas7bdat if path.suffix.lower() == ".sas7bdat" else pyreadstat.read_xport
+
+
+def _sas_format_kind(fmt: str | None) -> str | None:
+    if not fmt:
+        return None
+    f = fmt.upper().rstrip("0123456789.")
+    if f.startswith(("DATETIME", "E8601DT", "IS8601DT", "NLDATM", "DATEAMPM")):
+        return "datetime"
+    if f.startswith(("DATE", "DDMMYY", "MMDDYY", "YYMMDD", "E8601DA", "IS8601DA", "EURDF", "NLDATE", "MINGUO",
+                     "WEEKDATE", "WORDDATE", "JULIAN", "MONYY", "YYMM", "YYQ")):
+        return "date"
+    return None
+
+
+def iter_sas_arrow(path: Path, chunk_rows: int = SAS_CHUNK_ROWS) -> Iterator[pa.Table]:
+    """SAS7BDAT/XPT as Arrow chunks; SAS dates (days since 1960) and datetimes (seconds) -> date32."""
+    import numpy as np
+    import pyreadstat
+
+    path = Path(path)
+    reader = _sas_reader(path)
+    try:
+        for frame, meta in pyreadstat.read_file_in_chunks(reader, str(path), chunksize=chunk_rows,
+                                                          disable_datetime_conversion=True):
+            arrays, names = [], []
+            for name in frame.columns:
+                kind = _sas_format_kind((meta.original_variable_types or {}).get(name))
+                s = frame[name]
+                if kind in ("date", "datetime") and s.dtype.kind == "f":
+                    days = np.floor(s.to_numpy() / (86400.0 if kind == "datetime" else 1.0))
+                    valid = ~np.isnan(days)
+                    out = np.full(days.size, np.datetime64("NaT"), dtype="datetime64[D]")
+                    out[valid] = np.datetime64(SAS_EPOCH) + days[valid].astype(np.int64)
+                    arrays.append(pa.array(out, type=pa.date32()))
+                elif s.dtype == object:
+                    arrays.append(pa.array([None if (v is None or v == "") else str(v) for v in s], type=pa.string()))
+                else:
+                    arrays.append(pa.array(s.to_numpy(), from_pandas=True))
+                names.append(name)
+            yield pa.Table.from_arrays(arrays, names=names)
+    except PipelineError:
+        raise
+    except Exception as err:  # pyreadstat raises its own types
+        raise UnreadableFileError(f"Cannot read SAS file {path}: {err}. Check that it is a valid "
+                                  f"{path.suffix.lower()} file.") from None
+
+
+# ------------------------------------------------------------------------------------------------
+def open_source(con, path: Path, config: StudyConfig, sas_staging: Path | None = None) -> str:
+    """A DuckDB FROM clause reading ``path`` raw (CSV all text; SAS staged to a raw Parquet first)."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        try:
+            pq.read_schema(path)
+        except Exception as err:  # noqa: BLE001
+            raise UnreadableFileError(f"Cannot read Parquet file {path}: {err}.") from None
+        return f"read_parquet('{_sql_path(path)}')"
+    if suffix == ".csv":
+        return _csv_source(con, path, config)[0]
+    if suffix in (".sas7bdat", ".xpt"):
+        if sas_staging is None:
+            raise ValueError("SAS input needs a staging path")
+        writer = None
+        try:
+            for chunk in iter_sas_arrow(path):
+                if writer is None:
+                    writer = pq.ParquetWriter(sas_staging, chunk.schema)
+                writer.write_table(chunk.cast(writer.schema) if chunk.schema != writer.schema else chunk)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise UnreadableFileError(f"SAS file {path} has no rows or columns.")
+        return f"read_parquet('{_sql_path(sas_staging)}')"
+    raise UnreadableFileError(f"{path}: unsupported format {suffix}; use .parquet, .csv, .sas7bdat or .xpt.")
+
+
+def _typed_arrow(path: Path, spec: TableSpec, config: StudyConfig) -> pa.Table:
+    path = Path(path)
+    con = _connect()
+    with tempfile.TemporaryDirectory(prefix="eq_read_") as tmpdir:
+        src = open_source(con, path, config, sas_staging=Path(tmpdir) / "raw.parquet")
+        available = source_columns(con, src)
+        mapping, missing = match_columns(spec, available)
+        _require_columns(spec, missing, available, path)
+        _check_conversions(con, src, spec, available, mapping, path)
+        result = con.execute(f"SELECT {typed_select(spec, available, mapping)} FROM {src}")
+        table = result.fetch_arrow_table() if hasattr(result, "fetch_arrow_table") else result.arrow()
+    schema = pa.schema([pa.field(c.name, ARROW_TYPES[c.kind]) for c in spec.columns])
+    return table.cast(schema)
+
+
+def read_table(path: Path, table: str, config: StudyConfig) -> pd.DataFrame:
+    """One table file as a DataFrame with the contract types (str object, int64 — Int64 when missing
+    values exist — float64, dates datetime64[ms]; sentinel dates such as 1600-01-01 are kept)."""
+    spec = resolve_spec(table)
+    arrow = _typed_arrow(Path(path), spec, config)
+    frame = arrow.to_pandas(date_as_object=False, coerce_temporal_nanoseconds=False)
+    for c in spec.columns:
+        if c.kind == "int" and frame[c.name].isna().any():
+            frame[c.name] = frame[c.name].astype("Int64")
+        elif c.kind == "int":
+            frame[c.name] = frame[c.name].astype("int64")
+        elif c.kind == "date":
+            frame[c.name] = frame[c.name].astype("datetime64[ms]")
+    return frame
+
+
+def stage_as_parquet(path: Path, table: str, dest: Path, config: StudyConfig) -> Path:
+    """A typed Parquet copy of a non-Parquet input (streamed, written atomically); Parquet is returned as is.
+
+    ``dest`` is a directory (the file is ``dest/<stem>.parquet``) or a path ending in ``.parquet``.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        return path
+    spec = resolve_spec(table)
+    dest = Path(dest)
+    target = dest if dest.suffix.lower() == ".parquet" else dest / f"{path.stem}.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    con = _connect()
+    try:
+        with tempfile.TemporaryDirectory(prefix="eq_stage_", dir=target.parent) as tmpdir:
+            src = open_source(con, path, config, sas_staging=Path(tmpdir) / "raw.parquet")
+            available = source_columns(con, src)
+            mapping, missing = match_columns(spec, available)
+            _require_columns(spec, missing, available, path)
+            _check_conversions(con, src, spec, available, mapping, path)
+            con.execute(f"COPY (SELECT {typed_select(spec, available, mapping)} FROM {src}) TO "
+                        f"'{_sql_path(tmp)}' (FORMAT PARQUET, COMPRESSION ZSTD, ROW_GROUP_SIZE 1000000)")
+        os.replace(tmp, target)
+    finally:
+        con.close()
+        if tmp.exists():
+            tmp.unlink()
+    return target

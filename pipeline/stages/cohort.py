@@ -1,0 +1,211 @@
+"""The matching cohort: treated patients at inclusion and candidate controls at candidate index dates.
+
+How controls get an index date is ``cohort.control_index``:
+
+- ``quarterly`` (default): one candidate row per inclusion quarter (its first day) for every
+  non-roster person with nursing spending in the 12 months before it. A treated patient's prior
+  window is the 12 months before the first day of their inclusion quarter, so treated and controls
+  of one quarter have prior costs measured over the same calendar months (matching is exact on
+  ``index_quarter``).
+- ``inclusion_date``: one candidate row per distinct treated inclusion date; prior windows are the
+  12 calendar months before the month of the index date, for treated and controls alike. This
+  multiplies candidate rows by the number of distinct inclusion dates: prefer ``quarterly`` on large
+  extracts.
+
+Prior costs are computed from the monthly panel, so a window is a whole number of calendar months
+ending the day before the first day of the index quarter (quarterly) or index month.
+Rows that fail an eligibility criterion are kept with ``eligible = 0`` and the first failing reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import ibis
+import ibis.expr.types as ir
+
+from pipeline.config import StudyConfig
+from pipeline.io import PipelineError
+from pipeline.stages.ald import ald_active_at
+from pipeline.stages.ingest import ROSTER_CPX
+from pipeline.stages.outputs import HOSPITAL, spend_columns
+
+COHORT_COLUMNS = [
+    "unit_id", "person_id", "treated", "index_date", "index_quarter", "BEN_SEX_COD", "age", "ald", "ald_group",
+    "dpt", "region", "prior_nursing_cost", "prior_total_cost", "prior_hosp_stays", *ROSTER_CPX, "complex",
+    "eligible", "ineligible_reason",
+]
+
+# Eligibility criteria in the order they are checked; the first failing one is the reason given.
+INELIGIBLE_REASONS = [
+    "died_before_index", "unknown_sex", "unknown_age", "outside_study_area", "insufficient_history",
+    "low_prior_nursing_cost",
+]
+
+
+def quarter_starts(start: dt.date, end: dt.date) -> list[dt.date]:
+    """First days of the calendar quarters that overlap [start, end]."""
+    q = dt.date(start.year, 3 * ((start.month - 1) // 3) + 1, 1)
+    out = []
+    while q <= end:
+        out.append(q)
+        y, m = (q.year + 1, 1) if q.month == 10 else (q.year, q.month + 3)
+        q = dt.date(y, m, 1)
+    return out
+
+
+def shift_months(d: dt.date, months: int) -> dt.date:
+    """First day of the month ``months`` away from the month of ``d``."""
+    total = d.year * 12 + d.month - 1 + months
+    return dt.date(total // 12, total % 12 + 1, 1)
+
+
+def month_start_expr(d: ir.DateValue, shift: int = 0) -> ir.DateValue:
+    """First day of the month of ``d`` shifted by ``shift`` months, in integer arithmetic (portable)."""
+    total = d.year().cast("int32") * 12 + d.month().cast("int32") - 1 + shift
+    return ibis.date(total // 12, total % 12 + 1, ibis.literal(1))
+
+
+def quarter_start_expr(d: ir.DateValue) -> ir.DateValue:
+    month = ((d.month().cast("int32") - 1) // 3) * 3 + 1
+    return ibis.date(d.year().cast("int32"), month, ibis.literal(1))
+
+
+def quarter_label(d: ir.DateValue) -> ir.StringValue:
+    """'YYYYQn' of a date."""
+    q = (d.month().cast("int32") - 1) // 3 + 1
+    return d.year().cast("string") + ibis.literal("Q") + q.cast("string")
+
+
+def age_at(birth: ir.DateValue, index: ir.DateValue) -> ir.IntegerValue:
+    """Completed years between ``birth`` and ``index``."""
+    before_birthday = (index.month() < birth.month()) | (
+        (index.month() == birth.month()) & (index.day() < birth.day())
+    )
+    return (index.year() - birth.year() - before_birthday.cast("int32")).cast("int32")
+
+
+def _monthly_costs(panel: ir.Table, config: StudyConfig) -> ir.Table:
+    spend = spend_columns(config)
+    nursing = [f"spend_{c}" for c in config.cohort.nursing_categories]
+    unknown = [c for c in nursing if c not in spend]
+    if unknown:
+        raise PipelineError(
+            f"cohort.nursing_categories names {', '.join(c[6:] for c in unknown)}, which are not cleaning "
+            f"categories ({', '.join(config.cleaning.category_names)}, {HOSPITAL}). Fix the study configuration."
+        )
+    p = panel
+    nursing_expr = sum((p[c] for c in nursing), ibis.literal(0.0))
+    total_expr = sum((p[c] for c in spend), ibis.literal(0.0))
+    return p.select("person_id", "month", nursing=nursing_expr, total=total_expr, stays=p.hosp_stays)
+
+
+def _prior_costs(windows: ir.Table, monthly: ir.Table, keys: list[str]) -> ir.Table:
+    """Sum the monthly costs of each window row over months in [window_start, window_end)."""
+    w, m = windows, monthly
+    cond = (m.month >= w.window_start) & (m.month < w.window_end)
+    if "person_id" in keys:
+        cond = cond & (m.person_id == w.person_id)
+    j = w.join(m, cond).select(
+        *[w[k] for k in keys if k != "person_id"],
+        person_id=(w.person_id if "person_id" in keys else m.person_id),
+        nursing=m.nursing, total=m.total, stays=m.stays,
+    )
+    group = ["person_id", *[k for k in keys if k != "person_id"]]
+    return j.group_by(group).aggregate(
+        prior_nursing_cost=j.nursing.sum(),
+        prior_total_cost=j.total.sum(),
+        prior_hosp_stays=j.stays.sum().cast("int32"),
+        nursing_months=(j.nursing != 0).cast("int32").sum(),
+    )
+
+
+def treated_rows(persons: ir.Table, monthly: ir.Table, config: StudyConfig) -> ir.Table:
+    """One row per ÉQUILIBRES patient at inclusion, with the prior window and its costs."""
+    t = persons.filter(persons.treated == 1)
+    quarterly = config.cohort.control_index == "quarterly"
+    end = quarter_start_expr(t.inclusion_date) if quarterly else month_start_expr(t.inclusion_date)
+    t = t.select("person_id", index_date=t.inclusion_date, window_end=end)
+    t = t.mutate(window_start=month_start_expr(t.window_end, -config.cohort.history_months))
+    costs = _prior_costs(t, monthly, ["person_id", "index_date"])
+    out = t.left_join(costs, ["person_id", "index_date"]).select(
+        t, costs.prior_nursing_cost, costs.prior_total_cost, costs.prior_hosp_stays,
+    )
+    return out.mutate(treated=ibis.literal(1, "int8"))
+
+
+def control_windows(persons: ir.Table, config: StudyConfig) -> ir.Table:
+    """Candidate index dates for controls and their prior windows (a small table)."""
+    c = config.cohort
+    if c.control_index == "quarterly":
+        rows = [
+            {"index_date": q, "window_end": q, "window_start": shift_months(q, -c.history_months)}
+            for q in quarter_starts(config.study.inclusion_start, config.study.inclusion_end)
+        ]
+        return ibis.memtable(rows, schema={"index_date": "date", "window_end": "date", "window_start": "date"})
+    t = persons.filter(persons.treated == 1)
+    d = t.select(index_date=t.inclusion_date).distinct()
+    d = d.mutate(window_end=month_start_expr(d.index_date))
+    return d.mutate(window_start=month_start_expr(d.window_end, -c.history_months))
+
+
+def control_rows(persons: ir.Table, monthly: ir.Table, config: StudyConfig) -> ir.Table:
+    """Candidate control rows: non-roster persons with nursing spending in the window before an index."""
+    others = persons.filter(persons.treated == 0).select("person_id")
+    m = monthly.semi_join(others, "person_id")
+    windows = control_windows(persons, config)
+    costs = _prior_costs(windows, m, ["index_date", "window_start", "window_end"])
+    costs = costs.filter(costs.nursing_months > 0)
+    return costs.select(
+        "person_id", "index_date", "window_end", "window_start", "prior_nursing_cost", "prior_total_cost",
+        "prior_hosp_stays", treated=ibis.literal(0, "int8"),
+    )
+
+
+def cohort_table(persons: ir.Table, panel: ir.Table, ald_periods: ir.Table, config: StudyConfig) -> ir.Table:
+    """The cohort table of docs/CONTRACTS.md section 2 (treated and candidate control rows)."""
+    monthly = _monthly_costs(panel, config)
+    cols = ["person_id", "treated", "index_date", "window_start", "prior_nursing_cost", "prior_total_cost",
+            "prior_hosp_stays"]
+    rows = ibis.union(
+        treated_rows(persons, monthly, config).select(*cols),
+        control_rows(persons, monthly, config).select(*cols),
+        distinct=False,
+    )
+    p = persons.select("person_id", "BEN_SEX_COD", "birth_date", "dpt", "region", "death_date", *ROSTER_CPX, "complex")
+    r = rows.join(p, "person_id").select(rows, *[p[c] for c in p.columns if c != "person_id"])
+    ald = ald_active_at(ald_periods, r, config.cleaning.ald_groups)
+    r = r.left_join(ald, ["person_id", "index_date"]).select(r, ald.ald, ald.ald_group)
+    age = age_at(r.birth_date, r.index_date)
+    claims_start = dt.date(config.study.claims_start.year, config.study.claims_start.month, 1)
+    is_control = r.treated == 0
+    checks = [
+        ("died_before_index", (r.death_date < r.index_date).fill_null(False)),
+        ("unknown_sex", r.BEN_SEX_COD.isnull()),
+        ("unknown_age", r.birth_date.isnull() | (age < 0).fill_null(False)),
+        ("outside_study_area", ~r.dpt.isin(config.study.departements).fill_null(False)),
+        ("insufficient_history", r.window_start < ibis.date(claims_start)),
+        ("low_prior_nursing_cost",
+         is_control & (r.prior_nursing_cost.fill_null(0.0) < config.cohort.min_prior_nursing_cost)),
+    ]
+    reason = ibis.cases(*[(cond, ibis.literal(name)) for name, cond in checks], else_=ibis.null("string"))
+    return r.select(
+        unit_id=r.person_id + ibis.literal("@") + r.index_date.cast("string"),
+        person_id=r.person_id,
+        treated=r.treated.cast("int8"),
+        index_date=r.index_date,
+        index_quarter=quarter_label(r.index_date),
+        BEN_SEX_COD=r.BEN_SEX_COD.cast("int32"),
+        age=age,
+        ald=r.ald.fill_null(0).cast("int8"),
+        ald_group=r.ald_group.fill_null("none"),
+        dpt=r.dpt,
+        region=r.region,
+        prior_nursing_cost=r.prior_nursing_cost.fill_null(0.0).cast("float64"),
+        prior_total_cost=r.prior_total_cost.fill_null(0.0).cast("float64"),
+        prior_hosp_stays=r.prior_hosp_stays.fill_null(0).cast("int32"),
+        **{c: r[c].cast("int8") for c in ROSTER_CPX},
+        complex=r.complex.cast("int8"),
+        eligible=reason.isnull().cast("int8"),
+        ineligible_reason=reason,
+    )

@@ -1,0 +1,270 @@
+"""DCIR outpatient claims (ER_PRS_F): standard quality rules, regularisation netting, categories.
+
+The whole stage is one query: every line gets a ``fate`` (the first rule that drops it, 0 = kept),
+identical lines are netted within their fate, and the result is summarised by beneficiary, care
+month, spending category and fate. Spending, act counts and the audit trail (rows and euros per
+rule) all come from that summary, so the extract is read once and the audit costs no extra scan.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+
+from pipeline.config import CleaningSettings, StudyConfig
+from pipeline.stages.ingest import cast_to_contract
+from pipeline.stages.rules import AuditRow, Rule, audit_from_fates, fate_expr, flag_row, in_list, month_of, rule
+
+ER_PRS_F_TYPES = {
+    "BEN_NIR_PSA": "string", "BEN_RNG_GEM": "int32", "EXE_SOI_DTD": "date", "EXE_SOI_DTF": "date",
+    "FLX_DIS_DTD": "date", "PRS_NAT_REF": "int32", "PRS_ACT_QTE": "float64", "BSE_REM_MNT": "float64",
+    "BSE_PRS_NAT": "int32", "DPN_QLF": "int32", "CPL_MAJ_TOP": "int32", "PSE_ACT_NAT": "int32",
+    "PSE_SPE_COD": "int32",
+}
+
+# Regularisation netting groups lines that describe the same care: same beneficiary, same care
+# dates, same prestation, same professional, same complement/surcharge status and qualifiers. The
+# nine ER_PRS_F join keys (flux dates and emitter, organism, order numbers) are left out on purpose:
+# a correction arrives in a later flux, so it differs from the original line only by those keys and
+# by the sign of its quantity and amounts (SNDS documentation, fiches/sas_prestation_dcir).
+NETTING_KEY = [
+    "BEN_NIR_PSA", "BEN_RNG_GEM", "EXE_SOI_DTD", "EXE_SOI_DTF", "PRS_NAT_REF", "PSE_ACT_NAT",
+    "PSE_SPE_COD", "CPL_MAJ_TOP", "DPN_QLF", "BSE_PRS_NAT",
+]
+
+
+@dataclass(frozen=True)
+class ClaimsWindow:
+    """Care dates accepted and the last flux date accepted (claims_end + flux_lag_months)."""
+
+    claims_start: dt.date
+    claims_end: dt.date
+    flux_cutoff: dt.date
+
+    @classmethod
+    def from_config(cls, config: StudyConfig) -> ClaimsWindow:
+        s = config.study
+        return cls(s.claims_start, s.claims_end, add_months(s.claims_end, s.flux_lag_months))
+
+
+def add_months(d: dt.date, months: int) -> dt.date:
+    """``d`` plus ``months`` calendar months, clipped to the end of the month (31 Dec + 6 = 30 Jun)."""
+    y, m = divmod(d.month - 1 + months, 12)
+    year, month = d.year + y, m + 1
+    return dt.date(year, month, min(d.day, calendar.monthrange(year, month)[1]))
+
+
+# -- drop rules, applied to each line in this order ----------------------------------------------
+
+
+@rule("dcir", "drop")
+def dpn_qlf_71(t: ir.Table, w: ClaimsWindow) -> ir.BooleanValue:
+    """Drop DPN_QLF = 71 lines: public-hospital activity sent for information only, paid elsewhere — fiches/sas_prestation_dcir"""
+    return t.DPN_QLF == 71
+
+
+@rule("dcir", "drop")
+def bse_prs_nat_0(t: ir.Table, w: ClaimsWindow) -> ir.BooleanValue:
+    """Drop BSE_PRS_NAT = 0 lines: no reimbursed prestation behind the line — fiches/montant_soins_de_ville"""
+    return t.BSE_PRS_NAT == 0
+
+
+@rule("dcir", "drop")
+def care_window(t: ir.Table, w: ClaimsWindow) -> ir.BooleanValue:
+    """Drop lines whose care start EXE_SOI_DTD is missing or outside [claims_start, claims_end] — fiches/sas_prestation_dcir"""
+    d = t.EXE_SOI_DTD
+    return d.isnull() | (d < ibis.date(w.claims_start)) | (d > ibis.date(w.claims_end))
+
+
+@rule("dcir", "drop")
+def flux_window(t: ir.Table, w: ClaimsWindow) -> ir.BooleanValue:
+    """Drop lines paid in a flux month after claims_end + flux_lag_months (18 flux months per care year) — fiches/sas_prestation_dcir"""
+    return t.FLX_DIS_DTD > ibis.date(w.flux_cutoff)
+
+
+@rule("dcir", "merge")
+def regularisation_netting(t: ir.Table) -> ir.BooleanValue:
+    """Sum identical lines (NETTING_KEY) and keep groups whose summed quantity is > 0 — fiches/sas_prestation_dcir"""
+    return t.qty.isnull() | (t.qty <= 0)
+
+
+@rule("dcir", "drop")
+def link_to_beneficiary(t: ir.Table) -> ir.BooleanValue:
+    """Drop claims whose BEN_NIR_PSA/BEN_RNG_GEM is not in IR_BEN_R (no person to attribute them to) — fiches/fiche_beneficiaire"""
+    return t.person_id.isnull()
+
+
+@rule("dcir", "flag")
+def cpl_maj_top_not_an_act(t: ir.Table) -> ir.BooleanValue:
+    """CPL_MAJ_TOP >= 2 lines (surcharges, flat participations) count in euros but not as acts — fiches/sas_prestation_dcir"""
+    return t.CPL_MAJ_TOP >= 2
+
+
+LINE_RULES: list[Rule] = [dpn_qlf_71, bse_prs_nat_0, care_window, flux_window]
+FATE_NETTED = len(LINE_RULES) + 1
+FATE_UNLINKED = len(LINE_RULES) + 2
+
+
+def line_rules_enabled(cleaning: CleaningSettings) -> list[bool]:
+    return [cleaning.drop_dpn_qlf_71, cleaning.drop_bse_prs_nat_0, True, cleaning.apply_flux_window]
+
+
+# -- categories ----------------------------------------------------------------------------------
+
+
+def category_expr(t: ir.Table, cleaning: CleaningSettings) -> ir.StringValue:
+    """The spending category of a line: the first configured category whose criteria all hold.
+
+    Within a category every listed criterion must hold (PRS_NAT_REF, PSE_ACT_NAT, PSE_SPE_COD), with
+    OR inside a list; a category listing no criterion matches nothing. Unmatched lines are 'other'.
+    """
+    branches = []
+    for name, cat in cleaning.categories.items():
+        criteria = [
+            in_list(t[col], values)
+            for col, values in (("PRS_NAT_REF", cat.prs_nat_ref), ("PSE_ACT_NAT", cat.pse_act_nat),
+                                ("PSE_SPE_COD", cat.pse_spe_cod))
+            if values
+        ]
+        if not criteria:
+            continue
+        cond = criteria[0]
+        for c in criteria[1:]:
+            cond = cond & c
+        branches.append((cond.fill_null(False), ibis.literal(name)))
+    if not branches:
+        return ibis.literal("other")
+    return ibis.cases(*branches, else_=ibis.literal("other"))
+
+
+# -- stage functions -----------------------------------------------------------------------------
+
+
+def claims_with_fate(er_prs_f: ir.Table, window: ClaimsWindow, cleaning: CleaningSettings) -> ir.Table:
+    """ER_PRS_F lines with contract types and the number of the line rule that drops them (0 kept)."""
+    t = cast_to_contract(er_prs_f, ER_PRS_F_TYPES, "ER_PRS_F")
+    return t.mutate(fate=fate_expr(t, LINE_RULES, line_rules_enabled(cleaning), w=window))
+
+
+def claims_netted(lines: ir.Table, cleaning: CleaningSettings) -> ir.Table:
+    """Identical lines netted within their fate; kept groups with summed quantity <= 0 get FATE_NETTED.
+
+    Lines already dropped by a line rule are grouped too (never with kept lines: the fate is part of
+    the key), which only serves the audit: ``n_lines`` keeps their count.
+    """
+    t = lines
+    is_negative = (t.PRS_ACT_QTE < 0) | (t.BSE_REM_MNT < 0)
+    if cleaning.net_regularisations:
+        g = t.group_by([*NETTING_KEY, "fate"]).aggregate(
+            n_lines=t.count(),
+            qty=t.PRS_ACT_QTE.sum(),
+            euros=t.BSE_REM_MNT.sum(),
+            has_negative=is_negative.fill_null(False).cast("int8").max(),
+        )
+        netted = regularisation_netting(g).fill_null(True)
+        return g.mutate(fate=ibis.cases(((g.fate == 0) & netted, ibis.literal(FATE_NETTED, "int8")),
+                                        else_=g.fate).cast("int8"))
+    return t.select(
+        *NETTING_KEY, "fate", n_lines=ibis.literal(1, "int64"), qty=t.PRS_ACT_QTE, euros=t.BSE_REM_MNT,
+        has_negative=is_negative.fill_null(False).cast("int8"),
+    )
+
+
+def claims_summary(netted: ir.Table, key_map: ir.Table, cleaning: CleaningSettings) -> ir.Table:
+    """Netted claims summarised by person, care month, category and fate (the DCIR stage output).
+
+    Columns: person_id, month, category, fate, n_lines (ER_PRS_F lines), n_groups (netted lines),
+    n_reg_groups (netted lines that contained a regularisation), euros (BSE_REM_MNT), acts
+    (quantity of lines with CPL_MAJ_TOP < 2), hours (quantity of experiment payments), cpl2_lines,
+    last_care (latest EXE_SOI_DTD).
+    """
+    t = netted
+    experiment_codes = list(cleaning.experiment.prs_nat_ref)
+    is_act = (t.CPL_MAJ_TOP < 2).fill_null(True)
+    t = t.mutate(
+        month=month_of(t.EXE_SOI_DTD),
+        category=category_expr(t, cleaning),
+        act_qty=ibis.cases((is_act, t.qty), else_=0.0),
+        hour_qty=ibis.cases((in_list(t.PRS_NAT_REF, experiment_codes).fill_null(False), t.qty), else_=0.0),
+        cpl2=ibis.cases((is_act, ibis.literal(0, "int64")), else_=t.n_lines),
+    )
+    # Summarise per beneficiary key first: the person map is then joined to a much smaller table.
+    by_key = t.group_by(["BEN_NIR_PSA", "BEN_RNG_GEM", "month", "category", "fate"]).aggregate(
+        n_lines=t.n_lines.sum(),
+        n_groups=t.count(),
+        n_reg_groups=t.has_negative.cast("int64").sum(),
+        euros=t.euros.sum(),
+        acts=t.act_qty.sum(),
+        hours=t.hour_qty.sum(),
+        cpl2_lines=t.cpl2.sum(),
+        last_care=t.EXE_SOI_DTD.max(),
+    )
+    linked = by_key.left_join(key_map, ["BEN_NIR_PSA", "BEN_RNG_GEM"]).select(by_key, key_map.person_id)
+    linked = linked.mutate(
+        fate=ibis.cases(((linked.fate == 0) & link_to_beneficiary(linked),
+                         ibis.literal(FATE_UNLINKED, "int8")), else_=linked.fate).cast("int8")
+    )
+    return linked.group_by(["person_id", "month", "category", "fate"]).aggregate(
+        n_lines=linked.n_lines.sum().cast("int64"),
+        n_groups=linked.n_groups.sum().cast("int64"),
+        n_reg_groups=linked.n_reg_groups.sum().cast("int64"),
+        euros=linked.euros.sum(),
+        acts=linked.acts.sum(),
+        hours=linked.hours.sum(),
+        cpl2_lines=linked.cpl2_lines.sum().cast("int64"),
+        last_care=linked.last_care.max(),
+    )
+
+
+def dcir_stage(er_prs_f: ir.Table, key_map: ir.Table, config: StudyConfig) -> ir.Table:
+    """The DCIR stage: raw ER_PRS_F and the person map to the claims summary."""
+    window = ClaimsWindow.from_config(config)
+    lines = claims_with_fate(er_prs_f, window, config.cleaning)
+    return claims_summary(claims_netted(lines, config.cleaning), key_map, config.cleaning)
+
+
+def kept_claims(summary: ir.Table) -> ir.Table:
+    return summary.filter(summary.fate == 0)
+
+
+# -- audit ---------------------------------------------------------------------------------------
+
+
+def audit_dcir(summary: ir.Table, cleaning: CleaningSettings) -> list[AuditRow]:
+    """Audit rows of every DCIR rule from one aggregate of the (small) claims summary."""
+    s = summary
+    by_fate = s.group_by("fate").aggregate(
+        n_lines=s.n_lines.sum(), n_groups=s.n_groups.sum(), n_reg=s.n_reg_groups.sum(),
+        euros=s.euros.sum(), cpl2=s.cpl2_lines.sum(),
+    ).execute().set_index("fate")
+    by_fate.index = by_fate.index.astype(int)
+
+    def get(fate: int | Sequence[int], col: str) -> float:
+        fates = [fate] if isinstance(fate, int) else list(fate)
+        return float(by_fate.loc[by_fate.index.isin(fates), col].fillna(0).sum())
+
+    total_lines = int(get(list(by_fate.index), "n_lines"))
+    line_counts = {i: int(get(i, "n_lines")) for i in range(1, len(LINE_RULES) + 1)}
+    line_euros = {i: get(i, "euros") for i in range(1, len(LINE_RULES) + 1)}
+    rows = audit_from_fates(LINE_RULES, line_counts, line_euros, rows_in=total_lines,
+                            enabled=line_rules_enabled(cleaning))
+    entering = [0, FATE_NETTED, FATE_UNLINKED]
+    lines_in = int(get(entering, "n_lines"))
+    groups_out = int(get([0, FATE_UNLINKED], "n_groups"))
+    net = AuditRow.for_rule(
+        regularisation_netting, rows_in=lines_in, rows_out=groups_out,
+        euros_dropped=get(FATE_NETTED, "euros"), rows_flagged=int(get(entering, "n_reg")),
+    )
+    if not cleaning.net_regularisations:
+        net.description = f"(disabled by configuration) {net.description}"
+    rows.append(net)
+    kept_groups = int(get(0, "n_groups"))
+    rows.append(AuditRow.for_rule(link_to_beneficiary, rows_in=groups_out, rows_out=kept_groups,
+                                  euros_dropped=get(FATE_UNLINKED, "euros")))
+    rows.append(flag_row(cpl_maj_top_not_an_act, kept_groups, int(get(0, "cpl2"))))
+    return rows

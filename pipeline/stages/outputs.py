@@ -1,0 +1,125 @@
+"""The cleaning outputs of docs/CONTRACTS.md section 2: persons, the person × month panel, stays."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import ibis
+import ibis.expr.types as ir
+
+from pipeline.config import StudyConfig
+from pipeline.stages.ingest import ROSTER_CPX
+from pipeline.stages.rules import month_of
+
+# The panel's act count is the quantity of this category's lines (CONTRACTS.md: nursing_acts).
+NURSING_ACTS_CATEGORY = "nursing_acts"
+HOSPITAL = "hospital"
+
+PERSONS_COLUMNS = [
+    "person_id", "BEN_SEX_COD", "birth_date", "dpt", "region", "death_date", "death_source",
+    "death_flag_error", "treated", "inclusion_date", "exit_date", "team_id", *ROSTER_CPX, "complex",
+    "last_claim_date",
+]
+STAYS_COLUMNS = ["person_id", "ETA_NUM", "RSA_NUM", "entry_date", "exit_date", "SEJ_NBJ", "SOR_MOD", "GRG_GHM",
+                 "is_seance", "cost"]
+
+
+def spend_columns(config: StudyConfig) -> list[str]:
+    """Panel spending columns: one per DCIR category (configured order), 'other', then hospital."""
+    return [f"spend_{c}" for c in config.cleaning.category_names] + [f"spend_{HOSPITAL}"]
+
+
+def panel_columns(config: StudyConfig) -> list[str]:
+    return ["person_id", "month", *spend_columns(config), "hosp_stays", "hosp_days", "seances", "nursing_acts",
+            "experiment_hours"]
+
+
+def region_of(dpt: ir.StringValue, regions: dict[str, list[str]]) -> ir.StringValue:
+    """The study region of a département (null outside the regions of the experiment)."""
+    branches = [(dpt.isin(list(dpts)), ibis.literal(name)) for name, dpts in regions.items() if dpts]
+    if not branches:
+        return ibis.null("string")
+    return ibis.cases(*branches, else_=ibis.null("string"))
+
+
+def persons_table(persons: ir.Table, death: ir.Table, roster: ir.Table, config: StudyConfig) -> ir.Table:
+    """One row per person: identity, residence, death, experiment membership, complex-care flags."""
+    p = persons.left_join(death, "person_id").select(
+        persons, death.death_date, death.death_source, death.death_flag_error, death.last_claim_date
+    )
+    p = p.left_join(roster, "person_id").select(p, *[roster[c] for c in roster.columns if c != "person_id"])
+    treated = p.inclusion_date.notnull()
+    flags = {c: p[c].fill_null(0).cast("int8") for c in ROSTER_CPX}
+    complex_cols = [c for c in config.cohort.complex_flags if c in ROSTER_CPX]
+    any_complex = ibis.literal(0, "int8")
+    for c in complex_cols:
+        any_complex = ibis.greatest(any_complex, flags[c])
+    return p.select(
+        "person_id",
+        BEN_SEX_COD=p.BEN_SEX_COD.cast("int32"),
+        birth_date=p.birth_date,
+        dpt=p.dpt,
+        region=region_of(p.dpt, config.study.regions),
+        death_date=p.death_date,
+        death_source=p.death_source,
+        death_flag_error=p.death_flag_error.fill_null(0).cast("int8"),
+        treated=treated.cast("int8"),
+        inclusion_date=p.inclusion_date,
+        exit_date=p.exit_date,
+        team_id=p.team_id,
+        **flags,
+        complex=any_complex.cast("int8"),
+        last_claim_date=p.last_claim_date,
+    )
+
+
+def panel_table(claims_kept: ir.Table, stays: ir.Table, config: StudyConfig) -> ir.Table:
+    """Person × month activity: spending per category, hospital stays/days/séances, acts, hours.
+
+    DCIR spending is attributed to the care month; hospital spending (full stays and séances) to
+    the exit month; stays, days and séances to the entry month. Months outside the claims window
+    are left out. Missing person-months mean zero.
+    """
+    cats = config.cleaning.category_names
+    spend = spend_columns(config)
+    c = claims_kept
+    dcir = c.group_by(["person_id", "month"]).aggregate(
+        **{f"spend_{cat}": ibis.cases((c.category == cat, c.euros), else_=0.0).sum() for cat in cats},
+        nursing_acts=ibis.cases((c.category == NURSING_ACTS_CATEGORY, c.acts), else_=0.0).sum(),
+        experiment_hours=c.hours.sum(),
+    ).mutate(
+        **{f"spend_{HOSPITAL}": ibis.literal(0.0)},
+        hosp_stays=ibis.literal(0, "int64"), hosp_days=ibis.literal(0, "int64"), seances=ibis.literal(0, "int64"),
+    )
+    s = stays
+    full = (s.is_seance == 0)
+    by_exit = s.mutate(month=month_of(s.exit_date))
+    hosp_cost = by_exit.group_by(["person_id", "month"]).aggregate(**{f"spend_{HOSPITAL}": by_exit.cost.sum()})
+    by_entry = s.mutate(month=month_of(s.entry_date), full=full)
+    hosp_use = by_entry.group_by(["person_id", "month"]).aggregate(
+        hosp_stays=by_entry.full.cast("int64").sum(),
+        hosp_days=ibis.cases((by_entry.full, by_entry.SEJ_NBJ.cast("int64")), else_=0).sum(),
+        seances=(~by_entry.full).cast("int64").sum(),
+    )
+    zeros_f = {col: ibis.literal(0.0) for col in spend}
+    zeros_i = {"hosp_stays": ibis.literal(0, "int64"), "hosp_days": ibis.literal(0, "int64"),
+               "seances": ibis.literal(0, "int64")}
+    acts = {"nursing_acts": ibis.literal(0.0), "experiment_hours": ibis.literal(0.0)}
+    cols = panel_columns(config)
+    parts = [
+        dcir.select(*cols),
+        hosp_cost.mutate(**{k: v for k, v in zeros_f.items() if k != f"spend_{HOSPITAL}"}, **zeros_i, **acts).select(*cols),
+        hosp_use.mutate(**zeros_f, **acts).select(*cols),
+    ]
+    allp = ibis.union(*parts, distinct=False)
+    start = dt.date(config.study.claims_start.year, config.study.claims_start.month, 1)
+    allp = allp.filter((allp.month >= ibis.date(start)) & (allp.month <= ibis.date(config.study.claims_end)))
+    out = allp.group_by(["person_id", "month"]).aggregate(
+        **{col: allp[col].sum() for col in spend},
+        hosp_stays=allp.hosp_stays.sum().cast("int32"),
+        hosp_days=allp.hosp_days.sum().cast("int32"),
+        seances=allp.seances.sum().cast("int32"),
+        nursing_acts=allp.nursing_acts.sum(),
+        experiment_hours=allp.experiment_hours.sum(),
+    )
+    return out.select(*cols)

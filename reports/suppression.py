@@ -1,0 +1,188 @@
+"""Statistical disclosure control for the report: small counts of people are masked.
+
+SNDS rule: no published aggregate may show a count of people between 1 and ``threshold - 1``
+(``report.min_cell_count``, default 10). Masking one cell is not enough when the table also shows the
+totals it adds up to: the masked value would be recomputed by subtraction. *Secondary suppression*
+then masks a second cell of the same margin (the smallest one, so as little information as possible is
+lost), and repeats until no additive relation has exactly one masked cell.
+
+The engine works on abstract cells and additive relations (``relations``: groups of cells whose
+values are linked by one linear equation: a total and its parts, or two cells equal by construction),
+so the same tested code serves two-way tables with margins and chained flow tables
+(rows_in = rows_dropped + rows_out, and rows_out of one rule = rows_in of the next).
+
+Zero counts are not masked by default: a zero identifies nobody, and the SNDS rule targets 1..threshold-1.
+Pass ``mask_zeros=True`` for the stricter reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+Cell = Hashable
+# Shown in place of a cell hidden only to protect another one (its value is not small).
+SECONDARY_MARK = "×"
+
+
+def is_small(value: float | None, threshold: int, mask_zeros: bool = False) -> bool:
+    """True when a count of people must be masked (primary suppression)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return False
+    if value == 0:
+        return mask_zeros
+    return abs(value) < threshold
+
+
+def secondary_suppression(
+    values: Mapping[Cell, float],
+    primary: Iterable[Cell],
+    relations: Sequence[Sequence[Cell]],
+) -> set[Cell]:
+    """All cells to mask: ``primary`` plus the cells needed so no relation has exactly one masked cell.
+
+    A relation with exactly one masked cell lets a reader recompute it from the others; the smallest
+    unmasked non-zero cell of that relation is masked too (a zero cell protects nothing, since a
+    reader can guess it). Iterates to a fixed point, because a new mask can expose another relation.
+    """
+    masked = set(primary)
+    order = {c: i for i, c in enumerate(values)}
+    changed = True
+    while changed:
+        changed = False
+        for relation in relations:
+            hidden = [c for c in relation if c in masked]
+            if len(hidden) != 1:
+                continue
+            candidates = [c for c in relation if c not in masked]
+            if not candidates:
+                continue
+            nonzero = [c for c in candidates if values.get(c, 0) not in (0, None)] or candidates
+            pick = min(nonzero, key=lambda c: (abs(values.get(c, 0) or 0), order.get(c, 0)))
+            masked.add(pick)
+            changed = True
+    return masked
+
+
+@dataclass(frozen=True)
+class SuppressedTable:
+    """A table and the boolean mask of its cells hidden for confidentiality (same shape/labels)."""
+
+    values: pd.DataFrame
+    mask: pd.DataFrame
+    threshold: int
+    primary: pd.DataFrame | None = None  # cells masked because they are small themselves
+
+    def is_primary(self, row: Hashable, col: Hashable) -> bool:
+        return bool(self.primary.at[row, col]) if self.primary is not None else bool(self.mask.at[row, col])
+
+    @property
+    def n_masked(self) -> int:
+        return int(self.mask.to_numpy().sum())
+
+    def display(self, placeholder: str | None = None, secondary: str = SECONDARY_MARK) -> pd.DataFrame:
+        """Values as objects: small cells shown as "< threshold", secondary ones as ``secondary``."""
+        out = self.values.astype(object).copy()
+        out[self.mask] = secondary
+        prim = self.primary if self.primary is not None else self.mask
+        out[prim & self.mask] = placeholder if placeholder is not None else f"< {self.threshold}"
+        return out
+
+
+def suppress_counts(
+    table: pd.DataFrame,
+    count_columns: Sequence[str],
+    threshold: int,
+    *,
+    row_total: str | None = None,
+    total_row: Hashable | None = None,
+    derived: Mapping[str, str] | None = None,
+    mask_zeros: bool = False,
+) -> SuppressedTable:
+    """Primary and secondary suppression of the counts of people in ``count_columns``.
+
+    ``row_total``: a column (among ``count_columns``) holding the sum of the other count columns of
+    its row. ``total_row``: the index label of a row holding the column sums. Relations are built only
+    for the margins that are actually shown. ``derived``: {column: count_column} for values computed
+    from a count (a share, a mean over the group): they are masked with their count.
+    """
+    missing = [c for c in count_columns if c not in table.columns]
+    if missing:
+        raise KeyError(f"suppress_counts: columns {missing} not in table (columns: {list(table.columns)})")
+    if row_total is not None and row_total not in count_columns:
+        raise ValueError(f"row_total {row_total!r} must be one of count_columns {list(count_columns)}")
+    if total_row is not None and total_row not in table.index:
+        raise KeyError(f"total_row {total_row!r} not in table index")
+
+    values: dict[Cell, float] = {}
+    for r in table.index:
+        for c in count_columns:
+            v = table.at[r, c]
+            values[(r, c)] = None if pd.isna(v) else float(v)
+    primary = {cell for cell, v in values.items() if is_small(v, threshold, mask_zeros)}
+
+    relations: list[list[Cell]] = []
+    parts_cols = [c for c in count_columns if c != row_total]
+    if row_total is not None:
+        for r in table.index:
+            relations.append([(r, row_total), *[(r, c) for c in parts_cols]])
+    if total_row is not None:
+        body = [r for r in table.index if r != total_row]
+        for c in count_columns:
+            relations.append([(total_row, c), *[(r, c) for r in body]])
+
+    masked = secondary_suppression(values, primary, relations)
+    mask = _to_mask(table, masked)
+    for col, source in (derived or {}).items():
+        if col in mask.columns and source in mask.columns:
+            mask[col] = mask[col] | mask[source]
+    return SuppressedTable(values=table, mask=mask, threshold=threshold, primary=_to_mask(table, primary))
+
+
+def suppress_flow(
+    flow: pd.DataFrame,
+    threshold: int,
+    *,
+    person_rows: Sequence[bool] | pd.Series | None = None,
+    columns: tuple[str, str, str] = ("rows_in", "rows_dropped", "rows_out"),
+    mask_zeros: bool = False,
+) -> SuppressedTable:
+    """Suppression for a chained flow table (an attrition table).
+
+    Each row satisfies rows_in = rows_dropped + rows_out; consecutive rows are linked when rows_out
+    of one equals rows_in of the next (the same count shown twice). Only rows counting people
+    (``person_rows``, default all) get primary suppression; secondary suppression may touch any cell
+    linked to a masked one.
+    """
+    c_in, c_drop, c_out = columns
+    for c in columns:
+        if c not in flow.columns:
+            raise KeyError(f"suppress_flow: column {c!r} missing (columns: {list(flow.columns)})")
+    people = pd.Series(True if person_rows is None else list(person_rows), index=flow.index)
+    values: dict[Cell, float] = {}
+    for r in flow.index:
+        for c in columns:
+            v = flow.at[r, c]
+            values[(r, c)] = None if pd.isna(v) else float(v)
+    primary = {
+        (r, c) for r in flow.index for c in columns
+        if bool(people[r]) and is_small(values[(r, c)], threshold, mask_zeros)
+    }
+    relations: list[list[Cell]] = [[(r, c_in), (r, c_drop), (r, c_out)] for r in flow.index]
+    idx = list(flow.index)
+    for a, b in zip(idx, idx[1:], strict=False):
+        if values[(a, c_out)] is not None and values[(a, c_out)] == values[(b, c_in)]:
+            relations.append([(a, c_out), (b, c_in)])
+    masked = secondary_suppression(values, primary, relations)
+    return SuppressedTable(values=flow, mask=_to_mask(flow, masked), threshold=threshold,
+                           primary=_to_mask(flow, primary))
+
+
+def _to_mask(frame: pd.DataFrame, cells: Iterable[Cell]) -> pd.DataFrame:
+    mask = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+    for r, c in cells:
+        mask.at[r, c] = True
+    return mask

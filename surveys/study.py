@@ -1,0 +1,216 @@
+"""`equilibres surveys`: read, validate and summarise every survey of the study; write the outputs.
+
+Outputs (all under ``<build>/surveys/``, written atomically under the build lock):
+
+* ``items.csv`` — one row per headline statistic of each question (favourable share, level shares,
+  mean, before/after means and change), with k, n, CI, method, small-n flag, optional weighted share,
+  and the display strings in English and French;
+* ``likert.csv`` — the frequency table of every coded question (Likert, yes/no, categorical);
+* ``before_after.csv`` — paired before/after results (change, unchanged pairs, Wilcoxon–Pratt);
+* ``response_rates.csv`` — AAPOR RR1/RR2 per survey (and per respondent type when invited counts by
+  type are given);
+* ``figures/<survey>_likert_<k>.png`` (diverging stacked bars per shared scale) and
+  ``figures/<survey>_before_after.png``;
+* ``indicators.json`` — one record per indicator a codebook links to (docs/CONTRACTS.md §4), the
+  published value beside it from the configuration's ``[published]`` table;
+* ``params.json`` — the survey settings, codebook and input hashes.
+
+No respondent id reaches any output: the id column is dropped right after validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.config import StudyConfig, write_params
+from pipeline.io import BuildPaths, atomic_write_bytes, atomic_write_csv, atomic_write_json, build_lock
+from surveys.charts import before_after_chart, likert_diverging_chart
+from surveys.codebook import Codebook, load_codebooks
+from surveys.responses import load_responses
+from surveys.stats import FrequencyResult, PairedResult, format_number
+from surveys.summary import SurveySummary, summarise_survey
+
+
+@dataclass(frozen=True)
+class SurveyRunResult:
+    """What `equilibres surveys` computed and wrote."""
+
+    surveys: tuple[SurveySummary, ...]
+    indicators: tuple[dict[str, Any], ...]
+    out_dir: Path
+    outputs: tuple[Path, ...]
+    lang: str = "fr"
+
+    def indicator(self, indicator_id: str) -> dict[str, Any]:
+        for rec in self.indicators:
+            if rec["id"] == indicator_id:
+                return rec
+        raise KeyError(indicator_id)
+
+    def render(self, lang: str | None = None) -> str:
+        lang = lang or self.lang
+        lines = []
+        for s in self.surveys:
+            title = s.codebook.title_fr if lang == "fr" else s.codebook.title_en
+            rr = s.response_rates[0]
+            lines.append(f"{title}: {s.n_respondents} — {rr.format(lang)}")  # type: ignore[arg-type]
+        head = "Indicateur" if lang == "fr" else "Indicator"
+        pub = "publié" if lang == "fr" else "published"
+        lines.append(f"{head} | {'calculé' if lang == 'fr' else 'computed'} | {pub}")
+        for rec in self.indicators:
+            shown = rec["display_fr"] if lang == "fr" else rec["display_en"]
+            p = rec["published"]
+            if p is None:
+                p_s = "–"
+            elif rec["unit"] == "share":
+                p_s = format_number(100 * p, 0, lang) + " %"  # type: ignore[arg-type]
+            else:
+                p_s = format_number(p, 1, lang)  # type: ignore[arg-type]
+            flag = " ⚠" if rec["small_n_warning"] else ""
+            lines.append(f"{rec['id']} | {shown}{flag} | {p_s}")
+        lines.append(f"{'Sorties' if lang == 'fr' else 'Outputs'}: {self.out_dir}")
+        return "\n".join(lines)
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe value: NaN and infinities become null, numpy scalars plain numbers."""
+    if x is None:
+        return None
+    if hasattr(x, "item"):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def indicator_records(summaries: list[SurveySummary], config: StudyConfig) -> list[dict[str, Any]]:
+    """Records (docs/CONTRACTS.md §4) for every indicator linked in a codebook."""
+    records = []
+    for s in summaries:
+        b = s.codebook
+        for item in s.items:
+            q = item.question
+            for link in q.indicators:
+                est = item.estimate(link)
+                who = "+".join(item.applicable_types)
+                records.append({
+                    "id": link.id, "label_fr": link.label_fr, "label_en": link.label_en,
+                    "value": _clean(est.value), "ci_low": _clean(est.ci_low), "ci_high": _clean(est.ci_high),
+                    "n": int(est.n), "unit": est.unit, "method": est.method,
+                    "published": config.published.get(link.id),
+                    "population": (f"{b.title_en} ({b.mode}, {b.fieldwork}): {who} respondents to whom the "
+                                   f"question applies, item non-response excluded"),
+                    "definition": _definition(q, link, b),
+                    "survey": b.id, "question": q.id, "ci_level": config.surveys.ci_level,
+                    "small_n_warning": bool(est.small_n_warning),
+                    "display_en": est.display_en, "display_fr": est.display_fr,
+                })
+    return records
+
+
+def _definition(q, link, book: Codebook) -> str:
+    if link.statistic == "favourable":
+        labels = [q.code_of(c).label_en for c in q.favourable]
+        return f"Share answering {' or '.join(repr(x) for x in labels)} to: {q.text_en}"
+    if link.statistic == "level":
+        return f"Share answering {q.code_of(int(link.level)).label_en!r} to: {q.text_en}"
+    if link.statistic == "mean":
+        return f"Mean score ({q.min}–{q.max}) to: {q.text_en}"
+    side = {"mean_before": "before (former practice)", "mean_after": "after (ÉQUILIBRES)",
+            "mean_change": "change after − before"}[link.statistic]
+    return f"Mean score ({q.min}–{q.max}), {side}, over complete pairs, to: {q.text_en}"
+
+
+def _tables(summaries: list[SurveySummary]) -> dict[str, pd.DataFrame]:
+    items, freq, pairs, rates = [], [], [], []
+    for s in summaries:
+        for it in s.items:
+            items += it.rows()
+            r = it.result
+            if isinstance(r, FrequencyResult):
+                f = r.summary_frame()
+                f.insert(0, "question_id", it.question.id)
+                f.insert(0, "survey_id", s.survey_id)
+                f.insert(2, "type", it.question.type)
+                freq.append(f)
+            elif isinstance(r, PairedResult):
+                f = r.summary_frame().drop(columns=["label"])
+                f.insert(0, "question_id", it.question.id)
+                f.insert(0, "survey_id", s.survey_id)
+                pairs.append(f)
+        for rr in s.response_rates:
+            rates += [{"survey_id": s.survey_id, **row} for row in rr.summary_frame().to_dict("records")]
+    items_frame = pd.DataFrame(items)
+    if len(items_frame):
+        items_frame["k"] = items_frame["k"].astype("Int64")
+    rates_frame = pd.DataFrame(rates)
+    for col in ("invited", "refusals_R", "non_contacts_NC", "other_O", "unknown_U"):
+        if col in rates_frame:
+            rates_frame[col] = rates_frame[col].astype("Int64")
+    return {
+        "items.csv": items_frame,
+        "likert.csv": pd.concat(freq, ignore_index=True) if freq else pd.DataFrame(),
+        "before_after.csv": pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame(),
+        "response_rates.csv": rates_frame,
+    }
+
+
+def _figures(summaries: list[SurveySummary], lang: str) -> dict[str, bytes]:
+    figures: dict[str, bytes] = {}
+    for s in summaries:
+        title = s.codebook.title_fr if lang == "fr" else s.codebook.title_en
+        # One diverging chart per answer scale, so every bar of a chart shares one legend.
+        groups: dict[tuple[int, ...], list] = {}
+        for it in s.items:
+            if it.question.type == "likert":
+                groups.setdefault(it.result.codes, []).append(it)  # type: ignore[union-attr]
+        for k, group in enumerate(groups.values(), start=1):
+            items = [(it.question.text_fr if lang == "fr" else it.question.text_en, it.result) for it in group]
+            figures[f"{s.survey_id}_likert_{k}.png"] = likert_diverging_chart(items, lang=lang, title=title)
+        paired = [(it.question.text_fr if lang == "fr" else it.question.text_en, it.result)
+                  for it in s.items if it.question.type == "before_after"]
+        if paired:
+            figures[f"{s.survey_id}_before_after.png"] = before_after_chart(paired, lang=lang, title=title)
+    return figures
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def run_surveys(data_dir: Path, build: Path, config: StudyConfig) -> SurveyRunResult:
+    """Validate every survey of ``config.surveys.codebooks`` under ``<data_dir>/surveys/`` and write
+    its summaries under ``<build>/surveys/``. Raises SurveyValidationError listing every problem."""
+    data_dir, build = Path(data_dir), Path(build)
+    codebooks = load_codebooks(config.codebook_paths())
+    loaded = load_responses(data_dir, codebooks)  # raises with every problem of every file
+    summaries = [summarise_survey(loaded[b.id][1], b, config.surveys) for b in codebooks]
+    records = indicator_records(summaries, config)
+    lang = config.report.lang
+    out = BuildPaths(build).surveys
+    written: list[Path] = []
+    with build_lock(build, "surveys"):
+        for name, frame in _tables(summaries).items():
+            atomic_write_csv(out / name, frame)
+            written.append(out / name)
+        for name, png in _figures(summaries, lang).items():
+            atomic_write_bytes(out / "figures" / name, png)
+            written.append(out / "figures" / name)
+        atomic_write_json(out / "indicators.json", records)
+        written.append(out / "indicators.json")
+        write_params(
+            config, out / "params.json", sections=["surveys"],
+            codebooks=[{"id": b.id, "path": b.path, "sha256": b.sha256} for b in codebooks],
+            inputs=[{"survey": sid, "file": p.name, "sha256": _sha256(p), "respondents": len(frame)}
+                    for sid, (p, frame) in loaded.items()],
+            published={r["id"]: r["published"] for r in records},
+        )
+        written.append(out / "params.json")
+    return SurveyRunResult(surveys=tuple(summaries), indicators=tuple(records), out_dir=out,
+                           outputs=tuple(written), lang=lang)

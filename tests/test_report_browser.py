@@ -1,0 +1,117 @@
+"""The report as a reader sees it: HTML in headless Chromium, PDF rasterised page by page.
+
+Needs Debian's `chromium` and `pdftoppm` (poppler-utils): `make sysdeps` installs them. Skipped with
+the reason when they are absent.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import load_config
+from reports.build import SECTION_IDS, render_report
+from tests.report_fixture import make_fixture_build
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PDFTOPPM = shutil.which("pdftoppm")
+
+pytestmark = pytest.mark.browser
+
+
+def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180,
+                          env={"HOME": str(profile), "PATH": "/usr/bin:/bin"})
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    build = make_fixture_build(tmp_path_factory.mktemp("browser_build"))
+    result = render_report(build, load_config(), pdf=True)
+    return result
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (run `make sysdeps` as root)")
+def test_html_in_chromium_has_every_section_and_loaded_images(report, tmp_path):
+    html = report.html_path.read_text(encoding="utf-8")
+    # A test copy only: record each image's natural size once loaded, so --dump-dom can show it.
+    probe = ("<script>window.addEventListener('load', () => document.querySelectorAll('img').forEach("
+             "i => i.setAttribute('data-natural-width', i.naturalWidth)));</script>")
+    page = tmp_path / "probe.html"
+    page.write_text(html.replace("</body>", probe + "</body>"), encoding="utf-8")
+    proc = _chromium(["--virtual-time-budget=5000", "--dump-dom", page.as_uri()], tmp_path / "profile")
+    dom = proc.stdout
+    assert "<main>" in dom, proc.stderr[-2000:]
+    for sid in SECTION_IDS:
+        assert f'id="{sid}"' in dom, sid
+    widths = [int(w) for w in re.findall(r'data-natural-width="(\d+)"', dom)]
+    n_img = dom.count("<img ")
+    assert n_img >= 6 and len(widths) == n_img, (n_img, widths)
+    assert all(w > 0 for w in widths), widths
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (run `make sysdeps` as root)")
+def test_html_screenshot_is_not_blank(report, tmp_path):
+    from PIL import Image
+
+    shot = tmp_path / "shot.png"
+    proc = _chromium([f"--screenshot={shot}", "--window-size=1280,4000", report.html_path.as_uri()],
+                     tmp_path / "profile")
+    assert shot.exists(), proc.stderr[-2000:]
+    img = Image.open(shot).convert("L")
+    assert img.size == (1280, 4000)
+    lo, hi = img.getextrema()
+    assert hi - lo > 100  # text and charts, not a white page
+    dark = sum(img.histogram()[:128]) / (img.size[0] * img.size[1])
+    assert dark > 0.005
+
+
+def test_embedded_images_decode_and_are_not_blank(report):
+    from PIL import Image
+
+    html = report.html_path.read_text(encoding="utf-8")
+    payloads = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(payloads) >= 6
+    for p in payloads:
+        img = Image.open(io.BytesIO(base64.b64decode(p))).convert("L")
+        assert img.size[0] > 50 and img.size[1] > 50
+        lo, hi = img.getextrema()
+        assert hi - lo > 50
+
+
+@pytest.mark.skipif(PDFTOPPM is None, reason="pdftoppm is not installed (poppler-utils; run `make sysdeps`)")
+def test_pdf_pages_are_sensible(report, tmp_path):
+    from PIL import Image
+    from pypdf import PdfReader
+
+    assert report.pdf_path is not None and report.pdf_path.exists()
+    reader = PdfReader(str(report.pdf_path))
+    n = len(reader.pages)
+    assert 10 <= n <= 60, n
+    assert n == report.n_pages
+    mb = reader.pages[0].mediabox
+    assert abs(float(mb.width) - 595.3) < 2 and abs(float(mb.height) - 841.9) < 2  # A4 in points
+    text = "\n".join(page.extract_text() or "" for page in reader.pages)
+    assert "Sommaire" in text
+    toc = reader.pages[0].extract_text() + (reader.pages[1].extract_text() or "")
+    # Table of contents with page numbers (target-counter): "1. Synthèse ...... 2"-like lines.
+    assert len(re.findall(r"\.{3,}\s*\d+", toc)) >= len(SECTION_IDS), toc[:1500]
+    # Page numbers in the footer ("3 / N") and a table of contents that points to real pages.
+    assert re.search(rf"\b3 / {n}\b", text)
+    subprocess.run([PDFTOPPM, "-r", "30", "-png", str(report.pdf_path), str(tmp_path / "p")], check=True,
+                   timeout=180)
+    pages = sorted(tmp_path.glob("p-*.png"))
+    assert len(pages) == n
+    for page in pages:
+        img = Image.open(page).convert("L")
+        lo, hi = img.getextrema()
+        assert hi - lo > 60, page.name  # every page has content
