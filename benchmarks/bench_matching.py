@@ -15,7 +15,7 @@
 3. `run_match` re-run on a synthetic cohort.parquet of study size (25 800 treated, 2 M candidate rows;
    matching.synthetic) with the cohort cached: first and second run times.
 
-Targets (checked and recorded, not asserted): matcher ≥ 10× faster than the naive scan; 5 M pool time
+Matcher times are the best of two runs. Targets (checked and recorded, not asserted): matcher ≥ 10× faster than the naive scan; 5 M pool time
 ≤ 3 × the 2 M pool time. ``--quick`` runs a 1/100 version in seconds. Results:
 benchmarks/results/matching.json.
 """
@@ -115,13 +115,15 @@ def bench_pool(n_treated: int, n_controls: int, naive_subset: int, max_strata: i
 
     frame = synthetic_pool(n_treated, n_controls)
     kw = dict(exact=["sex", "age_band", "dpt"], on="cost", transform="log1p", caliper=0.1)
+    # best of two: the machine may be shared, and the 5 M / 2 M ratio should compare like with like
     m, t_nearest = timed(lambda: Matcher(**kw).fit(frame))
+    t_nearest = min(t_nearest, timed(lambda: Matcher(**kw).fit(frame))[1])
     res = {
         "n_treated": n_treated, "n_controls": n_controls, "n_strata_with_treated": m.n_strata_,
         "nearest_closest": {"seconds": round(t_nearest, 3), "treated_matched": m.n_treated_matched_,
                             "peak_traced_mib": peak_mib(lambda: Matcher(**kw).fit(frame))},
     }
-    _, t_data = timed(lambda: Matcher(order="data", **kw).fit(frame))
+    t_data = min(timed(lambda: Matcher(order="data", **kw).fit(frame))[1] for _ in range(2))
     res["nearest_data_order"] = {"seconds": round(t_data, 3)}
     mo, t_opt = timed(lambda: Matcher(method="optimal", **kw).fit(frame))
     res["optimal"] = {"seconds": round(t_opt, 3), "treated_matched": mo.n_treated_matched_,

@@ -102,6 +102,7 @@ def generate_extract(out: Path, scale: float, seed: int, truth_path: Path | None
     t0 = time.perf_counter()
     try:
         result = _generate_into(tmp, scale, seed, tp, truth_path, fmt, config)
+        _normal_permissions(tmp)
         _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -120,6 +121,14 @@ def _check_replaceable(out: Path) -> None:
             raise GenerationError(
                 f"--out {out} is a non-empty directory that is not a synthetic extract; refusing to replace "
                 "it. Give a new or empty directory.")
+
+
+def _normal_permissions(root: Path) -> None:
+    """mkdtemp/mkstemp create private (0700/0600) entries; an extract gets the usual umask modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [root, *root.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:

@@ -64,11 +64,11 @@ class IndicatorRunResult:
     def render(self) -> str:
         lines = [f"Indicators: {len(self.records)} records from {self.n_sets} matched sets "
                  f"({self.replicates} bootstrap replicates) in {self.seconds:.1f} s"]
-        lines.append(f"{'indicator':42} {'value':>12} {'95% CI':>27} {'published':>11}")
+        lines.append(f"{'indicator':33} {'value':>10} {'CI':>23} {'published':>10}")
         for r in self.records:
             ci = ("" if r.get("ci_low") is None else f"[{_fmt(r['ci_low'])}; {_fmt(r['ci_high'])}]")
             pub = "" if r.get("published") is None else _fmt(r["published"])
-            lines.append(f"{r['id']:42} {_fmt(r.get('value')):>12} {ci:>27} {pub:>11}")
+            lines.append(f"{r['id'][:33]:33} {_fmt(r.get('value')):>10} {ci:>23} {pub:>10}")
         lines.extend(self.notes)
         lines.append(f"outputs in {self.outputs['indicators'].parent}")
         return "\n".join(lines)

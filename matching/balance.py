@@ -62,6 +62,8 @@ class _Covariate:
     source: str
     kind: str  # numeric | binary
     values: np.ndarray  # over the full frame (float, NaN = missing)
+    level: Any = None  # for a dummy: the level it indicates
+    level_is_text: bool = False
 
 
 def expand_covariates(frame: pd.DataFrame, covariates: Sequence[str]) -> list[_Covariate]:
@@ -79,11 +81,16 @@ def expand_covariates(frame: pd.DataFrame, covariates: Sequence[str]) -> list[_C
             kind = "binary" if len(np.unique(x[np.isfinite(x)])) <= 2 else "numeric"
             out.append(_Covariate(col, col, kind, x))
             continue
-        codes, levels = pd.factorize(s.astype("string"), sort=True)
+        text = False
+        try:
+            codes, levels = pd.factorize(s, sort=True)
+        except TypeError:  # mixed, unorderable types: compare as text
+            codes, levels = pd.factorize(s.astype("string"), sort=True)
+            text = True
         for i, level in enumerate(levels):
             x = (codes == i).astype(float)
             x[codes < 0] = np.nan
-            out.append(_Covariate(f"{col}={level}", col, "binary", x))
+            out.append(_Covariate(f"{col}={level}", col, "binary", x, level, text))
     return out
 
 
@@ -127,9 +134,10 @@ def balance_table(
             if c.name == c.source:
                 after_cov[c.name] = matched[c.source].to_numpy(dtype=float, na_value=np.nan)
             else:
-                level = c.name[len(c.source) + 1:]
-                col = matched[c.source].astype("string")
-                x = (col == level).to_numpy(dtype=float, na_value=np.nan)
+                col = matched[c.source]
+                x = (col == c.level).to_numpy(dtype=float, na_value=np.nan)
+                if c.level_is_text:
+                    x = (col.astype("string") == c.level).to_numpy(dtype=float, na_value=np.nan)
                 x[col.isna().to_numpy()] = np.nan
                 after_cov[c.name] = x
         t_after = matched[treatment].to_numpy().astype(bool)

@@ -174,7 +174,11 @@ class Matcher(BaseEstimator):
                 f"treatment=/id=."
             )
         tr = frame[treatment]
-        bad_t = ~tr.isin([0, 1, True, False]) | tr.isna()
+        if pd.api.types.is_numeric_dtype(tr) or pd.api.types.is_bool_dtype(tr):
+            t_values = tr.to_numpy(dtype=float, na_value=np.nan)
+            bad_t = ~((t_values == 0) | (t_values == 1))
+        else:
+            bad_t = np.ones(len(tr), dtype=bool)
         if bad_t.any():
             raise ValueError(
                 f"Matcher.fit: treatment column '{treatment}' must hold 0/1; {int(bad_t.sum())} of "

@@ -17,7 +17,8 @@ def love_plot(balance: pd.DataFrame, ax: Axes | None = None, threshold: float = 
     Covariates are sorted by their SMD before matching; beyond ``max_covariates`` only the most
     imbalanced before matching are shown (the title says how many were left out).
     """
-    wide = balance.pivot_table(index="covariate", columns="stage", values="smd", aggfunc="first")
+    wide = balance.pivot_table(index="covariate", columns="stage", values="smd", aggfunc="first", dropna=False)
+    wide = wide.dropna(how="all")
     wide = wide.abs()
     sort_col = "before" if "before" in wide.columns else wide.columns[0]
     wide = wide.sort_values(sort_col, ascending=True)
@@ -70,7 +71,7 @@ def specification_curve(
         top.axhline(reference, color="grey", linestyle="--", linewidth=1, label="published")
         top.legend(fontsize=8)
     top.set_ylabel(label)
-    top.set_title(f"Specification curve: {label} over {len(data)} matching specifications")
+    top.set_title(f"Specification curve: {label} over {len(data)} matching specifications", fontsize=9)
     for i, (col, v) in enumerate(levels):
         on = (data[col].astype(str) == str(v)).to_numpy()
         bottom.plot(x[on], np.full(on.sum(), i), "s", ms=3, color="black")

@@ -93,9 +93,9 @@ def balance_covariates(config: StudyConfig) -> list[str]:
 def method_description(config: StudyConfig) -> str:
     m = config.matching
     cal = "no caliper" if m.caliper is None else f"caliper {m.caliper} ({m.caliper_scale})"
-    return (f"{m.method} matching 1:{m.ratio} on {m.on} ({m.transform}), exact on {', '.join(m.exact)}, "
-            f"{cal}, {'with' if m.replace else 'without'} replacement, age bands of "
-            f"{config.cohort.age_band_width} years")
+    bands = f", age bands of {config.cohort.age_band_width} years" if "age_band" in m.exact else ""
+    return (f"{m.method} matching 1:{m.ratio} on {m.on} ({m.transform}), exact on {', '.join(m.exact) or 'nothing'}, "
+            f"{cal}, {'with' if m.replace else 'without'} replacement{bands}")
 
 
 # ---------------------------------------------------------------------------------------- privacy
@@ -210,7 +210,7 @@ class MatchResult:
         lines.append(f"treated: {f(s['treated'])} → matched {f(s['treated_matched'])}, unmatched "
                      f"{f(s['unmatched_treated'])}; controls used: {f(s['controls_matched'])} of "
                      f"{f(s['controls'])} candidate rows (ESS {s['ess_controls']:,}); strata with treated "
-                     f"{f(s['strata_with_treated'])}")
+                     f"{s['strata_with_treated']:,}")  # strata are not people: not masked
         ov = self.summary.overview_after
         if ov.get("n_covariates"):
             lines.append(f"balance after matching: max |SMD| {ov['max_abs_smd']:.3f}, "
@@ -246,13 +246,14 @@ def run_match(build: Path, config: StudyConfig, data_dir: Path | None = None) ->
         }
         atomic_write_parquet(outputs["pairs"], m.pairs_)
         atomic_write_parquet(outputs["matched"], m.matched_)
-        atomic_write_csv(outputs["balance"], suppress_balance(outcome.balance, min_cell))
+        published_balance = suppress_balance(outcome.balance, min_cell)
+        atomic_write_csv(outputs["balance"], published_balance)
         atomic_write_csv(outputs["unmatched_profiles"], outcome.profiles)
         atomic_write_json(outputs["indicator"], [outcome.indicator])
         atomic_write_csv(outputs["attrition"], cohort_flow(outcome.sizes))
         from matching.plots import love_plot
 
-        ax = love_plot(outcome.balance)
+        ax = love_plot(published_balance)  # suppressed rows (small cells) are not drawn
         with atomic_path(outputs["love_plot"]) as tmp:
             ax.figure.savefig(tmp, format="png", dpi=110)
         seconds = time.perf_counter() - start
@@ -262,7 +263,8 @@ def run_match(build: Path, config: StudyConfig, data_dir: Path | None = None) ->
             "method_description": method_description(config),
             "caliper_width": m.caliper_width_,
             "pooled_sd": getattr(m, "pooled_sd_", None),
-            "sizes": {k: (masked(v, min_cell) if isinstance(v, int) else v) for k, v in outcome.sizes.items()},
+            "sizes": {k: (masked(v, min_cell) if isinstance(v, int) and not k.startswith("strata") else v)
+                      for k, v in outcome.sizes.items()},
             "cohort_file": str(paths.cohort),
             "cohort_fingerprint": fingerprint,
             "config_fingerprint": config.fingerprint("matching", "cohort"),

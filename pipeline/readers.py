@@ -379,8 +379,7 @@ def _typed_arrow(path: Path, spec: TableSpec, config: StudyConfig) -> pa.Table:
         mapping, missing = match_columns(spec, available)
         _require_columns(spec, missing, available, path)
         _check_conversions(con, src, spec, available, mapping, path)
-        result = con.execute(f"SELECT {typed_select(spec, available, mapping)} FROM {src}")
-        table = result.fetch_arrow_table() if hasattr(result, "fetch_arrow_table") else result.arrow()
+        table = con.sql(f"SELECT {typed_select(spec, available, mapping)} FROM {src}").to_arrow_table()
     schema = pa.schema([pa.field(c.name, ARROW_TYPES[c.kind]) for c in spec.columns])
     return table.cast(schema)
 

@@ -27,8 +27,8 @@ from pipeline.config import StudyConfig
 from pipeline.io import PipelineError, atomic_write_bytes, atomic_write_text, build_lock
 from reports import figures
 from reports.i18n import (
-    MISSING,
     MEASURE_LABELS,
+    MISSING,
     PUBLISHED_META,
     RULE_LABELS_FR,
     Formatter,
@@ -209,7 +209,7 @@ class ReportBuilder:
             df, pre_masked = df.drop(columns="unit"), pre_masked.drop(columns="unit")
         if "measure" in df.columns:
             df["measure"] = [self.measure_label(m) for m in df["measure"]]
-        kinds = {c: _column_kind(c, df[c]) for c in df.columns}
+        kinds = {c: self.column_kind(c, df[c]) for c in df.columns}
         if row_units is not None:
             for c in df.columns:
                 if c.split("_ci_")[0] in ("treated", "control", "difference", "ratio"):
@@ -275,6 +275,20 @@ class ReportBuilder:
             rows.append([f"… (+{len(df) - max_rows})"] + [""] * (len(cols) - 1))
         return self.table(caption, cols, rows, align=align, note=note)
 
+    def column_kind(self, name: str, values: pd.Series) -> str:
+        """Kind of a column; a column named after an indicator takes that indicator's unit."""
+        base = str(name).removesuffix(_CI_LOW).removesuffix(_CI_HIGH)
+        rec = self.records.get(base)
+        if rec is not None and rec.get("unit"):
+            unit = str(rec["unit"])
+            if unit in ("share", "relative_difference"):
+                return "share"
+            if unit.startswith("eur"):
+                return "eur"
+            if unit == "score_0_10":
+                return "score"
+        return _column_kind(name, values)
+
     def format_cell(self, v: Any, kind: str) -> str:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return MISSING
@@ -335,7 +349,7 @@ class ReportBuilder:
                 mk if (masked or (n is not None and is_small(n, self.k))) else self.fmt.integer(n),
                 Markup(f'<span class="status {status}">{escape(self.t("status_" + status))}</span>'),
             ])
-            if value is not None and published not in (0, None) and not masked:
+            if value is not None and published not in (0, None) and not masked and status != "input":
                 labels.append(label)
                 rel.append(value / published - 1)
                 rlo.append(None if lo is None else lo / published - 1)
@@ -787,8 +801,28 @@ class ReportBuilder:
             s.blocks.append(self.frame_table(self.r["survey_items"], self.t("tab_survey_items")))
         return s
 
+    def question_texts(self) -> dict[tuple[str, str], str]:
+        """(survey_id, question_id) → question text in the report language, from items.csv."""
+        items = self.r["survey_items"]
+        col = f"text_{self.lang}"
+        if items is None or items.empty or not {"survey_id", "question_id", col} <= set(items.columns):
+            return {}
+        sub = items.dropna(subset=[col]).drop_duplicates(["survey_id", "question_id"])
+        return {(str(a), str(b)): str(t) for a, b, t in zip(sub["survey_id"], sub["question_id"], sub[col], strict=True)}
+
+    def with_question_text(self, df: pd.DataFrame) -> pd.DataFrame:
+        texts = self.question_texts()
+        if not texts or f"text_{self.lang}" in df.columns or not {"survey_id", "question_id"} <= set(df.columns):
+            return df
+        df = df.copy()
+        df.insert(2, f"text_{self.lang}", [texts.get((str(a), str(b)), str(b)) for a, b in
+                                          zip(df["survey_id"], df["question_id"], strict=True)])
+        return df
+
     def likert_blocks(self) -> list[dict[str, Any]]:
         df = self.r["likert"]
+        if df is not None and not df.empty:
+            df = self.with_question_text(df)
         if df is None or df.empty:
             return [self.survey_png("likert", self.t("fig_likert"))] if "likert" in self.r.survey_pngs else []
         lang = self.lang
@@ -825,6 +859,7 @@ class ReportBuilder:
         df = self.r["before_after"]
         if df is None or df.empty:
             return []
+        df = self.with_question_text(df)
         blocks = [self.frame_table(df, self.t("tab_before_after"))]
         item = _pick(df, f"text_{self.lang}", "text", "label", "item", "dimension", "variable")
         b = _pick(df, "mean_before", "before")
@@ -855,13 +890,14 @@ class ReportBuilder:
             hi = f"{est}_ci_high" if est and f"{est}_ci_high" in sw.columns else _pick(sw, "ci_high", "upper")
             if est:
                 vals = pd.to_numeric(sw[est], errors="coerce")
+                kind = self.column_kind(est, vals)
                 s.blocks.append(self.p(self.t(
-                    "sweep_summary", n=len(sw), what=self.label_of(self.records.get(est), est), median=self.format_cell(vals.median(), _column_kind(est, vals)),
-                    lo=self.format_cell(vals.min(), _column_kind(est, vals)),
-                    hi=self.format_cell(vals.max(), _column_kind(est, vals)))))
+                    "sweep_summary", n=len(sw), what=self.label_of(self.records.get(est), est),
+                    median=self.format_cell(vals.median(), kind), lo=self.format_cell(vals.min(), kind),
+                    hi=self.format_cell(vals.max(), kind))))
             if est and vals.notna().all():
                 main = _main_spec(sw, self.cfg)
-                kind = _column_kind(est, vals)
+                kind = self.column_kind(est, vals)
                 png = figures.specification_curve(
                     list(vals), [_f(x) for x in sw[lo]] if lo else [None] * len(sw),
                     [_f(x) for x in sw[hi]] if hi else [None] * len(sw), main,

@@ -42,7 +42,7 @@ def _run_case(root: Path, seed: int, truth_file: str) -> tuple[dict, dict]:
     config = load_config()
     data, build = root / "extract", root / "build"
     generator.generate_extract(data, scale=SCALE, seed=seed, truth_path=TRUTH_DIR / truth_file,
-                               fmt="parquet", config=config)
+                               fmt="parquet", confounding=None, config=config)
     runner.run_clean(data, build, config)
     mstudy.run_match(build, config)
     res = run_indicators(build, config, data_dir=data)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from reports.suppression import SECONDARY_MARK, is_small, secondary_suppression, suppress_counts, suppress_flow
+from reports.suppression import (
+    SECONDARY_MARK,
+    is_small,
+    secondary_suppression,
+    suppress_counts,
+    suppress_flow,
+)
 
 
 def test_is_small_masks_1_to_threshold_minus_1_only():
