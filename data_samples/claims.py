@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from data_samples.catalog import (
-    DCIR_KINDS,
     ERROR_GHM,
     EXPERIMENT_MAX_LINES_PER_MONTH,
     EXPERIMENT_UNITS_PER_HOUR,
@@ -29,9 +28,9 @@ from data_samples.population import DAY, Identities, Population, pick_identity, 
 from data_samples.truth import TruthParams
 from pipeline.config import StudyConfig
 
-# Flux (payment) lag in months after the care month: ~99 % within 6 months.
+# Flux (payment) month = care month + 1 + lag: 99 % of lines arrive within 6 months of the care month.
 FLUX_LAG_MONTHS = np.arange(0, 13)
-FLUX_LAG_PROBS = np.array([0.10, 0.52, 0.20, 0.09, 0.04, 0.025, 0.015, 0.004, 0.002, 0.0015, 0.001, 0.0005, 0.0005])
+FLUX_LAG_PROBS = np.array([0.12, 0.52, 0.20, 0.09, 0.04, 0.02, 0.004, 0.002, 0.0015, 0.001, 0.0008, 0.0004, 0.0003])
 FLUX_LAG_PROBS = FLUX_LAG_PROBS / FLUX_LAG_PROBS.sum()
 
 
@@ -224,7 +223,8 @@ def hospital_finess(dpt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     uniq, inv = np.unique(dpt.astype(str), return_inverse=True)
     pre = np.array([prefix(u) for u in uniq])[inv]
     k = rng.integers(0, HOSPITALS_PER_DPT, dpt.size)
-    return np.char.add(np.char.add(pre, "0"), np.char.zfill((100001 + 37 * k).astype(str), 6))
+    # "07…" never collides with the geographical FINESS of cleaning.duplicate_geographic_finess
+    return np.char.add(np.char.add(pre, "07"), np.char.zfill((10011 + 137 * k).astype(str), 5))
 
 
 def error_ghm(rng: np.random.Generator, n: int) -> np.ndarray:

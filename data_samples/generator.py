@@ -22,7 +22,16 @@ import numpy as np
 import pyarrow as pa
 
 from data_samples.catalog import DCIR_KINDS
-from data_samples.claims import Lines, Stays, add_surcharges, draw_lines, draw_stays, experiment_kind, flux_dates, hospital_finess
+from data_samples.claims import (
+    Lines,
+    Stays,
+    add_surcharges,
+    draw_lines,
+    draw_stays,
+    experiment_kind,
+    flux_dates,
+    hospital_finess,
+)
 from data_samples.outcomes import DCIR_CATEGORIES, MonthGrid, TruthAccumulator, chunk_means
 from data_samples.population import (
     CONTROL,
@@ -179,8 +188,7 @@ def _generate_into(tmp: Path, scale: float, seed: int, tp: TruthParams, truth_pa
             cm = chunk_means(pop, persons, grid, tp, config)
             acc.add_expected(cm, pop, config)
             lines = draw_lines(rng, cm, grid, kinds)
-            lines, n_sur = add_surcharges(rng, lines, tp.defects.cpl_maj_top_2_share_nursing)
-            _count(defects, "cpl_maj_top_2_lines", n_sur)
+            lines, _ = add_surcharges(rng, lines, tp.defects.cpl_maj_top_2_share_nursing)
             table, dct_offset, kept = _dcir_table(rng, lines, cm.persons, pop, ids, tp, config, dct_offset, defects)
             writer.write(table)
             stays = draw_stays(rng, cm, grid, pop, tp, config)
@@ -361,7 +369,7 @@ def _dcir_table(rng: np.random.Generator, lines: Lines, persons: np.ndarray, pop
     }
     cols["FLX_TRT_DTD"][~base] = cols["FLX_TRT_DTD"][par]
     cols = {k: v[keep] for k, v in cols.items()}
-    n = int(keep.sum())
+    _count(defects, "cpl_maj_top_2_lines", int((cols["CPL_MAJ_TOP"] == 2).sum()))
     is_exp = np.isin(cols["PRS_NAT_REF"], config.cleaning.experiment.prs_nat_ref)
     candidates = np.flatnonzero(~is_exp & (cols["CPL_MAJ_TOP"] == 0))
     next_dct = dct_offset + nb
@@ -480,6 +488,9 @@ def _write_pmsi(tmp: Path, rng: np.random.Generator, parts: list[tuple[np.ndarra
     eta = hospital_finess(dpt, rng)
     aphp = np.isin(pop.dpt[person], IDF_DPTS) & (pop.dpt[person] == "075") & (rng.random(n) < 0.4)
     eta[aphp] = APHP_LEGAL_FINESS
+    if np.isin(eta, list(config.cleaning.duplicate_geographic_finess)).any():
+        raise GenerationError("A synthetic hospital FINESS collides with cleaning.duplicate_geographic_finess; "
+                              "change hospital_finess in data_samples/claims.py.")
     sor = np.where(st.kind == 1, "9", np.where(rng.random(n) < 0.85, "8", "7"))
     ent = np.where(rng.random(n) < 0.9, "8", "7")
     nbj = np.where(st.kind == 2, 0, (st.exit - st.entry).astype("timedelta64[D]").astype(np.int64))
@@ -551,7 +562,6 @@ def _write_pmsi(tmp: Path, rng: np.random.Generator, parts: list[tuple[np.ndarra
 def _write_ir_ben_r(tmp: Path, rng: np.random.Generator, pop: Population, ids: Identities, tp: TruthParams,
                     config: StudyConfig, fmt: str, final_persons: np.ndarray, defects: dict[str, int]) -> str:
     d = tp.defects
-    n = pop.n
     written = np.where(np.isnat(pop.death), SENTINEL_1600, pop.death)
     # in-hospital deaths not (yet) in the referential: only PMSI SOR_MOD = 9 tells
     miss = final_persons[rng.random(final_persons.size) < d.pmsi_only_death_share]

@@ -134,7 +134,8 @@ def run_indicators(build: Path, config: StudyConfig, data_dir: Path | None = Non
             perimeter=perimeter_categories(config),
             inputs={p.name: _sha(p) for p in (paths.persons, paths.stays, paths.matching / "matched.parquet")},
             data_dir=None if data_dir is None else str(data_dir),
-            sizes={"treated": an.n_treated, "controls": an.n_control, "matched_sets": an.n_sets,
+            sizes={"treated": _mask(an.n_treated, min_cell), "controls": _mask(an.n_control, min_cell),
+                   "matched_sets": _mask(an.n_sets, min_cell),
                    "replicates": an.boot.n_replicates, "pairs_used": bool(
                        pairs is not None and pairs.groupby("control_id")["subclass"].nunique().max() > 1)},
             bootstrap={"kind": "matched-set cluster bootstrap, percentile CI", "seed": config.indicators.seed},
@@ -142,6 +143,10 @@ def run_indicators(build: Path, config: StudyConfig, data_dir: Path | None = Non
         )
     return IndicatorRunResult(indicators, records, {**outputs, "indicators": outputs["json"]},
                               an.n_treated, an.n_control, an.n_sets, an.boot.n_replicates, seconds, notes)
+
+
+def _mask(n: int, min_cell: int) -> int | None:
+    return None if 0 < n < min_cell else n
 
 
 def _suppress_record_counts(records: list[dict], min_cell: int) -> None:

@@ -106,8 +106,12 @@ def binary_ecdf_stats(x_t: np.ndarray, w_t: np.ndarray, x_c: np.ndarray, w_c: np
 
 
 def _stats(xt, wt, xc, wc, binary: bool = False) -> dict[str, float]:
-    okt, okc = np.isfinite(xt), np.isfinite(xc)
-    xt, wt, xc, wc = xt[okt], wt[okt], xc[okc], wc[okc]
+    if np.isnan(xt).any():  # copies only when something is missing
+        ok = np.isfinite(xt)
+        xt, wt = xt[ok], wt[ok]
+    if np.isnan(xc).any():
+        ok = np.isfinite(xc)
+        xc, wc = xc[ok], wc[ok]
     mt, vt = weighted_mean_var(xt, wt)
     mc, vc = weighted_mean_var(xc, wc)
     em, ex = (binary_ecdf_stats if binary else ecdf_stats)(xt, wt, xc, wc)
@@ -124,7 +128,18 @@ def balance_table(
     stages: Sequence[str] = ("before", "after"),
     weight: str = "weight",
 ) -> pd.DataFrame:
-    """One row per covariate (dummy) and stage: means, SMD, variance ratio, eCDF stats, flags, ESS."""
+    """One row per covariate (dummy) and stage: means, SMD, variance ratio, eCDF stats, flags, ESS.
+
+    Without the 'before' stage the candidate pool is not scanned: denominators come from the treated
+    rows and dummy levels from the treated and matched rows (the pool is read only for the pooled-SD
+    fallback of a covariate constant among the treated).
+    """
+    full_frame = frame
+    covariates = list(dict.fromkeys(covariates))
+    if "before" not in stages:
+        is_t = frame[treatment].to_numpy().astype(bool)
+        cols = [*covariates, treatment]
+        frame = pd.concat([frame.loc[is_t, cols], matched.loc[matched[treatment] != 1, cols]], ignore_index=True)
     before_cov = expand_covariates(frame, covariates)
     t_before = frame[treatment].to_numpy().astype(bool)
     rows: list[dict[str, Any]] = []
@@ -149,6 +164,9 @@ def balance_table(
         if np.isfinite(sd_t) and sd_t > 0:
             denom, denom_name = sd_t, "treated_sd_before"
         else:
+            if frame is not full_frame:  # the pooled fallback needs the whole candidate pool
+                pool = next(p for p in expand_covariates(full_frame, [c.source]) if p.name == c.name)
+                xc = pool.values[~full_frame[treatment].to_numpy().astype(bool)]
             vt = np.nanvar(xt, ddof=1) if np.isfinite(xt).sum() > 1 else 0.0
             vc = np.nanvar(xc, ddof=1) if np.isfinite(xc).sum() > 1 else 0.0
             denom, denom_name = float(np.sqrt((vt + vc) / 2)), "pooled_sd_before"

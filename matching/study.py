@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import itertools
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,14 +133,31 @@ class FitOutcome:
     sizes: dict[str, int]
 
 
-def fit_specification(cohort: pd.DataFrame, config: StudyConfig, stages=("before", "after")) -> FitOutcome:
+def fit_specification(cohort: pd.DataFrame, config: StudyConfig, stages=("before", "after"),
+                      before_cache: Path | None = None) -> FitOutcome:
+    """Fit one specification. ``before_cache`` = a parquet file holding the 'before' balance rows of
+    this very cohort and covariate set (they do not depend on the matching settings): read if present,
+    written otherwise — re-running with other settings then skips the pass over every candidate row."""
     frame = with_age_band(cohort, config.cohort.age_band_width, config.cohort.max_age_band)
     matcher = matcher_from_config(config)
     try:
         matcher.fit(frame, treatment="treated", id="unit_id")
     except ValueError as err:
         raise PipelineError(f"Matching failed on the cohort table: {err}") from None
-    bal = matcher.balance(balance_covariates(config), stages=stages)
+    covariates = balance_covariates(config)
+    if before_cache is not None and "before" in stages:
+        if before_cache.exists():
+            before = pd.read_parquet(before_cache)
+        else:
+            before = matcher.balance(covariates, stages=("before",))
+            atomic_write_parquet(before_cache, before)
+        after = matcher.balance(covariates, stages=[s for s in stages if s != "before"])
+        bal = pd.concat([before, after], ignore_index=True)
+        order = {c: i for i, c in enumerate(before["covariate"])}
+        bal = bal.sort_values(["covariate", "stage"], key=lambda col: col.map(order) if col.name == "covariate"
+                              else col.map({"before": 0, "after": 1}), kind="stable").reset_index(drop=True)
+    else:
+        bal = matcher.balance(covariates, stages=stages)
     treated = frame[frame["treated"] == 1].reset_index(drop=True)
     unmatched_ids = matcher.unmatched_.set_index("unit_id")["unmatched_reason"]
     mask = treated["unit_id"].isin(unmatched_ids.index).to_numpy()
@@ -234,7 +252,10 @@ def run_match(build: Path, config: StudyConfig, data_dir: Path | None = None) ->
     with build_lock(build, "match"):
         cohort = load_cohort(build, config, data_dir)
         fingerprint = file_fingerprint(paths.cohort)
-        outcome = fit_specification(cohort, config)
+        key = hashlib.sha256(json.dumps([fingerprint, balance_covariates(config), config.section("cohort")],
+                                        sort_keys=True).encode()).hexdigest()[:16]
+        cache = paths.matching / "cache" / f"balance_before_{key}.parquet"
+        outcome = fit_specification(cohort, config, before_cache=cache)
         m = outcome.matcher
         min_cell = config.report.min_cell_count
         out = paths.matching

@@ -37,7 +37,6 @@ from pipeline.contract_spec import (
 from pipeline.io import PipelineError
 from pipeline.readers import (
     _q,
-
     failure_expression,
     find_tables,
     mask_identifier,
@@ -194,27 +193,33 @@ def validate_extract(data_dir: Path, config: StudyConfig, max_examples: int = 3)
                                     rule="table present", count=-1, hint=msg))
     files: list[str] = []
     rows: dict[str, int] = {}
-    for key, paths in search.found.items():
-        for path in paths:
-            files.append(path.name)
-            n, vs = _validate_file(path, TABLES[key], config, max_examples)
-            rows[path.name] = n
-            violations.extend(vs)
+    import ibis
+
+    with tempfile.TemporaryDirectory(prefix="eq_validate_") as tmpdir:
+        # One disk-backed DuckDB for the whole run: big tables spill instead of filling memory.
+        db = ibis.duckdb.connect(str(Path(tmpdir) / "v.duckdb"), threads=config.engine.duckdb_threads,
+                                 memory_limit=config.engine.duckdb_memory_limit)
+        try:
+            for key, paths in search.found.items():
+                for path in paths:
+                    files.append(path.name)
+                    n, vs = _validate_file(db, Path(tmpdir), path, TABLES[key], config, max_examples)
+                    rows[path.name] = n
+                    violations.extend(vs)
+        finally:
+            db.disconnect()
     return ValidationReport(data_dir=data_dir, violations=violations, files_checked=files, rows_checked=rows)
 
 
-def _validate_file(path: Path, spec: TableSpec, config: StudyConfig, k: int) -> tuple[int, list[Violation]]:
-    import duckdb
-    import ibis
-
+def _validate_file(db, tmpdir: Path, path: Path, spec: TableSpec, config: StudyConfig, k: int
+                   ) -> tuple[int, list[Violation]]:
     out: list[Violation] = []
     name = path.name
-    with tempfile.TemporaryDirectory(prefix="eq_validate_") as tmpdir:
-        db = ibis.duckdb.connect(str(Path(tmpdir) / "v.duckdb"), threads=config.engine.duckdb_threads,
-                                 memory_limit=config.engine.duckdb_memory_limit)
-        con: duckdb.DuckDBPyConnection = db.con
+    con = db.con
+    con.execute("DROP TABLE IF EXISTS typed")
+    if True:
         try:
-            src = open_source(con, path, config, sas_staging=Path(tmpdir) / "raw.parquet")
+            src = open_source(con, path, config, sas_staging=tmpdir / f"raw_{path.stem}.parquet")
             available = source_columns(con, src)
         except PipelineError as err:
             return 0, [Violation(name, spec.label, None, "readable", -1, hint=str(err))]
@@ -267,7 +272,7 @@ def _validate_file(path: Path, spec: TableSpec, config: StudyConfig, k: int) -> 
                     out.append(Violation(name, spec.label, "+".join(spec.unique), "unique line key", n_dup,
                                          examples, hint="rows sharing the same key; the extract was "
                                          "probably concatenated twice or badly joined."))
-        db.disconnect()
+            con.execute("DROP TABLE typed")
     return n_rows, out
 
 

@@ -216,7 +216,7 @@ def _run_dcir(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
     key_map = read_parquet(con, ctx.out("ingest", "key_map"))
     out = ctx.out("dcir", "claims_summary")
     summary = dcir_stage.dcir_stage(prs, key_map, ctx.config)
-    write_parquet(con, summary, out, ["fate", "person_id", "month", "category"])
+    write_parquet(con, summary, out)
     audit = dcir_stage.audit_dcir(read_parquet(con, out), ctx.config.cleaning)
     return {"claims_summary": out}, audit
 

@@ -10,6 +10,8 @@ import pandas as pd
 import pyarrow as pa
 
 D = dt.date
+SENTINEL = D(1600, 1, 1)
+CARE = D(2021, 3, 10)
 NIR = {k: (k * 17)[:17] for k in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
 
 
@@ -32,7 +34,7 @@ BEN_SCHEMA = {
 
 
 def ben_row(nir: str, idt: str | None = None, rng: int = 1, sex: int = 2, year: str = "1940", month: str = "06",
-            dpt: str = "075", death: dt.date | None = D(1600, 1, 1)) -> dict[str, Any]:
+            dpt: str = "075", death: dt.date | None = SENTINEL) -> dict[str, Any]:
     return {"BEN_NIR_PSA": nir, "BEN_RNG_GEM": rng, "BEN_IDT_ANO": idt, "BEN_SEX_COD": sex, "BEN_NAI_ANN": year,
             "BEN_NAI_MOI": month, "BEN_RES_DPT": dpt, "BEN_DCD_DTE": death}
 
@@ -45,7 +47,7 @@ PRS_SCHEMA = {
 }
 
 
-def prs_row(nir: str = NIR["A"], care: dt.date = D(2021, 3, 10), flux: dt.date | None = None, code: int = 3111,
+def prs_row(nir: str = NIR["A"], care: dt.date = CARE, flux: dt.date | None = None, code: int = 3111,
             qty: float = 1.0, euros: float = 10.0, dpn: int = 0, bse_nat: int = 1, cpl: int = 0, act_nat: int = 24,
             spe: int = 0, rng: int = 1) -> dict[str, Any]:
     return {"BEN_NIR_PSA": nir, "BEN_RNG_GEM": rng, "EXE_SOI_DTD": care, "EXE_SOI_DTF": care,

@@ -297,3 +297,19 @@ def test_records_follow_contract(an, config):
     frame = ind.summary_frame()
     assert list(frame["quantity"]) == ["value", "treated", "control"]
     assert math.isclose(frame.loc[0, "estimate"], ind.value)
+
+
+def test_eol_window_start_whole_calendar_months():
+    from indicators.outcomes import eol_window_start
+
+    death = pd.Series(pd.to_datetime(["2022-07-01", "2022-07-31", "2023-03-15"]))
+    assert eol_window_start(death, 3).dt.strftime("%Y-%m-%d").tolist() == ["2022-05-01", "2022-05-01", "2023-01-01"]
+    assert eol_window_start(death, 1).dt.strftime("%Y-%m-%d").tolist() == ["2022-07-01", "2022-07-01", "2023-03-01"]
+
+
+def test_flagged_death_is_ignored(config):
+    p = persons()
+    p.loc[p["person_id"] == "C2", "death_flag_error"] = 1
+    a = analyse(matched(), ClaimsData.from_frames(p, panel(config), stays(), config), config)
+    o = a.outcomes.set_index("person_id")
+    assert o.loc["C2", "died"] == 0 and o.loc["C2", "pyears"] == pytest.approx(730 / Y)

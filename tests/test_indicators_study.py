@@ -70,7 +70,8 @@ def test_outputs_and_records(built, config):
     assert rate["value"] == pytest.approx(-0.5)
     assert "matched-set cluster bootstrap" in rate["method"]
     params = json.loads((out / "params.json").read_text())
-    assert params["indicators"]["bootstrap_replicates"] == 99 and params["sizes"]["matched_sets"] == 3
+    assert params["indicators"]["bootstrap_replicates"] == 99
+    assert params["sizes"]["matched_sets"] is None  # 3 sets < min_cell_count: masked
     assert "Indicators:" in res.render() and "eol_hosp_rate" in res.render()
 
 

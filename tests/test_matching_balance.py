@@ -130,3 +130,20 @@ def test_profiles_and_indicator_suppress_small_counts():
     for key in ("id", "label_fr", "label_en", "value", "ci_low", "ci_high", "n", "unit", "method", "published",
                 "population", "definition"):
         assert key in rec
+
+
+def test_after_only_equals_after_rows_of_the_full_table(fitted):
+    _, m = fitted
+    full = m.balance(["x", "age", "g"])
+    after = m.balance(["x", "age", "g"], stages=("after",))
+    pd.testing.assert_frame_equal(after.reset_index(drop=True),
+                                  full[full.stage == "after"].reset_index(drop=True))
+
+
+def test_after_only_pooled_fallback_reads_the_pool():
+    df = pd.DataFrame({"unit_id": range(6), "treated": [1, 1, 0, 0, 0, 0], "k": [1.0, 1, 0, 1, 0, 1],
+                       "x": [0.0, 0, 0, 0, 0, 0]})
+    m = Matcher(on="x").fit(df)
+    full = m.balance(["k"]).query("stage == 'after'").reset_index(drop=True)
+    after = m.balance(["k"], stages=("after",))
+    assert after.sd_denominator.iloc[0] == pytest.approx(full.sd_denominator.iloc[0])

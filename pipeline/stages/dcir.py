@@ -18,7 +18,16 @@ import ibis.expr.types as ir
 
 from pipeline.config import CleaningSettings, StudyConfig
 from pipeline.stages.ingest import cast_to_contract
-from pipeline.stages.rules import AuditRow, Rule, audit_from_fates, fate_expr, flag_row, in_list, month_of, rule
+from pipeline.stages.rules import (
+    AuditRow,
+    Rule,
+    audit_from_fates,
+    fate_expr,
+    flag_row,
+    in_list,
+    month_of,
+    rule,
+)
 
 ER_PRS_F_TYPES = {
     "BEN_NIR_PSA": "string", "BEN_RNG_GEM": "int32", "EXE_SOI_DTD": "date", "EXE_SOI_DTF": "date",
@@ -176,9 +185,9 @@ def claims_netted(lines: ir.Table, cleaning: CleaningSettings) -> ir.Table:
 
 
 def claims_summary(netted: ir.Table, key_map: ir.Table, cleaning: CleaningSettings) -> ir.Table:
-    """Netted claims summarised by person, care month, category and fate (the DCIR stage output).
+    """Netted claims summarised by beneficiary key, care month, category and fate (the stage output).
 
-    Columns: person_id, month, category, fate, n_lines (ER_PRS_F lines), n_groups (netted lines),
+    Columns: BEN_NIR_PSA, BEN_RNG_GEM, person_id (null when unlinked), month, category, fate, n_lines (ER_PRS_F lines), n_groups (netted lines),
     n_reg_groups (netted lines that contained a regularisation), euros (BSE_REM_MNT), acts
     (quantity of lines with CPL_MAJ_TOP < 2), hours (quantity of experiment payments), cpl2_lines,
     last_care (latest EXE_SOI_DTD).
@@ -193,31 +202,22 @@ def claims_summary(netted: ir.Table, key_map: ir.Table, cleaning: CleaningSettin
         hour_qty=ibis.cases((in_list(t.PRS_NAT_REF, experiment_codes).fill_null(False), t.qty), else_=0.0),
         cpl2=ibis.cases((is_act, ibis.literal(0, "int64")), else_=t.n_lines),
     )
-    # Summarise per beneficiary key first: the person map is then joined to a much smaller table.
+    # Summarise per beneficiary key, then attach person_id: the person map is joined to a table
+    # much smaller than the claims, and persons with several keys are merged later (panel).
     by_key = t.group_by(["BEN_NIR_PSA", "BEN_RNG_GEM", "month", "category", "fate"]).aggregate(
-        n_lines=t.n_lines.sum(),
-        n_groups=t.count(),
+        n_lines=t.n_lines.sum().cast("int64"),
+        n_groups=t.count().cast("int64"),
         n_reg_groups=t.has_negative.cast("int64").sum(),
         euros=t.euros.sum(),
         acts=t.act_qty.sum(),
         hours=t.hour_qty.sum(),
-        cpl2_lines=t.cpl2.sum(),
+        cpl2_lines=t.cpl2.sum().cast("int64"),
         last_care=t.EXE_SOI_DTD.max(),
     )
     linked = by_key.left_join(key_map, ["BEN_NIR_PSA", "BEN_RNG_GEM"]).select(by_key, key_map.person_id)
-    linked = linked.mutate(
+    return linked.mutate(
         fate=ibis.cases(((linked.fate == 0) & link_to_beneficiary(linked),
                          ibis.literal(FATE_UNLINKED, "int8")), else_=linked.fate).cast("int8")
-    )
-    return linked.group_by(["person_id", "month", "category", "fate"]).aggregate(
-        n_lines=linked.n_lines.sum().cast("int64"),
-        n_groups=linked.n_groups.sum().cast("int64"),
-        n_reg_groups=linked.n_reg_groups.sum().cast("int64"),
-        euros=linked.euros.sum(),
-        acts=linked.acts.sum(),
-        hours=linked.hours.sum(),
-        cpl2_lines=linked.cpl2_lines.sum().cast("int64"),
-        last_care=linked.last_care.max(),
     )
 
 

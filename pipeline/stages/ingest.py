@@ -86,7 +86,12 @@ def departement_undetermined(t: ir.Table) -> ir.BooleanValue:
 def unify_persons(t: ir.Table) -> ir.Value:
     """A person with several BEN_NIR_PSA/BEN_RNG_GEM is one person_id (BEN_IDT_ANO, else BEN_NIR_PSA) — fiches/fiche_beneficiaire"""
     ano = t.BEN_IDT_ANO.strip()
-    return ibis.cases((ano.isnull() | (ano == ""), t.BEN_NIR_PSA), else_=ano)
+    # Without BEN_IDT_ANO, twins sharing a BEN_NIR_PSA are told apart by their rank.
+    nir = ibis.cases(
+        (t.BEN_RNG_GEM.isnull() | (t.BEN_RNG_GEM == 1), t.BEN_NIR_PSA),
+        else_=t.BEN_NIR_PSA + ibis.literal(":") + t.BEN_RNG_GEM.cast("string"),
+    )
+    return ibis.cases((ano.isnull() | (ano == ""), nir), else_=ano)
 
 
 # -- stage functions -----------------------------------------------------------------------------

@@ -1,0 +1,287 @@
+"""PMSI, deaths, ALD, panel and cohort rules on small hand-built tables with known answers (DuckDB)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from clean_helpers import NIR, D, run, table
+
+from pipeline.config import load_config
+from pipeline.stages import ald, cohort, deaths, outputs, pmsi
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config()
+
+
+def by_rule(rows):
+    return {r.rule: r for r in rows}
+
+
+# -- PMSI ----------------------------------------------------------------------------------------
+
+B_SCHEMA = {"ETA_NUM": "string", "RSA_NUM": "int64", "SEJ_NBJ": "int32", "ENT_MOD": "string", "SOR_MOD": "string",
+            "GRG_GHM": "string", "SOR_ANN": "string", "SOR_MOI": "string"}
+C_SCHEMA = {"ETA_NUM": "string", "RSA_NUM": "int64", "NIR_ANO_17": "string", "EXE_SOI_DTD": "date",
+            "EXE_SOI_DTF": "date", **{c: "string" for c in pmsi.RETURN_CODES}}
+V_SCHEMA = {"ETA_NUM": "string", "RSA_NUM": "int64", "MNT_TOT_AM": "float64", "VALO": "int32"}
+
+
+ENTRY, EXIT, BIRTH = D(2021, 3, 1), D(2021, 3, 5), D(1940, 3, 15)
+
+
+def _stay(rsa, eta="750712184", ghm="05M09T", nir=NIR["A"], entry=ENTRY, exit_=EXIT, sor="8",
+          ret="0", cost=1000.0, valo=1):
+    b = {"ETA_NUM": eta, "RSA_NUM": rsa, "SEJ_NBJ": (exit_ - entry).days, "ENT_MOD": "8", "SOR_MOD": sor,
+         "GRG_GHM": ghm, "SOR_ANN": str(exit_.year), "SOR_MOI": f"{exit_.month:02d}"}
+    c = {"ETA_NUM": eta, "RSA_NUM": rsa, "NIR_ANO_17": nir, "EXE_SOI_DTD": entry, "EXE_SOI_DTF": exit_,
+         **{r: "0" for r in pmsi.RETURN_CODES}}
+    c["SEJ_RET"] = ret
+    v = {"ETA_NUM": eta, "RSA_NUM": rsa, "MNT_TOT_AM": cost, "VALO": valo}
+    return b, c, v
+
+
+def _pmsi(stays, cfg):
+    bs, cs, vs = zip(*stays, strict=True)
+    b = pmsi.union_years([(21, table(list(bs), B_SCHEMA))], pmsi.MCO_B_TYPES, "B")
+    c = pmsi.union_years([(21, table(list(cs), C_SCHEMA))], pmsi.MCO_C_TYPES, "C")
+    v = pmsi.union_years([(21, table([x for x in vs if x is not None], V_SCHEMA))], pmsi.MCO_VALO_TYPES, "V")
+    nir_map = table([{"BEN_NIR_PSA": NIR["A"], "person_id": "P1"}], {"BEN_NIR_PSA": "string", "person_id": "string"})
+    s = pmsi.mco_stays(b, c, v, nir_map, cfg)
+    return run(s), by_rule(pmsi.audit_pmsi(s, cfg.cleaning)), run(pmsi.stays_valid(s))
+
+
+def test_pmsi_rules(cfg):
+    stays = [
+        _stay(1),                                           # kept
+        _stay(2, ret="1", cost=10.0),                       # bad return code
+        _stay(3, nir="x" * 17, cost=20.0),                  # x-filled NIR
+        _stay(4, ghm="90Z00Z", cost=30.0),                  # GHM 90
+        _stay(5, eta="750100075", cost=40.0),               # geographical FINESS of AP-HP
+        _stay(6, exit_=D(2024, 1, 2), cost=50.0),           # after claims_end
+        _stay(7, nir=NIR["Z"], cost=60.0),                  # not in IR_BEN_R
+        _stay(8, ghm="28Z04Z", entry=D(2021, 4, 1), exit_=D(2021, 4, 1), cost=300.0),  # séance, kept
+        _stay(9, valo=0, cost=999.0),                       # not valued: cost 0
+    ]
+    b9, c9, _ = stays[-1]
+    stays[-1] = (b9, c9, None)  # no VALO row at all for stay 9
+    all_, audit, valid = _pmsi(stays, cfg)
+    for rule, euros in [("bad_return_codes", 10), ("nir_x_filled", 20), ("ghm_90_error", 30),
+                        ("duplicate_geographic_finess", 40), ("stay_window", 50), ("stay_link_to_beneficiary", 60)]:
+        assert audit[rule].rows_dropped == 1 and audit[rule].euros_dropped == euros, rule
+    assert sorted(valid.RSA_NUM) == [1, 8, 9]
+    v = valid.set_index("RSA_NUM")
+    assert v.loc[8, "is_seance"] == 1 and v.loc[1, "is_seance"] == 0
+    assert v.loc[9, "cost"] == 0.0 and v.loc[1, "cost"] == 1000.0
+    assert audit["seance"].rows_flagged == 1 and audit["stay_not_valued"].rows_flagged == 1
+    assert audit["bad_return_codes"].rows_in == 9
+
+
+def test_pmsi_year_from_file_name():
+    from pathlib import Path
+
+    assert pmsi.pmsi_year_of(Path("T_MCO19VALO.parquet")) == 19
+    assert pmsi.pmsi_year_of(Path("T_MCO23B.3f2a.parquet")) == 23
+
+
+# -- deaths --------------------------------------------------------------------------------------
+
+P_SCHEMA = {"person_id": "string", "birth_floor": "date", "ben_death_date": "date"}
+
+
+def test_deaths_sources_and_flags():
+    persons = table([
+        {"person_id": "ir", "birth_floor": D(1940, 1, 1), "ben_death_date": D(2021, 5, 1)},
+        {"person_id": "pmsi", "birth_floor": D(1940, 1, 1), "ben_death_date": None},
+        {"person_id": "both", "birth_floor": D(1940, 1, 1), "ben_death_date": D(2021, 5, 1)},
+        {"person_id": "before_birth", "birth_floor": D(1950, 6, 1), "ben_death_date": D(1930, 6, 15)},
+        {"person_id": "claims_after", "birth_floor": D(1950, 6, 1), "ben_death_date": D(2020, 1, 1)},
+        {"person_id": "tolerated", "birth_floor": D(1950, 6, 1), "ben_death_date": D(2020, 1, 1)},
+        {"person_id": "alive", "birth_floor": D(1950, 6, 1), "ben_death_date": None},
+    ], P_SCHEMA)
+    pm = table([{"person_id": "pmsi", "pmsi_death_date": D(2022, 2, 2)},
+                {"person_id": "both", "pmsi_death_date": D(2021, 4, 30)}],
+               {"person_id": "string", "pmsi_death_date": "date"})
+    act = table([{"person_id": "claims_after", "last_claim_date": D(2020, 3, 1), "last_stay": None},
+                 {"person_id": "tolerated", "last_claim_date": D(2020, 1, 2), "last_stay": None},
+                 {"person_id": "ir", "last_claim_date": D(2021, 4, 1), "last_stay": D(2021, 4, 20)}],
+                {"person_id": "string", "last_claim_date": "date", "last_stay": "date"})
+    d = deaths.deaths(persons, pm, act, tolerance_days=1)
+    out = run(d).set_index("person_id")
+    assert out.loc["ir", "death_source"] == "IR_BEN_R" and out.loc["ir", "death_date"] == pd.Timestamp("2021-05-01")
+    assert out.loc["pmsi", "death_source"] == "PMSI" and out.loc["pmsi", "death_date"] == pd.Timestamp("2022-02-02")
+    assert out.loc["both", "death_source"] == "IR_BEN_R"  # IR_BEN_R first when it has a plausible date
+    assert pd.isna(out.loc["before_birth", "death_date"]) and out.loc["before_birth", "death_flag_error"] == 1
+    assert out.loc["claims_after", "death_flag_error"] == 1 and out.loc["claims_after", "death_before_last_claim"] == 1
+    assert out.loc["tolerated", "death_flag_error"] == 0  # claim 1 day after death: within tolerance
+    assert pd.isna(out.loc["alive", "death_date"]) and out.loc["alive", "death_flag_error"] == 0
+    audit = by_rule(deaths.audit_deaths(d))
+    assert audit["death_before_birth"].rows_flagged == 1
+    assert audit["death_before_last_claim"].rows_flagged == 1
+    assert audit["death_from_pmsi"].rows_flagged == 1
+
+
+# -- ALD -----------------------------------------------------------------------------------------
+
+IMB_SCHEMA = {"BEN_NIR_PSA": "string", "BEN_RNG_GEM": "int32", "IMB_ALD_NUM": "int32", "IMB_ALD_DTD": "date",
+              "IMB_ALD_DTF": "date", "IMB_ETM_NAT": "int32", "MED_MTF_COD": "string"}
+
+
+def _imb(nir, num, start, end):
+    return {"BEN_NIR_PSA": nir, "BEN_RNG_GEM": 1, "IMB_ALD_NUM": num, "IMB_ALD_DTD": start, "IMB_ALD_DTF": end,
+            "IMB_ETM_NAT": 41, "MED_MTF_COD": "E11"}
+
+
+def test_ald_active_at_and_groups(cfg):
+    rows = [
+        _imb(NIR["A"], 8, D(2015, 1, 1), D(1600, 1, 1)),     # diabetes, open-ended
+        _imb(NIR["B"], 15, D(2010, 1, 1), D(2099, 12, 31)),  # lifetime
+        _imb(NIR["B"], 30, D(2019, 1, 1), D(2020, 12, 31)),  # cancer until end 2020
+        _imb(NIR["C"], 5, D(2010, 1, 1), D(2015, 1, 1)),     # expired
+        _imb(NIR["D"], 5, D(2016, 1, 1), D(2021, 1, 1)),     # renewal chain, overlapping
+        _imb(NIR["D"], 5, D(2020, 11, 1), D(2025, 11, 1)),
+        _imb(NIR["Z"], 5, D(2016, 1, 1), D(2021, 1, 1)),     # unlinked
+    ]
+    kmap = table([{"BEN_NIR_PSA": NIR[k], "BEN_RNG_GEM": 1, "person_id": k} for k in "ABCD"],
+                 {"BEN_NIR_PSA": "string", "BEN_RNG_GEM": "int32", "person_id": "string"})
+    linked = ald.ald_linked(table(rows, IMB_SCHEMA), kmap)
+    periods = ald.ald_periods(linked)
+    audit = by_rule(ald.audit_ald(linked))
+    assert audit["ald_link_to_beneficiary"].rows_dropped == 1
+    assert audit["ald_open_ended"].rows_flagged == 1 and audit["ald_lifetime_2099"].rows_flagged == 1
+    assert audit["ald_overlapping_renewal"].rows_flagged == 1
+    index = table([{"person_id": p, "index_date": d} for p in "ABCDE" for d in (D(2020, 6, 1), D(2022, 6, 1))],
+                  {"person_id": "string", "index_date": "date"})
+    out = run(ald.ald_active_at(periods, index, cfg.cleaning.ald_groups))
+    got = {(r.person_id, r.index_date.year): (r.ald, r.ald_group) for r in out.itertuples()}
+    assert got[("A", 2020)] == (1, "diabetes") and got[("A", 2022)] == (1, "diabetes")
+    assert got[("B", 2020)] == (1, "multiple") and got[("B", 2022)] == (1, "neuro_degenerative")
+    assert got[("C", 2020)] == (0, "none")
+    assert got[("D", 2020)] == (1, "cardiovascular") and got[("D", 2022)] == (1, "cardiovascular")
+    assert got[("E", 2020)] == (0, "none")
+    assert len(out) == 10  # one row per (person, date), overlapping renewals do not duplicate
+
+
+# -- panel ---------------------------------------------------------------------------------------
+
+
+def test_panel_months_and_hospital_attribution(cfg):
+    claims = table([
+        {"person_id": "P1", "month": D(2021, 1, 1), "category": "nursing_acts", "fate": 0, "euros": 100.0,
+         "acts": 10.0, "hours": 0.0},
+        {"person_id": "P1", "month": D(2021, 1, 1), "category": "experiment", "fate": 0, "euros": 54.0,
+         "acts": 1.0, "hours": 1.0},
+        {"person_id": "P1", "month": D(2021, 2, 1), "category": "pharmacy", "fate": 0, "euros": 30.0,
+         "acts": 2.0, "hours": 0.0},
+    ], {"person_id": "string", "month": "date", "category": "string", "fate": "int8", "euros": "float64",
+        "acts": "float64", "hours": "float64"})
+    stays = table([
+        # a full stay from 25 Jan to 3 Feb: counted (stays, days) in January, paid in February
+        {"person_id": "P1", "entry_date": D(2021, 1, 25), "exit_date": D(2021, 2, 3), "SEJ_NBJ": 9, "is_seance": 0,
+         "cost": 5000.0},
+        {"person_id": "P1", "entry_date": D(2021, 3, 2), "exit_date": D(2021, 3, 2), "SEJ_NBJ": 0, "is_seance": 1,
+         "cost": 400.0},
+        {"person_id": "P2", "entry_date": D(2018, 12, 20), "exit_date": D(2019, 1, 2), "SEJ_NBJ": 13, "is_seance": 0,
+         "cost": 700.0},
+    ], {"person_id": "string", "entry_date": "date", "exit_date": "date", "SEJ_NBJ": "int32", "is_seance": "int8",
+        "cost": "float64"})
+    panel = run(outputs.panel_table(claims, stays, cfg)).set_index(["person_id", "month"]).sort_index()
+    jan, feb, mar = (("P1", pd.Timestamp(2021, m, 1)) for m in (1, 2, 3))
+    assert panel.loc[jan, "spend_nursing_acts"] == 100.0 and panel.loc[jan, "nursing_acts"] == 10.0
+    assert panel.loc[jan, "spend_experiment"] == 54.0 and panel.loc[jan, "experiment_hours"] == 1.0
+    assert panel.loc[jan, "hosp_stays"] == 1 and panel.loc[jan, "hosp_days"] == 9 and panel.loc[jan, "spend_hospital"] == 0
+    assert panel.loc[feb, "spend_hospital"] == 5000.0 and panel.loc[feb, "spend_pharmacy"] == 30.0
+    assert panel.loc[mar, "seances"] == 1 and panel.loc[mar, "hosp_stays"] == 0 and panel.loc[mar, "spend_hospital"] == 400
+    # P2's stay entered before claims_start: its stay count month is outside the panel, its cost month inside
+    assert ("P2", pd.Timestamp(2018, 12, 1)) not in panel.index
+    assert panel.loc[("P2", pd.Timestamp(2019, 1, 1)), "spend_hospital"] == 700.0
+    assert list(panel.reset_index().columns) == outputs.panel_columns(cfg)
+
+
+# -- cohort --------------------------------------------------------------------------------------
+
+PERSON_SCHEMA = {"person_id": "string", "BEN_SEX_COD": "int32", "birth_date": "date", "dpt": "string",
+                 "region": "string", "death_date": "date", "treated": "int8", "inclusion_date": "date",
+                 **{c: "int8" for c in cohort.ROSTER_CPX}, "complex": "int8"}
+
+
+def _person(pid, treated=0, inclusion=None, sex=2, birth=BIRTH, dpt="075", death=None, cpx=0):
+    return {"person_id": pid, "BEN_SEX_COD": sex, "birth_date": birth, "dpt": dpt, "region": "Île-de-France",
+            "death_date": death, "treated": treated, "inclusion_date": inclusion,
+            **{c: (cpx if c == "CPX_SOCIAL" else 0) for c in cohort.ROSTER_CPX}, "complex": cpx}
+
+
+def _panel_rows(pid, months, nursing=100.0, other=10.0):
+    return [{"person_id": pid, "month": m, "spend_nursing_acts": nursing, "spend_pharmacy": other, "hosp_stays": 0}
+            for m in months]
+
+
+def _panel(rows, cfg):
+    cols = outputs.panel_columns(cfg)
+    schema = {c: ("string" if c == "person_id" else "date" if c == "month" else
+                  "int32" if c in ("hosp_stays", "hosp_days", "seances") else "float64") for c in cols}
+    full = [{c: r.get(c, 0 if schema[c] not in ("string", "date") else None) for c in cols} for r in rows]
+    return table(full, schema)
+
+
+def test_cohort_quarterly_design(cfg):
+    persons = table([
+        _person("T1", treated=1, inclusion=D(2020, 2, 10), cpx=1),
+        _person("C1"),
+        _person("C2", death=D(2020, 2, 1)),
+        _person("C3", dpt="013"),
+        _person("C4", sex=None),
+        _person("C5", birth=None),
+        _person("C6"),
+    ], PERSON_SCHEMA)
+    months_2019 = [D(2019, m, 1) for m in range(1, 13)]
+    rows = (_panel_rows("T1", months_2019) + _panel_rows("C1", months_2019 + [D(2020, 1, 1)])
+            + _panel_rows("C2", months_2019) + _panel_rows("C3", months_2019) + _panel_rows("C4", months_2019)
+            + _panel_rows("C5", months_2019) + _panel_rows("C6", [D(2019, 5, 1)], nursing=0.5)
+            + [{"person_id": "T1", "month": D(2020, 1, 1), "spend_nursing_acts": 999.0, "hosp_stays": 1}])
+    periods = table([], {"person_id": "string", "IMB_ALD_NUM": "int32", "ald_start": "date", "ald_end": "date"})
+    c = cfg.with_overrides({"study": {"inclusion_end": D(2020, 6, 30), "claims_end": D(2020, 12, 31)}})
+    out = run(cohort.cohort_table(persons, _panel(rows, c), periods, c)).set_index("unit_id")
+    t1 = out.loc["T1@2020-02-10"]
+    # treated: index at inclusion, prior window = 12 months before the first day of its quarter
+    assert t1.treated == 1 and t1.index_quarter == "2020Q1" and t1.eligible == 1
+    assert t1.prior_nursing_cost == 1200.0 and t1.prior_total_cost == 1320.0 and t1.prior_hosp_stays == 0
+    assert t1.age == 79 and t1.complex == 1 and t1.CPX_SOCIAL == 1
+    # controls: one row per inclusion quarter with nursing spending in the 12 months before it
+    assert out.loc["C1@2020-01-01", "prior_nursing_cost"] == 1200.0
+    assert out.loc["C1@2020-04-01", "prior_nursing_cost"] == 1000.0  # Apr 2019 .. Mar 2020 (Jan 2020 included)
+    assert not out.index.str.endswith("@2020-07-01").any()  # inclusion ends in June: two quarters
+    assert out.loc["C2@2020-04-01", "ineligible_reason"] == "died_before_index"
+    assert out.loc["C2@2020-01-01", "eligible"] == 1  # alive on 1 Jan 2020
+    assert out.loc["C3@2020-01-01", "ineligible_reason"] == "outside_study_area"
+    assert out.loc["C4@2020-01-01", "ineligible_reason"] == "unknown_sex"
+    assert out.loc["C5@2020-01-01", "ineligible_reason"] == "unknown_age"
+    assert out.loc["C6@2020-01-01", "ineligible_reason"] == "low_prior_nursing_cost"
+    assert "C6@2020-04-01" in out.index  # May 2019 is in the window of the second quarter
+    assert not out[out.treated == 0].person_id.eq("T1").any()
+    assert ((out.eligible == 1) == out.ineligible_reason.isna()).all()
+    assert list(out.reset_index().columns) == cohort.COHORT_COLUMNS
+
+
+def test_cohort_inclusion_date_design(cfg):
+    c = cfg.with_overrides({"cohort": {"control_index": "inclusion_date"}})
+    persons = table([_person("T1", treated=1, inclusion=D(2020, 2, 10)),
+                     _person("T2", treated=1, inclusion=D(2020, 5, 20)), _person("C1")], PERSON_SCHEMA)
+    months = [D(2019, m, 1) for m in range(1, 13)] + [D(2020, m, 1) for m in range(1, 6)]
+    periods = table([], {"person_id": "string", "IMB_ALD_NUM": "int32", "ald_start": "date", "ald_end": "date"})
+    panel = _panel(_panel_rows("T1", months) + _panel_rows("C1", months), c)
+    out = run(cohort.cohort_table(persons, panel, periods, c)).set_index("unit_id")
+    assert {"C1@2020-02-10", "C1@2020-05-20"} <= set(out.index)
+    # window: the 12 calendar months before the index month
+    assert out.loc["C1@2020-05-20", "prior_nursing_cost"] == 1200.0
+    assert out.loc["T1@2020-02-10", "prior_nursing_cost"] == 1200.0
+
+
+def test_quarter_and_age_helpers():
+    assert cohort.quarter_starts(D(2020, 2, 1), D(2020, 12, 31)) == [D(2020, 1, 1), D(2020, 4, 1), D(2020, 7, 1),
+                                                                     D(2020, 10, 1)]
+    assert cohort.shift_months(D(2020, 1, 1), -12) == D(2019, 1, 1)
+    t = table([{"b": D(1940, 3, 15), "i": D(2020, 3, 14)}, {"b": D(1940, 3, 15), "i": D(2020, 3, 15)}],
+              {"b": "date", "i": "date"})
+    assert run(t.select(a=cohort.age_at(t.b, t.i))).a.tolist() == [79, 80]

@@ -1,0 +1,290 @@
+"""The synthetic extract: determinism, atomic writes, population, planted defects and truth."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import data_samples.generator as gen
+from data_samples import SAMPLE_DIR
+from data_samples.generator import GenerationError, generate_extract
+from data_samples.truth import NULL_TRUTH, load_truth
+from pipeline.config import load_config
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config()
+
+
+@pytest.fixture(scope="module")
+def truth() -> dict:
+    return json.loads((SAMPLE_DIR / "truth.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def con():
+    c = duckdb.connect()
+    for name in ("IR_BEN_R", "IR_IMB_R", "ER_PRS_F", "EQUILIBRES_ROSTER"):
+        c.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{SAMPLE_DIR / name}.parquet')")
+    for part in ("B", "C", "VALO"):
+        c.execute(f"CREATE VIEW MCO_{part} AS SELECT * FROM read_parquet('{SAMPLE_DIR}/T_MCO??{part}.parquet')")
+    return c
+
+
+def one(con, sql: str):
+    return con.execute(sql).fetchall()[0][0]
+
+
+def hashes(d: Path) -> dict[str, str]:
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _gen(out: Path, config, seed: int = 1, **kw):
+    args = dict(scale=0.001, seed=seed, truth_path=None, fmt="parquet", confounding=None, config=config)
+    args.update(kw)
+    return generate_extract(out, **args)
+
+
+# -- determinism and atomicity -----------------------------------------------------------------
+def test_same_seed_gives_byte_identical_files(tmp_path, config):
+    _gen(tmp_path / "a", config, seed=7)
+    _gen(tmp_path / "b", config, seed=7)
+    _gen(tmp_path / "c", config, seed=8)
+    ha, hb, hc = hashes(tmp_path / "a"), hashes(tmp_path / "b"), hashes(tmp_path / "c")
+    assert ha == hb
+    assert ha["ER_PRS_F.parquet"] != hc["ER_PRS_F.parquet"]
+    assert ha["IR_BEN_R.parquet"] != hc["IR_BEN_R.parquet"]
+
+
+def test_failed_run_leaves_previous_extract_untouched(tmp_path, config, monkeypatch):
+    out = tmp_path / "extract"
+    _gen(out, config, seed=1)
+    before = hashes(out)
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(gen, "_write_roster", boom)
+    with pytest.raises(RuntimeError):
+        _gen(out, config, seed=2)
+    assert hashes(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["extract"]  # no temporary directory left
+    with pytest.raises(RuntimeError):
+        _gen(tmp_path / "fresh", config, seed=2)
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_refuses_to_replace_a_directory_that_is_not_an_extract(tmp_path, config):
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(GenerationError, match="not a synthetic extract"):
+        _gen(tmp_path, config)
+    assert (tmp_path / "notes.txt").exists()
+    with pytest.raises(GenerationError, match="--format"):
+        _gen(tmp_path / "x", config, fmt="json")
+
+
+# -- population ----------------------------------------------------------------------------------
+def test_population_sizes_and_mix(con, truth, config):
+    c = truth["counts"]
+    p = load_truth().population
+    assert c["treated"] == round(p.treated_full_scale * truth["scale"])
+    assert c["control_pool"] == round(c["treated"] * p.control_ratio)
+    assert one(con, "SELECT COUNT(*) FROM EQUILIBRES_ROSTER") == c["treated"]
+    assert one(con, "SELECT COUNT(DISTINCT BEN_IDT_ANO) FROM IR_BEN_R") == c["persons"]
+    persons = "SELECT * FROM IR_BEN_R WHERE BEN_RNG_GEM = 1 QUALIFY ROW_NUMBER() OVER (PARTITION BY BEN_IDT_ANO) = 1"
+    n = c["persons"]
+    female = one(con, f"SELECT AVG((BEN_SEX_COD = 2)::INT) FROM ({persons})")
+    assert abs(female - p.female_share) < 4 * math.sqrt(0.24 / n)
+    age = one(con, f"SELECT AVG(2021 - BEN_NAI_ANN::INT) FROM ({persons}) WHERE BEN_NAI_ANN <> '1600'")
+    assert 72 <= age <= 78
+    kids = one(con, f"SELECT AVG((2021 - BEN_NAI_ANN::INT < 18)::INT) FROM ({persons}) WHERE BEN_NAI_ANN <> '1600'")
+    assert 0.005 < kids < 0.08
+    # any ALD active on 2021-01-01 (SNDS rule: DTD <= d and (DTF >= d or DTF = 1600-01-01))
+    ald = one(con, """SELECT COUNT(DISTINCT BEN_NIR_PSA) FROM IR_IMB_R WHERE IMB_ALD_DTD <= DATE '2021-01-01'
+                      AND (IMB_ALD_DTF >= DATE '2021-01-01' OR IMB_ALD_DTF = DATE '1600-01-01')""") / n
+    assert abs(ald - p.any_ald_share) < 0.08
+    study = set(config.study.departements)
+    roster_dpts = {r[0] for r in con.execute("SELECT DISTINCT EQL_DPT FROM EQUILIBRES_ROSTER").fetchall()}
+    assert roster_dpts <= study
+    outside = one(con, f"SELECT COUNT(DISTINCT BEN_IDT_ANO) FROM IR_BEN_R WHERE BEN_RES_DPT NOT IN {tuple(study)}")
+    assert outside >= c["outside"]
+    complex_share = one(con, """SELECT AVG((CPX_SOCIAL + CPX_AIDANT + CPX_PALLIATIF + CPX_PSY + CPX_HANDICAP
+                                 + CPX_PEDIATRIE > 0)::INT) FROM EQUILIBRES_ROSTER""")
+    assert abs(complex_share - load_truth().selection.complex_share) < 0.12
+
+
+def test_inclusions_have_a_year_of_history_and_claims_never_follow_a_true_death(con, truth, config):
+    first = one(con, "SELECT MIN(EQL_INC_DTE) FROM EQUILIBRES_ROSTER")
+    assert str(first) >= str(config.study.inclusion_start)
+    late = one(con, """SELECT COUNT(DISTINCT b.BEN_IDT_ANO) FROM ER_PRS_F f JOIN IR_BEN_R b USING (BEN_NIR_PSA, BEN_RNG_GEM)
+                       WHERE b.BEN_DCD_DTE <> DATE '1600-01-01' AND f.EXE_SOI_DTD > b.BEN_DCD_DTE""")
+    d = truth["defects"]
+    assert late == d["death_before_birth"] + d["death_before_claim"]
+
+
+def test_volumes_and_flux_lags(con, truth):
+    clean = "FROM ER_PRS_F WHERE DPN_QLF <> 71 AND BSE_PRS_NAT <> 0 AND EXE_SOI_DTD >= DATE '2019-01-01'"
+    within6 = one(con, f"""SELECT AVG((date_diff('month', date_trunc('month', EXE_SOI_DTD), FLX_DIS_DTD) <= 6)::INT)
+                           {clean} AND PRS_ACT_QTE > 0""")
+    assert 0.985 <= within6 < 1.0
+    # lines per patient-year with claims: the generator aims at ~100 (30-45 M lines at scale 1)
+    py = one(con, f"SELECT COUNT(*) / 12.0 FROM (SELECT DISTINCT BEN_NIR_PSA, date_trunc('month', EXE_SOI_DTD) {clean})")
+    assert 60 <= truth["counts"]["er_prs_f_lines"] / py <= 150
+    cats = {r[0] for r in con.execute("SELECT DISTINCT PRS_NAT_REF FROM ER_PRS_F").fetchall()}
+    assert {3111, 3112, 3115, 1848, 1811, 3106, 3107, 3108, 1111, 1110, 1211, 1112, 3311, 3312, 3313, 3341, 9951} <= cats
+    gp = one(con, "SELECT AVG((PSE_SPE_COD = 1)::INT) FROM ER_PRS_F WHERE PRS_NAT_REF IN (1110, 1211)")
+    assert gp > 0.8
+    assert one(con, "SELECT COUNT(*) FROM MCO_B WHERE GRG_GHM LIKE '28%'") > 0
+    assert one(con, "SELECT COUNT(*) FROM MCO_B WHERE SOR_MOD = '9'") > 0
+
+
+def test_experiment_payments_are_hours_times_rate_after_inclusion(con, config):
+    rate = config.cleaning.experiment.hourly_rate_eur
+    code = config.cleaning.experiment.prs_nat_ref[0]
+    bad = one(con, f"""SELECT COUNT(*) FROM ER_PRS_F WHERE PRS_NAT_REF = {code} AND PRS_ACT_QTE > 0
+                       AND abs(BSE_REM_MNT - PRS_ACT_QTE * {rate}) > 0.011""")
+    assert bad == 0
+    n, outside_roster, before = con.execute(f"""
+        SELECT COUNT(*), SUM((r.BEN_NIR_PSA IS NULL AND b.BEN_IDT_ANO NOT IN
+                              (SELECT b2.BEN_IDT_ANO FROM IR_BEN_R b2 JOIN EQUILIBRES_ROSTER r2 USING (BEN_NIR_PSA)))::INT),
+               SUM((date_trunc('month', f.EXE_SOI_DTD) < date_trunc('month', r.EQL_INC_DTE))::INT)
+        FROM ER_PRS_F f JOIN IR_BEN_R b USING (BEN_NIR_PSA, BEN_RNG_GEM)
+        LEFT JOIN EQUILIBRES_ROSTER r ON r.BEN_NIR_PSA = f.BEN_NIR_PSA
+        WHERE f.PRS_NAT_REF = {code}""").fetchall()[0]
+    assert n > 0 and outside_roster == 0 and (before or 0) == 0
+    assert one(con, f"SELECT MIN(PSE_ACT_NAT) FROM ER_PRS_F WHERE PRS_NAT_REF = {code}") == 24
+
+
+# -- defects: counted in truth.json and in the expected proportion -------------------------------
+def test_defect_counts_match_the_data(con, truth, config):
+    d = truth["defects"]
+    geo = tuple(config.cleaning.duplicate_geographic_finess)
+    assert one(con, "SELECT COUNT(*) FROM ER_PRS_F WHERE DPN_QLF = 71") == d["dpn_qlf_71_lines"]
+    assert one(con, "SELECT COUNT(*) FROM ER_PRS_F WHERE BSE_PRS_NAT = 0") == d["bse_prs_nat_0_lines"]
+    assert one(con, "SELECT COUNT(*) FROM ER_PRS_F WHERE CPL_MAJ_TOP = 2") == d["cpl_maj_top_2_lines"]
+    assert one(con, "SELECT COUNT(*) FROM ER_PRS_F WHERE PRS_ACT_QTE < 0") == d["regularisation_pairs"]
+    assert one(con, "SELECT COUNT(*) FROM ER_PRS_F WHERE EXE_SOI_DTD < DATE '2019-01-01'") == d["care_before_window_lines"]
+    assert one(con, "SELECT COUNT(*) FROM MCO_B WHERE GRG_GHM LIKE '90%'") == d["ghm_90_stays"]
+    assert one(con, f"SELECT COUNT(*) FROM MCO_B WHERE ETA_NUM IN {geo}") == d["duplicate_finess_stays"]
+    assert one(con, """SELECT COUNT(*) FROM MCO_C WHERE NIR_RET <> '0' OR NAI_RET <> '0' OR SEX_RET <> '0'
+                       OR SEJ_RET <> '0' OR FHO_RET <> '0' OR PMS_RET <> '0' OR DAT_RET <> '0'""") == d["bad_return_code_stays"]
+    assert one(con, "SELECT COUNT(*) FROM MCO_C WHERE NIR_ANO_17 = 'xxxxxxxxxxxxxxxxx'") == d["x_nir_stays"]
+    assert one(con, "SELECT COUNT(*) FROM IR_IMB_R WHERE IMB_ALD_DTF = DATE '2099-12-31'") == d["ald_2099_rows"]
+    assert one(con, "SELECT COUNT(*) FROM IR_IMB_R WHERE IMB_ALD_DTF = DATE '1600-01-01'") == d["ald_open_ended_rows"]
+    assert one(con, "SELECT COUNT(*) FROM IR_BEN_R WHERE BEN_DCD_DTE = DATE '1600-01-01'") == d["sentinel_death_dates"]
+    assert one(con, """SELECT COUNT(*) FROM (SELECT BEN_IDT_ANO FROM IR_BEN_R GROUP BY 1 HAVING COUNT(*) > 1)""") \
+        == d["multi_nir_persons"]
+    assert one(con, """SELECT COUNT(DISTINCT BEN_IDT_ANO) FROM IR_BEN_R
+                       WHERE BEN_RES_DPT IN ('201', '202', '020', '209')""") == d["corsica_variant_persons"]
+    assert d["corsica_variant_persons"] > 0
+    # overlapping renewals: a row of the same ALD starting before the previous one ended
+    overlaps = one(con, """SELECT COUNT(*) FROM (SELECT IMB_ALD_DTD, LAG(IMB_ALD_DTF) OVER (PARTITION BY BEN_NIR_PSA,
+                           IMB_ALD_NUM ORDER BY IMB_ALD_DTD) prev FROM IR_IMB_R) WHERE IMB_ALD_DTD < prev
+                           AND prev NOT IN (DATE '1600-01-01', DATE '2099-12-31')""")
+    assert overlaps == d["ald_overlapping_renewals"] > 0
+    # persons with several identities have claims under more than one of them
+    spread = one(con, """SELECT COUNT(*) FROM (SELECT b.BEN_IDT_ANO FROM ER_PRS_F f JOIN IR_BEN_R b
+                         USING (BEN_NIR_PSA, BEN_RNG_GEM) GROUP BY 1 HAVING COUNT(DISTINCT (f.BEN_NIR_PSA, f.BEN_RNG_GEM)) > 1)""")
+    assert spread >= 1
+
+
+def _binom_ok(k: int, n: int, p: float, sigmas: float = 4.0) -> bool:
+    return abs(k - n * p) <= sigmas * math.sqrt(n * p * (1 - p)) + 1
+
+
+def test_defect_proportions_follow_the_truth_parameters(con, truth, config):
+    p = load_truth().defects
+    d = truth["defects"]
+    code = config.cleaning.experiment.prs_nat_ref[0]
+    base = one(con, f"""SELECT COUNT(*) FROM ER_PRS_F WHERE DPN_QLF = 0 AND BSE_PRS_NAT <> 0 AND PRS_ACT_QTE > 0
+                        AND CPL_MAJ_TOP = 0 AND PRS_NAT_REF <> {code} AND EXE_SOI_DTD >= DATE '2019-01-01'""")
+    base -= d["regularisation_pairs"]  # the positive half of each pair is an added copy
+    for key, share in (("dpn_qlf_71_lines", p.dpn_qlf_71_share), ("bse_prs_nat_0_lines", p.bse_prs_nat_0_share),
+                       ("regularisation_pairs", p.regularisation_share),
+                       ("care_before_window_lines", p.pre_window_lines_share)):
+        assert _binom_ok(d[key], base, share), (key, d[key], base * share)
+    nursing = one(con, "SELECT COUNT(*) FROM ER_PRS_F WHERE PRS_NAT_REF IN (3111, 3112, 3115) AND CPL_MAJ_TOP = 0 "
+                       "AND DPN_QLF = 0 AND BSE_PRS_NAT <> 0 AND PRS_ACT_QTE > 0")
+    assert 0.5 * p.cpl_maj_top_2_share_nursing < d["cpl_maj_top_2_lines"] / nursing < 1.3 * p.cpl_maj_top_2_share_nursing
+    full = one(con, "SELECT COUNT(*) FROM MCO_B WHERE GRG_GHM NOT LIKE '28%' AND GRG_GHM NOT LIKE '90%'")
+    for key, share in (("ghm_90_stays", p.ghm_90_share), ("bad_return_code_stays", p.bad_return_code_share),
+                       ("x_nir_stays", p.x_nir_share)):
+        assert _binom_ok(d[key], full, share, sigmas=5), (key, d[key], full * share)
+    persons = truth["counts"]["persons"]
+    assert _binom_ok(d["multi_nir_persons"], persons, p.multi_nir_share, sigmas=5)
+
+
+def test_annual_mortality_of_the_control_pool(con):
+    deaths, py = con.execute("""
+        SELECT SUM((BEN_DCD_DTE <> DATE '1600-01-01')::INT),
+               SUM(date_diff('day', DATE '2019-01-01', CASE WHEN BEN_DCD_DTE BETWEEN DATE '2019-01-01'
+                   AND DATE '2023-12-31' THEN BEN_DCD_DTE ELSE DATE '2023-12-31' END)) / 365.25
+        FROM (SELECT * FROM IR_BEN_R WHERE BEN_RNG_GEM = 1
+              AND BEN_NIR_PSA NOT IN (SELECT BEN_NIR_PSA FROM EQUILIBRES_ROSTER)
+              QUALIFY ROW_NUMBER() OVER (PARTITION BY BEN_IDT_ANO) = 1)""").fetchall()[0]
+    assert 0.10 <= deaths / py <= 0.18  # ≈ 12-15 % a year among home-nursing patients
+
+
+# -- planted truth -------------------------------------------------------------------------------
+def test_truth_json_has_contract_keys(truth):
+    for k in ("unmatched_share_complex", "eol_hosp_rate", "eol_spending_treated", "eol_spending_control",
+              "avoided_spending_share", "avoided_spending_per_patient_year"):
+        assert truth["indicators"][k] is not None
+    for k in ("dpn_qlf_71_lines", "regularisation_pairs", "bse_prs_nat_0_lines", "cpl_maj_top_2_lines",
+              "sentinel_death_dates", "ald_2099_rows", "ald_overlapping_renewals", "corsica_variant_persons",
+              "ghm_90_stays", "duplicate_finess_stays", "bad_return_code_stays", "multi_nir_persons",
+              "death_before_birth"):
+        assert k in truth["defects"]
+    for k in ("treated", "control_pool", "persons", "er_prs_f_lines", "stays"):
+        assert truth["counts"][k] > 0
+    assert truth["params"]["name"] == "default"
+
+
+def test_default_truth_is_calibrated_near_the_published_design(truth):
+    """Computed by the generator on its own population (never copied): within sampling noise of
+    the calibration targets documented in truth_default.toml."""
+    ind = truth["indicators"]
+    assert 0.2 <= ind["unmatched_share_complex"] <= 0.4
+    assert -0.32 <= ind["eol_hosp_rate"] <= -0.12
+    assert 8000 <= ind["eol_spending_control"] <= 15000
+    assert abs(ind["eol_spending_treated"] / ind["eol_spending_control"] - 1) < 0.12
+    assert 0.17 <= ind["avoided_spending_share"] <= 0.33
+    assert 1000 <= ind["avoided_spending_per_patient_year"] <= 2300
+    obs = truth["observed"]
+    assert abs(obs["spend_treated_per_patient_year"] / obs["expected_spend_treated_per_patient_year"] - 1) < 0.15
+
+
+def test_null_truth_gives_no_effect(tmp_path, config):
+    res = _gen(tmp_path / "null", config, seed=4, scale=0.003, truth_path=NULL_TRUTH)
+    ind = json.loads((tmp_path / "null" / "truth.json").read_text())["indicators"]
+    assert ind == res.indicators
+    assert abs(ind["eol_hosp_rate"]) < 1e-9
+    assert abs(ind["avoided_spending_share"]) < 1e-9
+    assert abs(ind["avoided_spending_per_patient_year"]) < 1e-6
+    assert ind["eol_spending_treated"] == pytest.approx(ind["eol_spending_control"], rel=1e-9)
+
+
+def test_confounding_option_is_recorded_and_changes_outcomes(tmp_path, config):
+    _gen(tmp_path / "c0", config, seed=5)
+    _gen(tmp_path / "c1", config, seed=5, confounding=1.0)
+    t1 = json.loads((tmp_path / "c1" / "truth.json").read_text())
+    assert t1["params"]["selection"]["confounding"] == 1.0
+    assert hashes(tmp_path / "c0")["ER_PRS_F.parquet"] != hashes(tmp_path / "c1")["ER_PRS_F.parquet"]
+
+
+def test_render_and_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    r = CliRunner().invoke(app, ["generate", "--scale", "0.001", "--seed", "3", "--out", str(tmp_path / "e")])
+    assert r.exit_code == 0, r.output
+    assert "planted truth" in r.output and (tmp_path / "e" / "truth.json").exists()
+    bad = CliRunner().invoke(app, ["generate", "--scale", "0", "--out", str(tmp_path / "z")])
+    assert bad.exit_code != 0 and "--scale" in bad.output
