@@ -41,7 +41,7 @@ class PopulationParams(_P):
     any_ald_share: float = Field(0.70, ge=0, le=1)
     ald_weights: dict[str, float] = Field(default_factory=dict)
     dpt_weights: dict[str, float] = Field(default_factory=dict)
-    outside_dpts: list[str] = Field(default_factory=list)
+    outside_dpts: list[str] = Field(default_factory=lambda: ["013", "069", "033", "044", "067", "971", "974", "999", "099"])
     corsica_variants: list[str] = Field(default_factory=lambda: ["02A", "02B", "201", "202", "020", "209"])
     corsica_share_of_outside: float = Field(0.25, ge=0, le=1)
     teams_full_scale: int = Field(35, ge=1)
@@ -49,7 +49,7 @@ class PopulationParams(_P):
 
 
 class SelectionParams(_P):
-    log_nursing_mean: float = 5.2
+    log_nursing_mean: float = 4.7
     log_nursing_sd: float = Field(0.6, gt=0)
     log_nursing_age_slope: float = 0.10
     log_nursing_ald: float = 0.25
@@ -71,30 +71,30 @@ class BaselineParams(_P):
 
     nurse_travel_ratio: float = 0.17
     nurse_assessment: float = 7.0
-    gp: float = 26.0
-    specialist: float = 16.0
-    pharmacy: float = 95.0
-    other: float = 40.0
+    gp: float = 18.0
+    specialist: float = 11.0
+    pharmacy: float = 52.0
+    other: float = 27.0
     age_slope: float = 0.05
     ald_factor: float = 1.35
     nursing_slope: float = 0.25
-    monthly_death_hazard: float = 0.0105
+    monthly_death_hazard: float = 0.0125
     death_age_slope: float = 0.35
     death_ald: float = 0.25
     death_nursing: float = 0.35
-    hosp_monthly_rate: float = 0.030
+    hosp_monthly_rate: float = 0.0075
     hosp_cost_mean: float = 4300.0
     hosp_los_mean: float = 6.0
-    seance_share: float = 0.03
-    seance_monthly_rate: float = 2.0
+    seance_share: float = 0.02
+    seance_monthly_rate: float = 1.5
     seance_cost_mean: float = 420.0
     # End of life: multipliers for the death month and the months before it (index 0 = death month).
-    eol_nursing: list[float] = Field(default_factory=lambda: [3.0, 2.0, 1.5])
-    eol_other: list[float] = Field(default_factory=lambda: [1.6, 1.4, 1.2])
+    eol_nursing: list[float] = Field(default_factory=lambda: [4.0, 2.8, 2.0])
+    eol_other: list[float] = Field(default_factory=lambda: [2.0, 1.6, 1.3])
     eol_hosp_rate: list[float] = Field(default_factory=lambda: [6.0, 4.0, 3.0])
-    eol_hosp_cost_mean: float = 8000.0
-    final_stay_prob: float = 0.45
-    final_stay_cost_mean: float = 11000.0
+    eol_hosp_cost_mean: float = 12000.0
+    final_stay_prob: float = 0.50
+    final_stay_cost_mean: float = 15000.0
     final_stay_los_mean: float = 10.0
 
 
@@ -104,15 +104,15 @@ class EffectParams(_P):
     nursing_acts: float = 0.10
     nurse_travel: float = 0.10
     nurse_assessment: float = 0.20
-    experiment_share: float = 0.60
-    experiment_share_eol: float = 2.1
+    experiment_share: float = 0.37
+    experiment_share_eol: float = 2.35
     gp: float = 0.90
     specialist: float = 0.90
-    pharmacy: float = 0.90
+    pharmacy: float = 0.85
     other: float = 0.85
-    hosp_rate: float = 0.65
-    hosp_rate_eol: float = 0.73
-    final_stay: float = 0.73
+    hosp_rate: float = 0.55
+    hosp_rate_eol: float = 0.75
+    final_stay: float = 0.75
 
 
 class FrailtyEffects(_P):

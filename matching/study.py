@@ -47,7 +47,10 @@ def load_cohort(build: Path, config: StudyConfig, data_dir: Path | None = None) 
             f"No cleaned cohort table at {path}. Matching re-uses the cached cleaning outputs: run "
             f"`equilibres clean {data}--out {build}` first."
         )
-    cohort = pd.read_parquet(path)
+    import pyarrow.parquet as pq
+
+    # date32 columns as datetime64 (midnight) rather than Python date objects: much faster to load
+    cohort = pq.read_table(path).to_pandas(date_as_object=False)
     needed = list(dict.fromkeys([*COHORT_REQUIRED, *config.matching.exact, config.matching.on]))
     needed = [c for c in needed if c != "age_band"]
     missing = [c for c in needed if c not in cohort.columns]
@@ -57,8 +60,8 @@ def load_cohort(build: Path, config: StudyConfig, data_dir: Path | None = None) 
             f"matching.exact / matching.on in the configuration). Re-run `equilibres clean --force`, or "
             f"change the matching columns."
         )
-    eligible = cohort[cohort["eligible"].fillna(0).astype(int) == 1]
-    return eligible.reset_index(drop=True)
+    keep = cohort["eligible"].fillna(0).astype(int).to_numpy() == 1
+    return cohort if keep.all() else cohort[keep].reset_index(drop=True)
 
 
 def with_age_band(cohort: pd.DataFrame, width: int, max_age_band: int) -> pd.DataFrame:

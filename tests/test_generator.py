@@ -288,3 +288,17 @@ def test_render_and_cli(tmp_path):
     assert "planted truth" in r.output and (tmp_path / "e" / "truth.json").exists()
     bad = CliRunner().invoke(app, ["generate", "--scale", "0", "--out", str(tmp_path / "z")])
     assert bad.exit_code != 0 and "--scale" in bad.output
+
+
+def test_truth_class_defaults_mirror_the_default_file():
+    import tomllib
+
+    from data_samples.truth import DEFAULT_TRUTH, TruthParams
+
+    data = tomllib.loads(DEFAULT_TRUTH.read_text(encoding="utf-8"))
+    defaults = TruthParams().model_dump()
+    for section, values in data.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                if not isinstance(value, dict):  # tables (weights) live in the file only
+                    assert defaults[section][key] == value, (section, key)

@@ -196,3 +196,20 @@ def test_planted_selection_recovered(tmp_path: Path):
     assert abs(rec["value"] - planted) <= tol, (rec["value"], planted, n, tol)
     prof = pd.read_csv(build / "matching/unmatched_profiles.csv").set_index("profile")
     assert prof.loc["complex", "mean_unmatched_prior_nursing_cost"] > prof.loc["complex", "mean_matched_prior_nursing_cost"]
+
+
+def test_rerun_reuses_the_before_balance(build: Path):
+    cfg = load_config()
+    run_match(build, cfg)
+    first = pd.read_csv(build / "matching/balance.csv")
+    cached = list((build / "matching/cache").glob("balance_before_*.parquet"))
+    assert len(cached) == 1
+    run_match(build, cfg.with_overrides({"matching": {"ratio": 2}}))
+    second = pd.read_csv(build / "matching/balance.csv")
+    assert list((build / "matching/cache").glob("balance_before_*.parquet")) == cached
+    pd.testing.assert_frame_equal(first[first.stage == "before"].reset_index(drop=True),
+                                  second[second.stage == "before"].reset_index(drop=True))
+    assert not first[first.stage == "after"].smd.equals(second[second.stage == "after"].smd)
+    # a different age band width is a different 'before' table
+    run_match(build, cfg.with_overrides({"cohort": {"age_band_width": 10}}))
+    assert len(list((build / "matching/cache").glob("balance_before_*.parquet"))) == 2
