@@ -144,7 +144,7 @@ class MatchingSettings(_Settings):
     exact: list[str] = Field(default_factory=lambda: ["BEN_SEX_COD", "age_band", "ald", "dpt", "index_quarter"])
     on: str = "prior_nursing_cost"
     transform: Literal["none", "log1p"] = "log1p"
-    caliper: float | None = Field(0.1, gt=0)
+    caliper: float | None = Field(0.2, gt=0)
     caliper_scale: Literal["sd", "absolute", "relative"] = "sd"
     ratio: int = Field(1, ge=1, le=20)
     replace: bool = False
