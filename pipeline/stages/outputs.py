@@ -76,9 +76,10 @@ def persons_table(persons: ir.Table, death: ir.Table, roster: ir.Table, config: 
 def panel_table(claims_kept: ir.Table, stays: ir.Table, config: StudyConfig) -> ir.Table:
     """Person × month activity: spending per category, hospital stays/days/séances, acts, hours.
 
-    DCIR spending is attributed to the care month; hospital spending (full stays and séances) to
-    the exit month; stays, days and séances to the entry month. Months outside the claims window
-    are left out. Missing person-months mean zero.
+    DCIR spending is attributed to the care month; hospital stays, days, séances and their cost
+    (MNT_TOT_AM) to the entry month, so a stay and its cost always fall in the same month and a
+    window "stays starting in the 3 months before death" counts the cost of exactly those stays.
+    Months outside the claims window are left out. Missing person-months mean zero.
     """
     cats = config.cleaning.category_names
     spend = spend_columns(config)
@@ -93,23 +94,19 @@ def panel_table(claims_kept: ir.Table, stays: ir.Table, config: StudyConfig) -> 
     )
     s = stays
     full = (s.is_seance == 0)
-    by_exit = s.mutate(month=month_of(s.exit_date))
-    hosp_cost = by_exit.group_by(["person_id", "month"]).aggregate(**{f"spend_{HOSPITAL}": by_exit.cost.sum()})
     by_entry = s.mutate(month=month_of(s.entry_date), full=full)
     hosp_use = by_entry.group_by(["person_id", "month"]).aggregate(
+        **{f"spend_{HOSPITAL}": by_entry.cost.sum()},
         hosp_stays=by_entry.full.cast("int64").sum(),
         hosp_days=ibis.cases((by_entry.full, by_entry.SEJ_NBJ.cast("int64")), else_=0).sum(),
         seances=(~by_entry.full).cast("int64").sum(),
     )
     zeros_f = {col: ibis.literal(0.0) for col in spend}
-    zeros_i = {"hosp_stays": ibis.literal(0, "int64"), "hosp_days": ibis.literal(0, "int64"),
-               "seances": ibis.literal(0, "int64")}
     acts = {"nursing_acts": ibis.literal(0.0), "experiment_hours": ibis.literal(0.0)}
     cols = panel_columns(config)
     parts = [
         dcir.select(*cols),
-        hosp_cost.mutate(**{k: v for k, v in zeros_f.items() if k != f"spend_{HOSPITAL}"}, **zeros_i, **acts).select(*cols),
-        hosp_use.mutate(**zeros_f, **acts).select(*cols),
+        hosp_use.mutate(**{k: v for k, v in zeros_f.items() if k != f"spend_{HOSPITAL}"}, **acts).select(*cols),
     ]
     allp = ibis.union(*parts, distinct=False)
     start = dt.date(config.study.claims_start.year, config.study.claims_start.month, 1)
