@@ -177,7 +177,7 @@ def test_panel_months_and_hospital_attribution(cfg):
     ], {"person_id": "string", "month": "date", "category": "string", "fate": "int8", "euros": "float64",
         "acts": "float64", "hours": "float64"})
     stays = table([
-        # a full stay from 25 Jan to 3 Feb: counted (stays, days) in January, paid in February
+        # a full stay from 25 Jan to 3 Feb: counted (stays, days) and paid in January, its entry month
         {"person_id": "P1", "entry_date": D(2021, 1, 25), "exit_date": D(2021, 2, 3), "SEJ_NBJ": 9, "is_seance": 0,
          "cost": 5000.0},
         {"person_id": "P1", "entry_date": D(2021, 3, 2), "exit_date": D(2021, 3, 2), "SEJ_NBJ": 0, "is_seance": 1,
@@ -190,12 +190,12 @@ def test_panel_months_and_hospital_attribution(cfg):
     jan, feb, mar = (("P1", pd.Timestamp(2021, m, 1)) for m in (1, 2, 3))
     assert panel.loc[jan, "spend_nursing_acts"] == 100.0 and panel.loc[jan, "nursing_acts"] == 10.0
     assert panel.loc[jan, "spend_experiment"] == 54.0 and panel.loc[jan, "experiment_hours"] == 1.0
-    assert panel.loc[jan, "hosp_stays"] == 1 and panel.loc[jan, "hosp_days"] == 9 and panel.loc[jan, "spend_hospital"] == 0
-    assert panel.loc[feb, "spend_hospital"] == 5000.0 and panel.loc[feb, "spend_pharmacy"] == 30.0
+    assert panel.loc[jan, "hosp_stays"] == 1 and panel.loc[jan, "hosp_days"] == 9 and panel.loc[jan, "spend_hospital"] == 5000.0
+    assert panel.loc[feb, "spend_hospital"] == 0.0 and panel.loc[feb, "spend_pharmacy"] == 30.0
     assert panel.loc[mar, "seances"] == 1 and panel.loc[mar, "hosp_stays"] == 0 and panel.loc[mar, "spend_hospital"] == 400
-    # P2's stay entered before claims_start: its stay count month is outside the panel, its cost month inside
+    # P2's stay entered before claims_start: its month (count and cost) is outside the panel
     assert ("P2", pd.Timestamp(2018, 12, 1)) not in panel.index
-    assert panel.loc[("P2", pd.Timestamp(2019, 1, 1)), "spend_hospital"] == 700.0
+    assert ("P2", pd.Timestamp(2019, 1, 1)) not in panel.index
     assert list(panel.reset_index().columns) == outputs.panel_columns(cfg)
 
 

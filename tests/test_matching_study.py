@@ -32,7 +32,9 @@ def build(tmp_path: Path) -> Path:
 
 
 def test_run_match_writes_every_output(build: Path):
-    cfg = load_config().with_overrides({"matching": {"exact": ["BEN_SEX_COD", "age_band", "ald", "index_quarter"]}})
+    cfg = load_config().with_overrides(
+        {"matching": {"exact": ["BEN_SEX_COD", "age_band", "ald", "index_quarter"], "caliper": 0.1}}
+    )
     result = run_match(build, cfg)
     out = build / "matching"
     for name in MATCH_FILES:
