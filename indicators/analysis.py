@@ -14,7 +14,7 @@ import pandas as pd
 
 from indicators.bootstrap import BootstrapTotals, Statistic, cluster_bootstrap, matched_sets, per_set_totals
 from indicators.outcomes import ClaimsData, spend_categories
-from indicators.results import Estimate, Indicator
+from indicators.results import Estimate, Indicator, pct_fr
 from pipeline.config import StudyConfig
 
 
@@ -81,12 +81,20 @@ class MatchedAnalysis:
         return (f"matched-set cluster bootstrap ({b.n_replicates} replicates, {b.n_sets} sets, seed "
                 f"{b.seed}), percentile {b.ci_level:.0%} CI; controls weighted by matching weights")
 
+    @property
+    def method_fr(self) -> str:
+        b = self.boot
+        return (f"bootstrap par grappes d'ensembles appariés ({b.n_replicates} réplications, {b.n_sets} "
+                f"ensembles, graine {b.seed}), IC à {pct_fr(b.ci_level)} par les percentiles ; témoins "
+                f"pondérés par les poids d'appariement")
+
     # -- estimation ----------------------------------------------------------------------------
     def est(self, stat: Statistic) -> Estimate:
         return self.boot.estimate(stat)
 
     def indicator(self, id: str, label_fr: str, label_en: str, unit: str, stat: Statistic, *,
                   n: int | None, population: str, definition: str,
+                  population_fr: str | None = None, definition_fr: str | None = None,
                   arms: Mapping[str, Statistic] | None = None,
                   extra: Mapping[str, float] | None = None) -> Indicator:
         e = self.est(stat)
@@ -101,7 +109,8 @@ class MatchedAnalysis:
                          ci_low=e.ci_low, ci_high=e.ci_high, n=n, method=self.method,
                          ci_level=self.boot.ci_level, population=population, definition=definition,
                          arm_values=arm_values, arm_ci=arm_ci, n_control=self.n_control,
-                         replicates=self.boot.n_replicates)
+                         replicates=self.boot.n_replicates, method_fr=self.method_fr,
+                         population_fr=population_fr, definition_fr=definition_fr)
 
     def effect_rows(self, measure: str, t: Statistic, c: Statistic, **info: object) -> dict[str, object]:
         """One tidy row: arm values, difference (t − c) and ratio (t / c), each with its CI."""

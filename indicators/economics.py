@@ -18,10 +18,11 @@ from indicators.analysis import MatchedAnalysis
 from indicators.bootstrap import percentile_interval
 from indicators.followup import caseload_by_year, years_by_calendar_year
 from indicators.outcomes import perimeter_categories
-from indicators.results import Indicator
-from indicators.spending import avoided_per_py, perimeter_text
+from indicators.results import Indicator, number_fr
+from indicators.spending import avoided_per_py, perimeter_text, perimeter_text_fr
 
 POP = "all ÉQUILIBRES patients (caseload) × avoided spending estimated on the matched sample"
+POP_FR = "ensemble des patients ÉQUILIBRES (file active) × dépenses évitées estimées sur l'échantillon apparié"
 
 
 @dataclass(frozen=True)
@@ -64,34 +65,48 @@ def economics(an: MatchedAnalysis) -> EconomicsResult:
         e = percentile_interval(float(f(av_value)), f(av_reps), level)
         return e.value, e.ci_low, e.ci_high
 
-    ptxt = perimeter_text(cfg)
+    ptxt, ptxt_fr = perimeter_text(cfg), perimeter_text_fr(cfg)
     method_ci = an.method + "; caseload taken as known"
-    def ind(id_, fr, en, unit, vals, definition, method=method_ci, n=patients, extra=None):  # noqa: ANN001, ANN202
+    method_ci_fr = an.method_fr + " ; file active considérée comme connue"
+    def ind(id_, fr, en, unit, vals, definition, definition_fr, method=method_ci, method_fr=method_ci_fr,  # noqa: ANN001, ANN202
+            n=patients, extra=None):
         v, lo, hi = vals
         return Indicator(id=id_, label_fr=fr, label_en=en, unit=unit, value=v, ci_low=lo, ci_high=hi, n=n,
                          method=method, ci_level=None if lo is None else level, population=POP,
-                         definition=definition, arm_values=extra or {}, replicates=an.boot.n_replicates)
+                         definition=definition, arm_values=extra or {}, replicates=an.boot.n_replicates,
+                         method_fr=method_fr, population_fr=POP_FR, definition_fr=definition_fr)
+
+    followup_fr = "intention de traiter" if cfg.indicators.followup == "itt" else "per protocole"
 
     inds = [
         ind("programme_investment", "Investissement du programme (par an)", "Programme investment (per year)",
             "eur_per_year", (inv, None, None),
             "Steering, team facilitation, training and organisation costs per year: an input "
-            "(economics.programme_investment_eur), not computed.", method="input", n=None),
+            "(economics.programme_investment_eur), not computed.",
+            "Coûts annuels de pilotage, d'animation des équipes, de formation et d'organisation : une donnée "
+            "d'entrée (economics.programme_investment_eur), non calculée.",
+            method="input", method_fr="donnée d'entrée", n=None),
         ind("caseload_patient_years", f"File active {year} (patients-années)",
             f"Caseload {year} (patient-years)", "patient_years", (py, None, None),
             f"Treated patient-years in calendar year {year}, all ÉQUILIBRES patients, follow-up as "
-            f"defined for the indicators ({cfg.indicators.followup}).", method="descriptive",
+            f"defined for the indicators ({cfg.indicators.followup}).",
+            f"Patients-années des traités pendant l'année civile {year}, tous patients ÉQUILIBRES, suivi tel "
+            f"que défini pour les indicateurs ({followup_fr}).", method="descriptive", method_fr="descriptif",
             extra={"patients_active": float(patients)}),
         ind("gross_savings_year", "Économies brutes par an", "Gross savings per year", "eur_per_year",
             scaled(lambda a: a * py),
-            f"Avoided spending per patient-year × caseload patient-years of {year}; {ptxt}."),
+            f"Avoided spending per patient-year × caseload patient-years of {year}; {ptxt}.",
+            f"Dépenses évitées par patient-année × patients-années de la file active {year} ; {ptxt_fr}."),
         ind("net_savings_year", "Économies nettes par an", "Net savings per year", "eur_per_year",
             scaled(lambda a: a * py - inv),
             f"Gross savings per year − programme investment ({inv:,.0f} €/year); CI propagated from the "
-            f"avoided-spending bootstrap; {ptxt}."),
+            f"avoided-spending bootstrap; {ptxt}.",
+            f"Économies brutes par an − investissement du programme ({number_fr(inv)}\u00a0€/an) ; IC propagé "
+            f"depuis le bootstrap des dépenses évitées ; {ptxt_fr}."),
         ind("return_per_euro_invested", "Retour par euro investi", "Return per euro invested", "ratio",
             scaled(lambda a: a * py / inv if inv > 0 else a * np.nan),
-            "Gross savings per year / programme investment per year (€ saved per € invested)."),
+            "Gross savings per year / programme investment per year (€ saved per € invested).",
+            "Économies brutes par an / investissement du programme par an (€ économisés par € investi)."),
     ]
 
     include_exp = "experiment" in perimeter_categories(cfg)

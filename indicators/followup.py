@@ -22,6 +22,15 @@ def followup_definition(config: StudyConfig) -> str:
             f"inclusively, patient-years = days / {DAYS_PER_YEAR}.")
 
 
+def followup_definition_fr(config: StudyConfig) -> str:
+    exits = ("sorties d'ÉQUILIBRES ignorées (intention de traiter)" if config.indicators.followup == "itt"
+             else "patients traités censurés à leur sortie d'ÉQUILIBRES (per protocole)")
+    return (f"De la date index (traités : inclusion ; témoins : date index candidate) jusqu'au premier "
+            f"événement entre le décès, la fin de l'étude ({config.study.claims_end:%d/%m/%Y}) et la fin "
+            f"des données ; {exits}. Jours comptés bornes incluses, patients-années = jours / "
+            f"{str(DAYS_PER_YEAR).replace('.', ',')}.")
+
+
 @dataclass(frozen=True)
 class FollowUpResult:
     indicators: list[Indicator]
@@ -61,6 +70,9 @@ def followup(an: MatchedAnalysis) -> FollowUpResult:
         n=int(t["n_units"]), method="descriptive (sum of follow-up)", ci_level=None,
         population="matched ÉQUILIBRES patients; matched controls weighted",
         definition=followup_definition(cfg),
+        method_fr="descriptif (somme du suivi)",
+        population_fr="patients ÉQUILIBRES appariés ; témoins appariés pondérés",
+        definition_fr=followup_definition_fr(cfg),
         arm_values={"treated": float(t["patient_years"]), "control_weighted": float(c["patient_years"]),
                     "treated_mean_years": float(t["mean_followup_years"]),
                     "control_mean_years": float(c["mean_followup_years"])},

@@ -44,9 +44,18 @@ def hospitalisation(an: MatchedAnalysis) -> HospitalisationResult:
             + ("; share of patients" if den == "n" else "; total over total patient-years")
             + "; value = treated − matched controls (difference), arm values and ratio beside."
         )
+        what_fr = ("séjours MCO complets (hors séances)" if num != "seances" else "séances (CMD 28)")
+        definition_fr = (
+            f"{fr} : {what_fr} dont la date d'entrée est pendant le suivi"
+            + (", journées d'hospitalisation = SEJ_NBJ" if num == "hosp_days" else "")
+            + (" ; part des patients" if den == "n" else " ; total rapporté au total des patients-années")
+            + " ; valeur = traités − témoins appariés (différence), valeurs par groupe et rapport à côté."
+        )
         inds.append(an.indicator(
             id_, fr, en, unit, difference(t, c), n=an.n_treated,
             population="matched ÉQUILIBRES patients vs matched controls (weighted)", definition=definition,
+            population_fr="patients ÉQUILIBRES appariés et leurs témoins appariés (pondérés)",
+            definition_fr=definition_fr,
             arms={"treated": t, "control": c, "ratio": lambda T, t=t, c=c: t(T) / c(T)},
         ))
     return HospitalisationResult(inds, pd.DataFrame(rows))

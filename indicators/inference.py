@@ -26,8 +26,8 @@ import statsmodels.api as sm
 from scipy import stats
 
 from indicators.analysis import MatchedAnalysis
-from indicators.results import Indicator
-from indicators.spending import perimeter_text
+from indicators.results import Indicator, pct_fr
+from indicators.spending import perimeter_text, perimeter_text_fr
 
 
 def _rows(an: MatchedAnalysis) -> pd.DataFrame:
@@ -136,5 +136,13 @@ def difference_in_differences(an: MatchedAnalysis) -> DiDResult:
         arm_values={"treated_change": rows[0]["change"], "control_change": rows[1]["change"],
                     "bootstrap_estimate": boot.value},
         arm_ci={"bootstrap_estimate": (boot.ci_low, boot.ci_high)}, n_control=an.n_control,
+        method_fr=f"différence de différences par moindres carrés pondérés (taux pondérés par poids "
+                  f"d'appariement × patients-années), erreurs-types robustes par grappe d'ensembles appariés "
+                  f"({int(d['set_idx'].nunique())} grappes), IC normal à {pct_fr(level)}",
+        population_fr="patients ÉQUILIBRES appariés et leurs témoins appariés (pondérés)",
+        definition_fr=f"Variation (après − avant) de la dépense par patient-année, traités moins témoins ; "
+                      f"avant = {ic.did_pre_months} mois avant la date index, après = {ic.did_months} mois à "
+                      f"partir de la date index (tronqué à la fin du suivi) ; {perimeter_text_fr(an.config)}. "
+                      f"Négatif = économies.",
     )
     return DiDResult(ind, pd.DataFrame(rows))

@@ -41,6 +41,13 @@ def spend_categories(config: StudyConfig) -> list[str]:
     return [*config.cleaning.category_names, "hospital"]
 
 
+def category_labels_fr(config: StudyConfig, cats: list[str]) -> str:
+    """French labels of spending categories (from the configuration), for French record texts."""
+    fixed = {"other": "autres", "hospital": "hospitalisation (MCO)"}
+    rules = config.cleaning.categories
+    return ", ".join(rules[c].label_fr.lower() if c in rules else fixed.get(c, c) for c in cats)
+
+
 def perimeter_categories(config: StudyConfig) -> list[str]:
     """The categories counted in spending indicators (``indicators.perimeter``), validated."""
     known = spend_categories(config)

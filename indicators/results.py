@@ -69,6 +69,10 @@ class Indicator:
     arm_ci: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
     n_control: int | None = None
     replicates: int | None = None
+    # French versions of the texts; the report falls back to the English ones when absent.
+    method_fr: str | None = None
+    population_fr: str | None = None
+    definition_fr: str | None = None
 
     # -- statsmodels-like accessors ------------------------------------------------------------
     def conf_int(self) -> tuple[float | None, float | None]:
@@ -114,6 +118,9 @@ class Indicator:
             "definition": self.definition,
             "ci_level": self.ci_level,
         }
+        for key in ("method_fr", "population_fr", "definition_fr"):
+            if getattr(self, key):
+                rec[key] = getattr(self, key)
         if suppressed:
             rec["n_suppressed"] = True
         if self.arm_values:
@@ -127,6 +134,16 @@ class Indicator:
     def __str__(self) -> str:  # compact one-liner for logs and render()
         ci = "" if self.ci_low is None else f" [{_fmt(self.ci_low)}; {_fmt(self.ci_high)}]"
         return f"{self.id}: {_fmt(self.value)}{ci} ({self.unit}, n={self.n})"
+
+
+def pct_fr(level: float) -> str:
+    """A confidence level as French text: 0.95 → "95 %" (no-break space)."""
+    return f"{100 * level:g}\u00a0%"
+
+
+def number_fr(x: float) -> str:
+    """A whole number as French text: 374000 → "374 000" (narrow no-break space)."""
+    return f"{x:,.0f}".replace(",", "\u202f")
 
 
 def _fmt(x: float | None) -> str:

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from indicators.analysis import MatchedAnalysis, ratio
-from indicators.outcomes import perimeter_categories, spend_categories
+from indicators.outcomes import category_labels_fr, perimeter_categories, spend_categories
 from indicators.results import Indicator
 from pipeline.config import StudyConfig
 
 POPULATION = "matched ÉQUILIBRES patients vs matched controls (weighted), over follow-up"
+POPULATION_FR = "patients ÉQUILIBRES appariés et leurs témoins appariés (pondérés), sur la durée du suivi"
 
 
 def perimeter_text(config: StudyConfig) -> str:
@@ -20,6 +21,14 @@ def perimeter_text(config: StudyConfig) -> str:
     hosp = "included" if "hospital" in per else "excluded"
     return (f"spending perimeter: {', '.join(per)} (experiment payments {exp}, hospital stays {hosp}; "
             f"hospital = MNT_TOT_AM of full stays and séances)")
+
+
+def perimeter_text_fr(config: StudyConfig) -> str:
+    per = perimeter_categories(config)
+    exp = "inclus" if "experiment" in per else "exclus"
+    hosp = "inclus" if "hospital" in per else "exclus"
+    return (f"périmètre de dépenses : {category_labels_fr(config, per)} (forfaits de l'expérimentation {exp}, "
+            f"séjours hospitaliers {hosp} ; hospitalisation = MNT_TOT_AM des séjours complets et des séances)")
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,7 @@ def spending(an: MatchedAnalysis) -> SpendingResult:
         row["avoided_ci_high"] = None if row["difference_ci_low"] is None else -row["difference_ci_low"]
         rows.append(row)
     table = pd.DataFrame(rows).rename(columns={"measure": "category"})
-    ptxt = perimeter_text(cfg)
+    ptxt, ptxt_fr = perimeter_text(cfg), perimeter_text_fr(cfg)
     arms = {"treated": treated_rate, "control": control_rate}
     inds = [
         an.indicator(
@@ -70,11 +79,18 @@ def spending(an: MatchedAnalysis) -> SpendingResult:
             n=an.n_treated, population=POPULATION,
             definition=f"Spending per patient-year of matched controls (weighted) minus that of ÉQUILIBRES "
                        f"patients, each = total spending over follow-up / total patient-years; {ptxt}.",
+            population_fr=POPULATION_FR,
+            definition_fr=f"Dépense par patient-année des témoins appariés (pondérés) moins celle des patients "
+                          f"ÉQUILIBRES, chacune = dépense totale sur le suivi / total des patients-années ; "
+                          f"{ptxt_fr}.",
             arms=arms),
         an.indicator(
             "avoided_spending_share", "Part des dépenses évitées", "Share of spending avoided", "share",
             avoided_share, n=an.n_treated, population=POPULATION,
             definition=f"1 − (treated spending per patient-year / control spending per patient-year); {ptxt}.",
+            population_fr=POPULATION_FR,
+            definition_fr=f"1 − (dépense par patient-année des traités / dépense par patient-année des "
+                          f"témoins) ; {ptxt_fr}.",
             arms=arms),
     ]
     return SpendingResult(inds, table)

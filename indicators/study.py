@@ -26,7 +26,7 @@ from indicators.outcomes import perimeter_categories
 from indicators.results import Indicator, _fmt, records_frame
 from indicators.spending import spending
 from pipeline.config import StudyConfig, write_params
-from pipeline.io import atomic_write_csv, atomic_write_json, build_lock
+from pipeline.io import atomic_write_csv, atomic_write_json, build_lock, peak_rss_mb, restore_on_failure
 
 # CSV columns that count people (suppressed when 0 < count < report.min_cell_count).
 _COUNT_COLUMNS = ("n", "n_units", "n_treated", "n_control", "deaths", "end_death", "end_study", "end_exit",
@@ -89,7 +89,8 @@ def run_indicators(build: Path, config: StudyConfig, data_dir: Path | None = Non
     paths = require_inputs(build)
     perimeter_categories(config)  # fail early on a bad perimeter
     min_cell = config.report.min_cell_count
-    with build_lock(build, "indicators"):
+    # restore_on_failure: all of indicators/ or nothing, so params.json never describes other outputs.
+    with build_lock(build, "indicators"), restore_on_failure(build, paths.indicators):
         claims = load_claims(build, config)
         matched, pairs = load_matched(build)
         an = analyse(matched, claims, config, pairs=pairs)
@@ -140,6 +141,7 @@ def run_indicators(build: Path, config: StudyConfig, data_dir: Path | None = Non
                        pairs is not None and pairs.groupby("control_id")["subclass"].nunique().max() > 1)},
             bootstrap={"kind": "matched-set cluster bootstrap, percentile CI", "seed": config.indicators.seed},
             seconds=round(seconds, 3),
+            peak_rss_mb=peak_rss_mb(),
         )
     return IndicatorRunResult(indicators, records, {**outputs, "indicators": outputs["json"]},
                               an.n_treated, an.n_control, an.n_sets, an.boot.n_replicates, seconds, notes)

@@ -136,8 +136,12 @@ def unmatched_indicator(
     published: float | None,
     method: str,
     ci_level: float = 0.95,
+    method_fr: str | None = None,
 ) -> dict[str, Any]:
-    """The `unmatched_share_complex` record (docs/CONTRACTS.md §4), from the true counts."""
+    """The `unmatched_share_complex` record (docs/CONTRACTS.md §4), from the true counts.
+
+    ``method_fr`` is the French description of the matching method (English ``method`` if omitted).
+    """
     unmatched = np.asarray(unmatched, dtype=bool)
     cpx = complex_mask(treated, flags)
     n = int(cpx.sum())
@@ -165,6 +169,12 @@ def unmatched_indicator(
                       f"({', '.join(flags)})",
         "definition": "treated patients for whom matching found no control (exact strata + caliper), "
                       "divided by all complex-care treated patients passed to matching",
+        "method_fr": f"{method_fr or method} ; intervalle de Wilson ({100 * ci_level:g}\u00a0%)",
+        "population_fr": "patients ÉQUILIBRES éligibles à l'inclusion avec au moins un indicateur de soins "
+                         f"complexes ({', '.join(flags)})",
+        "definition_fr": "patients traités pour lesquels l'appariement n'a trouvé aucun témoin (strates exactes "
+                         "+ caliper), rapportés à l'ensemble des patients traités en soins complexes soumis à "
+                         "l'appariement",
         "suppressed": False,
     }
     if is_small(n, min_cell_count) or is_small(k, min_cell_count) or is_small(n - k, min_cell_count):

@@ -30,7 +30,10 @@ from pipeline.io import (
     atomic_write_json,
     atomic_write_parquet,
     build_lock,
+    peak_rss_mb,
+    restore_on_failure,
 )
+from pipeline.stages.rules import DESCRIPTIONS_FR
 
 COHORT_REQUIRED = ["unit_id", "person_id", "treated", "index_date", "age", "eligible"]
 STAT_COLUMNS = ["mean_treated", "mean_control", "smd", "sd_denominator", "variance_ratio", "ecdf_mean",
@@ -102,6 +105,22 @@ def method_description(config: StudyConfig) -> str:
             f"{cal}, {'with' if m.replace else 'without'} replacement{bands}")
 
 
+_METHOD_FR = {"nearest": "au plus proche voisin", "optimal": "optimal", "propensity": "sur score de propension",
+              "cem": "exact grossier (CEM)"}
+_CALIPER_SCALE_FR = {"sd": "écart-type", "absolute": "valeur absolue", "relative": "relatif"}
+
+
+def method_description_fr(config: StudyConfig) -> str:
+    """The French version of :func:`method_description`, for the report in French."""
+    m = config.matching
+    cal = ("sans caliper" if m.caliper is None
+           else f"caliper {str(m.caliper).replace('.', ',')} ({_CALIPER_SCALE_FR.get(m.caliper_scale, m.caliper_scale)})")
+    bands = f", classes d'âge de {config.cohort.age_band_width} ans" if "age_band" in m.exact else ""
+    transform = "sans transformation" if m.transform == "none" else m.transform
+    return (f"appariement {_METHOD_FR.get(m.method, m.method)} 1:{m.ratio} sur {m.on} ({transform}), exact sur "
+            f"{', '.join(m.exact) or 'aucune variable'}, {cal}, {'avec' if m.replace else 'sans'} remise{bands}")
+
+
 # ---------------------------------------------------------------------------------------- privacy
 def suppress_balance(balance: pd.DataFrame, min_cell: int) -> pd.DataFrame:
     """Mask statistics of rows that would reveal a small count of people (dummies of rare levels)."""
@@ -171,7 +190,7 @@ def fit_specification(cohort: pd.DataFrame, config: StudyConfig, stages=("before
     profiles = unmatched_profiles(treated, mask, flags, config.matching.balance_covariates, min_cell, level,
                                   reasons=reasons)
     indicator = unmatched_indicator(treated, mask, flags, min_cell, config.published.get(INDICATOR_ID),
-                                    method_description(config), level)
+                                    method_description(config), level, method_fr=method_description_fr(config))
     w = matcher.matched_.loc[matcher.matched_["treated"] == 0, "weight"].to_numpy(dtype=float)
     sizes = {
         "eligible_rows": int(len(frame)),
@@ -198,12 +217,12 @@ def cohort_flow(sizes: dict[str, int]) -> pd.DataFrame:
          "rows_dropped": sizes["eligible_rows"] - kept, "euros_dropped": 0.0,
          "description": "Rows kept by matching: matched ÉQUILIBRES patients and the distinct controls used "
                         "(candidate controls not selected and unmatched patients are dropped)",
-         "source": "docs/matching.md"},
+         "source": "docs/matching.md", "description_fr": DESCRIPTIONS_FR["matched"]},
         {"stage": "cohort", "rule": "unmatched", "rows_in": sizes["treated"], "rows_out": sizes["treated_matched"],
          "rows_dropped": sizes["unmatched_treated"], "euros_dropped": 0.0,
          "description": "ÉQUILIBRES patients (eligible at inclusion) for whom no control was found in their "
                         "exact stratum within the caliper (dropped = unmatched)",
-         "source": "docs/matching.md"},
+         "source": "docs/matching.md", "description_fr": DESCRIPTIONS_FR["unmatched"]},
     ])
 
 
@@ -252,7 +271,8 @@ def run_match(build: Path, config: StudyConfig, data_dir: Path | None = None) ->
     start = time.perf_counter()
     build = Path(build)
     paths = BuildPaths(build)
-    with build_lock(build, "match"):
+    # restore_on_failure: all of matching/ or nothing, so params.json never describes other outputs.
+    with build_lock(build, "match"), restore_on_failure(build, paths.matching):
         cohort = load_cohort(build, config, data_dir)
         fingerprint = file_fingerprint(paths.cohort)
         key = hashlib.sha256(json.dumps([fingerprint, balance_covariates(config), config.section("cohort")],
@@ -293,6 +313,7 @@ def run_match(build: Path, config: StudyConfig, data_dir: Path | None = None) ->
             "cohort_fingerprint": fingerprint,
             "config_fingerprint": config.fingerprint("matching", "cohort"),
             "seconds": round(seconds, 3),
+            "peak_rss_mb": peak_rss_mb(),
         })
     summary = MatchSummary.from_matcher(m, outcome.balance)
     return MatchResult(summary, outcome.indicator, outcome.sizes, outputs, seconds, min_cell, outcome.profiles)
@@ -362,7 +383,7 @@ def run_sweep(build: Path, config: StudyConfig, data_dir: Path | None = None) ->
     headline = _headline_function()
     specs, n_grid = sweep_specs(config)
     min_cell = config.report.min_cell_count
-    with build_lock(build, "sweep"):
+    with build_lock(build, "sweep"), restore_on_failure(build, BuildPaths(build).sweep):
         cohort = load_cohort(build, config, data_dir)
         rows = []
         accepts_pairs = headline is not None and "pairs" in inspect.signature(headline).parameters

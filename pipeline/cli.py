@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pipeline.config import ConfigError, StudyConfig, load_config
 from pipeline.io import PipelineError
@@ -48,10 +49,11 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except ConfigError as err:
-            console.print(f"[bold red]Configuration error[/]: {err}", markup=True, highlight=False)
+            # Messages name settings like "[extract] csv_separator": escape them, they are not markup.
+            console.print(f"[bold red]Configuration error[/]: {escape(str(err))}", markup=True, highlight=False)
             raise typer.Exit(code=2) from None
         except PipelineError as err:
-            console.print(f"[bold red]Error[/]: {err}", markup=True, highlight=False)
+            console.print(f"[bold red]Error[/]: {escape(str(err))}", markup=True, highlight=False)
             raise typer.Exit(code=getattr(err, "exit_code", 2)) from None
         except KeyboardInterrupt:
             console.print("[bold red]Interrupted[/]: outputs already in place were left untouched.")

@@ -105,6 +105,78 @@ def build_lock(build: Path, step: str) -> Iterator[None]:
         fh.close()
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux ru_maxrss is in KiB).
+
+    A process-lifetime peak: in `equilibres run`, a later step reports at least the peak of the
+    earlier ones. The cleaning runner adds its children (the Spark JVM) itself.
+    """
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+ROLLBACK_DIR = "rollback"
+
+
+@contextlib.contextmanager
+def restore_on_failure(root: Path, *dirs: Path) -> Iterator[None]:
+    """Leave the files under ``dirs`` exactly as they were if the block fails or is interrupted.
+
+    Each file is written atomically, but a step writes several files: without this, a failure after
+    the first rename would leave new outputs beside an old manifest. Before the block, every file
+    under ``dirs`` is hard-linked (copied where links are impossible) into ``<root>/tmp/rollback``;
+    writers replace files by rename, so the links keep the previous contents at no copy cost. If the
+    block raises (KeyboardInterrupt included), the previous files are put back and the files the
+    block created are removed; if it succeeds, the snapshot is dropped. A snapshot left behind by a
+    killed run (SIGKILL, power cut) is restored the next time a step enters this block. The caller
+    must hold :func:`build_lock`, so no other run writes meanwhile.
+    """
+    import shutil
+
+    root = Path(root)
+    # One snapshot per set of directories, so a leftover of another step is never applied here.
+    snap = root / "tmp" / ROLLBACK_DIR / "+".join(str(Path(d).relative_to(root)).replace("/", "_") for d in dirs)
+    done = snap / ".complete"
+    if snap.exists():
+        if done.exists():
+            _rollback(root, snap, dirs)
+        shutil.rmtree(snap, ignore_errors=True)
+    for d in dirs:
+        for f in _files_under(Path(d)):
+            target = snap / f.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(f, target)
+            except OSError:
+                shutil.copy2(f, target)
+    snap.mkdir(parents=True, exist_ok=True)
+    done.touch()
+    try:
+        yield
+    except BaseException:
+        _rollback(root, snap, dirs)
+        shutil.rmtree(snap, ignore_errors=True)
+        raise
+    shutil.rmtree(snap, ignore_errors=True)
+
+
+def _files_under(d: Path) -> list[Path]:
+    return sorted(p for p in d.rglob("*") if p.is_file()) if d.is_dir() else []
+
+
+def _rollback(root: Path, snap: Path, dirs: tuple[Path, ...]) -> None:
+    saved = {p.relative_to(snap) for p in _files_under(snap) if p.name != ".complete"}
+    for d in dirs:
+        for f in _files_under(Path(d)):
+            if f.relative_to(root) not in saved:
+                f.unlink(missing_ok=True)
+    for rel in sorted(saved):
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(snap / rel, target)
+
+
 @dataclass(frozen=True)
 class BuildPaths:
     """Where every output lives under the build directory (paths named in the issues)."""

@@ -220,9 +220,30 @@ def _csv_source(con, path: Path, config: StudyConfig) -> tuple[str, str]:
             return src, enc_duck
         except Exception as err:  # noqa: BLE001 - try the next encoding, report all at the end
             errors.append(f"{enc}: {str(err).splitlines()[0]}")
+    hint = csv_diagnosis(path, config)
     raise UnreadableFileError(f"Cannot read CSV file {path} with any of the encodings "
                               f"{config.extract.csv_encodings} (separator '{config.extract.csv_separator}'): "
-                              + "; ".join(errors) + ". Check [extract] csv_encodings / csv_separator.")
+                              + "; ".join(errors) + ". " + (hint + " " if hint else "")
+                              + "Check [extract] csv_encodings / csv_separator.")
+
+
+def csv_diagnosis(path: Path, config: StudyConfig) -> str:
+    """A guess at why a CSV does not read: a byte-order mark, NUL bytes, or another separator."""
+    with open(path, "rb") as fh:
+        head = fh.read(64 * 1024)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head[:200].count(b"\x00") > 10:
+        return ("The file looks UTF-16 encoded (byte-order mark or NUL bytes): re-export it as UTF-8 or "
+                "latin-1, or add 'utf-16' to [extract] csv_encodings.")
+    first = head.split(b"\n", 1)[0].decode("latin-1")
+    sep = config.extract.csv_separator
+    if sep not in first:
+        counts = {c: first.count(c) for c in (",", ";", "\t", "|") if c != sep}
+        best = max(counts, key=lambda c: counts[c])
+        if counts[best]:
+            shown = "TAB" if best == "\t" else best
+            return (f"Its header line has no '{sep}' but {counts[best]} '{shown}': the file seems separated by "
+                    f"'{shown}'; re-export it with '{sep}' or set [extract] csv_separator = \"{best}\".")
+    return ""
 
 
 def _sql_path(path: Path) -> str:
@@ -348,7 +369,8 @@ def open_source(con, path: Path, config: StudyConfig, sas_staging: Path | None =
         try:
             pq.read_schema(path)
         except Exception as err:  # noqa: BLE001
-            raise UnreadableFileError(f"Cannot read Parquet file {path}: {err}.") from None
+            raise UnreadableFileError(f"Cannot read Parquet file {path}: {err} The file is truncated or is "
+                                      "not Parquet (an interrupted copy?): copy or export it again.") from None
         return f"read_parquet('{_sql_path(path)}')"
     if suffix == ".csv":
         return _csv_source(con, path, config)[0]
@@ -400,13 +422,53 @@ def read_table(path: Path, table: str, config: StudyConfig) -> pd.DataFrame:
     return frame
 
 
-def stage_as_parquet(path: Path, table: str, dest: Path, config: StudyConfig) -> Path:
-    """A typed Parquet copy of a non-Parquet input (streamed, written atomically); Parquet is returned as is.
+def _arrow_kind_ok(kind: str, t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if kind == "str":
+        return pa.types.is_string(t) or pa.types.is_large_string(t)
+    if kind == "int":
+        return pa.types.is_integer(t)
+    if kind == "float":
+        return pa.types.is_floating(t) or pa.types.is_integer(t)
+    if kind == "date":
+        return pa.types.is_date32(t)
+    return False
+
+
+def parquet_needs_conversion(path: Path, table: str) -> bool:
+    """Whether a Parquet input must go through the typed conversion before the cleaning reads it.
+
+    Files whose columns carry the contract types under their exact names are read in place (no
+    copy); a column stored with another type (amounts as text, dates as timestamps or strings) or
+    under another case sends the file through :func:`stage_as_parquet`, whose conversion counts
+    the values that do not convert instead of failing deep inside a query. Raises
+    :class:`UnreadableFileError` when the footer cannot be read, :class:`ContractTypeError` when
+    contract columns are missing.
+    """
+    path = Path(path)
+    spec = resolve_spec(table)
+    try:
+        schema = pq.read_schema(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a bad footer
+        raise UnreadableFileError(f"Cannot read Parquet file {path} ({spec.label}): {err} The file is truncated "
+                                  "or is not Parquet (an interrupted copy?): copy or export it again.") from None
+    available = {n: str(t) for n, t in zip(schema.names, schema.types, strict=True)}
+    mapping, missing = match_columns(spec, available)
+    _require_columns(spec, missing, available, path)
+    return any(mapping[c.name] != c.name or not _arrow_kind_ok(c.kind, schema.field(mapping[c.name]).type)
+               for c in spec.columns)
+
+
+def stage_as_parquet(path: Path, table: str, dest: Path, config: StudyConfig,
+                     convert_parquet: bool = False) -> Path:
+    """A typed Parquet copy of a non-Parquet input (streamed, written atomically); Parquet is returned as is
+    unless ``convert_parquet`` (a Parquet input whose column types differ from the contract).
 
     ``dest`` is a directory (the file is ``dest/<stem>.parquet``) or a path ending in ``.parquet``.
     """
     path = Path(path)
-    if path.suffix.lower() == ".parquet":
+    if path.suffix.lower() == ".parquet" and not convert_parquet:
         return path
     spec = resolve_spec(table)
     dest = Path(dest)

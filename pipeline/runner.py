@@ -30,7 +30,15 @@ import ibis.expr.types as ir
 
 from pipeline.config import StudyConfig
 from pipeline.engine import engine_name, make_backend, read_parquet, stop_spark, write_parquet
-from pipeline.io import BuildPaths, PipelineError, atomic_write_json, atomic_write_text, build_lock
+from pipeline.input_checks import check_inputs, diagnose_read_failure
+from pipeline.io import (
+    BuildPaths,
+    PipelineError,
+    atomic_write_json,
+    atomic_write_text,
+    build_lock,
+    restore_on_failure,
+)
 from pipeline.stages import ald as ald_stage
 from pipeline.stages import cohort as cohort_stage
 from pipeline.stages import dcir as dcir_stage
@@ -472,7 +480,9 @@ def run_clean(data_dir: Path, build: Path, config: StudyConfig, force: bool = Fa
 
     t0 = time.perf_counter()
     paths = BuildPaths(Path(build))
-    with build_lock(paths.root, "clean"):
+    # restore_on_failure: a run that fails after some stages wrote their outputs puts every file of
+    # clean/ and audit/ back as it was, so outputs, stage records and manifest always agree.
+    with build_lock(paths.root, "clean"), restore_on_failure(paths.root, paths.clean, paths.audit):
         handler = _setup_log(paths)
         try:
             tables = _locate(Path(data_dir), config)
@@ -511,6 +521,11 @@ def run_clean(data_dir: Path, build: Path, config: StudyConfig, force: bool = Fa
 
             ctx = StageContext(config=config, paths=paths, con=con, staged=staged,
                                stage_dir=paths.clean / "_stages")
+            # Inputs of the stages to run: staged (typed) and checked (rows, line keys) before any stage.
+            needed = list(dict.fromkeys(k for s in STAGES if s.name in todo for k in s.inputs))
+            checks = check_inputs({k: staged(k) for k in needed}, {k: tables[k] for k in needed},
+                                  {k: [h["sha256"] for h in input_hashes[k]] for k in needed}, config, paths.root)
+            log.info("input checks: %d file(s) in %.1f s", len(checks["files"]), checks["seconds"])
             console = Console(stderr=True)
             try:
                 with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn(),
@@ -525,7 +540,18 @@ def run_clean(data_dir: Path, build: Path, config: StudyConfig, force: bool = Fa
                         log.info("stage %s: running (fingerprint %s)", s.name, fingerprints[s.name])
                         ts = time.perf_counter()
                         (paths.clean / "_stages" / s.name).mkdir(parents=True, exist_ok=True)
-                        outs, audit = s.run(ctx)
+                        try:
+                            outs, audit = s.run(ctx)
+                        except Exception as err:
+                            if isinstance(err, PipelineError):
+                                raise
+                            # A corrupt data page only shows when the engine decodes it: name the file.
+                            files = [p for k in s.inputs for p in staged(k)]
+                            diagnosed = diagnose_read_failure(files, dict(zip(files, [f for k in s.inputs for f in
+                                                                                      tables[k]], strict=False)))
+                            if diagnosed is None:
+                                raise
+                            raise diagnosed from None
                         seconds = time.perf_counter() - ts
                         peak = _peak_rss_mb()
                         described = {name: _describe_output(p) for name, p in outs.items()}
@@ -548,7 +574,7 @@ def run_clean(data_dir: Path, build: Path, config: StudyConfig, force: bool = Fa
                     con.disconnect()
 
             _write_attrition(paths, records)
-            _write_manifest(paths, config, tables, input_hashes, code, runs, records)
+            _write_manifest(paths, config, tables, input_hashes, code, runs, records, input_checks=checks)
             result = _result(paths, engine, runs, time.perf_counter() - t0)
             log.info("clean done in %.1f s: ran %s", result.seconds, ",".join(result.ran))
             return result
@@ -574,17 +600,20 @@ def _stage_inputs(files: list[Path], hashes: list[dict[str, Any]], key: str, pat
                   config: StudyConfig) -> list[Path]:
     """Parquet files for one input table: Parquet inputs as they are; CSV/SAS converted once into
     ``<build>/tmp/staged`` under a name carrying the source hash, and reused while it is unchanged."""
-    from pipeline.readers import stage_as_parquet
+    from pipeline.readers import parquet_needs_conversion, stage_as_parquet
 
     out = []
     for f, h in zip(files, hashes, strict=True):
-        if f.suffix.lower() == ".parquet":
+        # Parquet with the contract's column types is read in place; other types (amounts stored as
+        # text…) go through the typed conversion, which counts values that do not convert.
+        convert = f.suffix.lower() == ".parquet" and parquet_needs_conversion(f, key)
+        if f.suffix.lower() == ".parquet" and not convert:
             out.append(f)
             continue
         target = paths.tmp / "staged" / f"{f.stem}.{h['sha256'][:16]}.parquet"
         if not target.exists():
             log.info("staging %s (%s) as Parquet", f.name, key)
-            stage_as_parquet(f, key, target, config)
+            stage_as_parquet(f, key, target, config, convert_parquet=convert)
         out.append(target)
     return out
 
@@ -601,7 +630,7 @@ def _write_attrition(paths: BuildPaths, records: dict[str, dict[str, Any] | None
 
 def _write_manifest(paths: BuildPaths, config: StudyConfig, tables: dict[str, list[Path]],
                     input_hashes: dict[str, Any], code: dict[str, str], runs: list[StageRun],
-                    records: dict[str, dict[str, Any] | None]) -> None:
+                    records: dict[str, dict[str, Any] | None], input_checks: dict[str, Any] | None = None) -> None:
     outputs = {}
     for r in runs:
         for name, info in r.outputs.items():
@@ -628,5 +657,6 @@ def _write_manifest(paths: BuildPaths, config: StudyConfig, tables: dict[str, li
             for r in runs
         },
         "outputs": outputs,
+        "input_checks": input_checks,
     }
     atomic_write_json(paths.clean_manifest, manifest)

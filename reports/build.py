@@ -176,6 +176,12 @@ class ReportBuilder:
             return meta[1] if self.lang == "fr" else meta[2]
         return value_label(key, self.lang)
 
+    def rec_text(self, rec: dict[str, Any], key: str) -> str:
+        """A record's ``definition`` / ``population`` / ``method`` in the report language, else English."""
+        text = rec.get(f"{key}_{self.lang}") if self.lang != "en" else None
+        text = text or rec.get(key)
+        return str(text) if text else MISSING
+
     def unit_of(self, rec: dict[str, Any] | None, key: str) -> str:
         if rec is not None and rec.get("unit"):
             return str(rec["unit"])
@@ -475,8 +481,12 @@ class ReportBuilder:
 
     def rule_description(self, row: pd.Series) -> str:
         rule = str(row.get("rule", ""))
-        if self.lang == "fr":
-            if rule in RULE_LABELS_FR:
+        if self.lang != "en":
+            # The producer's own translation first (attrition.csv description_fr), then the report's.
+            own = row.get(f"description_{self.lang}")
+            if isinstance(own, str) and own:
+                return own
+            if self.lang == "fr" and rule in RULE_LABELS_FR:
                 return RULE_LABELS_FR[rule]
             key = f"flow_{rule}"
             if key in _texts():
@@ -958,8 +968,8 @@ class ReportBuilder:
         # Variables: the definitions of the indicators.
         recs = list(self.records.values())
         if recs:
-            rows = [[self.label_of(r, r["id"]), str(r.get("definition") or MISSING), str(r.get("population") or MISSING),
-                     str(r.get("method") or MISSING)] for r in recs]
+            rows = [[self.label_of(r, r["id"]), self.rec_text(r, "definition"), self.rec_text(r, "population"),
+                     self.rec_text(r, "method")] for r in recs]
             s.blocks += [h("m_variables"), self.table(
                 self.t("m_variables"), [self.t("col_indicator"), self.t("col_description"), "Population",
                                         self.t("col_method")], rows, align=["l", "l", "l", "l"], cls="small wrap")]

@@ -128,6 +128,11 @@ class ProportionResult:
         base = _METHOD_LABELS[self.method]["en"]
         return base + (" with Kish effective n (post-stratification weights)" if self.weighted else "")
 
+    @property
+    def method_label_fr(self) -> str:
+        base = _METHOD_LABELS[self.method]["fr"]
+        return base + (" avec n effectif de Kish (poids de post-stratification)" if self.weighted else "")
+
     def summary_frame(self) -> pd.DataFrame:
         return pd.DataFrame([{
             "label": self.label, "k": self.k, "n": self.n, "estimate": self.estimate,

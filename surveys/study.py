@@ -29,7 +29,14 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import StudyConfig, write_params
-from pipeline.io import BuildPaths, atomic_write_bytes, atomic_write_csv, atomic_write_json, build_lock
+from pipeline.io import (
+    BuildPaths,
+    atomic_write_bytes,
+    atomic_write_csv,
+    atomic_write_json,
+    build_lock,
+    restore_on_failure,
+)
 from surveys.charts import before_after_chart, likert_diverging_chart
 from surveys.codebook import Codebook, load_codebooks
 from surveys.responses import load_responses
@@ -107,11 +114,40 @@ def indicator_records(summaries: list[SurveySummary], config: StudyConfig) -> li
                     "population": (f"{b.title_en} ({b.mode}, {b.fieldwork}): {who} respondents to whom the "
                                    f"question applies, item non-response excluded"),
                     "definition": _definition(q, link, b),
+                    "method_fr": est.method_fr or est.method,
+                    "population_fr": (f"{b.title_fr} ({_MODES_FR.get(b.mode, b.mode)}, {b.fieldwork}) : "
+                                      f"{_respondents_fr(b, item.applicable_types)} concernés par la question, "
+                                      f"non-réponses partielles exclues"),
+                    "definition_fr": _definition_fr(q, link),
                     "survey": b.id, "question": q.id, "ci_level": config.surveys.ci_level,
                     "small_n_warning": bool(est.small_n_warning),
                     "display_en": est.display_en, "display_fr": est.display_fr,
                 })
     return records
+
+
+_MODES_FR = {"phone": "téléphone", "online": "en ligne", "paper": "papier", "face_to_face": "face à face"}
+
+
+def _respondents_fr(book: Codebook, types: tuple[str, ...]) -> str:
+    """French names of the respondent types a question applies to ("répondants patient+aidant")."""
+    codes = {c.name: c.label_fr for c in book.respondent_types.codes} if book.respondent_types else {}
+    names = [codes.get(t, book.respondent_label_fr if t == book.respondent_label_en else t).lower() for t in types]
+    return f"répondants {' + '.join(names)}"
+
+
+def _definition_fr(q, link) -> str:  # noqa: ANN001
+    def quoted(labels: list[str]) -> str:
+        return " ou ".join(f"«\u00a0{x}\u00a0»" for x in labels)
+    if link.statistic == "favourable":
+        return f"Part répondant {quoted([q.code_of(c).label_fr for c in q.favourable])} à : {q.text_fr}"
+    if link.statistic == "level":
+        return f"Part répondant {quoted([q.code_of(int(link.level)).label_fr])} à : {q.text_fr}"
+    if link.statistic == "mean":
+        return f"Note moyenne ({q.min}–{q.max}) à : {q.text_fr}"
+    side = {"mean_before": "avant (exercice antérieur)", "mean_after": "après (ÉQUILIBRES)",
+            "mean_change": "variation après − avant"}[link.statistic]
+    return f"Note moyenne ({q.min}–{q.max}), {side}, sur les paires complètes, à : {q.text_fr}"
 
 
 def _definition(q, link, book: Codebook) -> str:
@@ -195,7 +231,7 @@ def run_surveys(data_dir: Path, build: Path, config: StudyConfig) -> SurveyRunRe
     lang = config.report.lang
     out = BuildPaths(build).surveys
     written: list[Path] = []
-    with build_lock(build, "surveys"):
+    with build_lock(build, "surveys"), restore_on_failure(build, out):
         for name, frame in _tables(summaries).items():
             atomic_write_csv(out / name, frame)
             written.append(out / name)

@@ -38,6 +38,21 @@ class Estimate:
     small_n_warning: bool
     display_en: str
     display_fr: str
+    method_fr: str = ""
+
+
+# French versions of the default method texts of ScoreResult and PairedResult (surveys/stats.py);
+# a method text not listed here is shown in English.
+_SCORE_METHODS_FR = {
+    "Student t interval for the mean": "intervalle de Student pour la moyenne",
+    "Student t interval for the mean change; Wilcoxon signed-rank test, Pratt handling of zero differences "
+    "(scipy.stats.wilcoxon)": "intervalle de Student pour la variation moyenne ; test des rangs signés de "
+    "Wilcoxon, différences nulles traitées selon Pratt (scipy.stats.wilcoxon)",
+}
+
+
+def _pct_fr(level: float) -> str:
+    return f"{100 * level:g}\u00a0%"
 
 
 @dataclass(frozen=True)
@@ -65,19 +80,24 @@ class ItemResult:
             assert p is not None
             return Estimate(p.estimate, p.ci_low, p.ci_high, p.n, unit,
                             f"{p.method_label} ({100 * p.ci_level:g} %), unweighted", p.small_n_warning,
-                            p.format("en"), p.format("fr"))
+                            p.format("en"), p.format("fr"),
+                            f"{p.method_label_fr} ({_pct_fr(p.ci_level)}), non pondéré")
         if link.statistic == "mean":
             assert isinstance(r, ScoreResult)
             return Estimate(r.mean, r.ci_low, r.ci_high, r.n, unit, f"{r.method} ({100 * r.ci_level:g} %)",
-                            r.small_n_warning, r.format("en"), r.format("fr"))
+                            r.small_n_warning, r.format("en"), r.format("fr"),
+                            f"{_SCORE_METHODS_FR.get(r.method, r.method)} ({_pct_fr(r.ci_level)})")
         assert isinstance(r, PairedResult)
         if link.statistic == "mean_change":
             return Estimate(r.mean_change, r.change_ci_low, r.change_ci_high, r.n_pairs, unit, r.method,
-                            r.small_n_warning, r.format("en"), r.format("fr"))
+                            r.small_n_warning, r.format("en"), r.format("fr"),
+                            _SCORE_METHODS_FR.get(r.method, r.method))
         s = r.before if link.statistic == "mean_before" else r.after
         return Estimate(s.mean, s.ci_low, s.ci_high, s.n, unit,
                         f"{s.method} ({100 * s.ci_level:g} %), complete before/after pairs",
-                        s.small_n_warning, s.format("en"), s.format("fr"))
+                        s.small_n_warning, s.format("en"), s.format("fr"),
+                        f"{_SCORE_METHODS_FR.get(s.method, s.method)} ({_pct_fr(s.ci_level)}), paires "
+                        f"avant/après complètes")
 
     def rows(self) -> list[dict[str, Any]]:
         """Tidy rows of items.csv: one per headline statistic of the question."""

@@ -19,6 +19,7 @@ import ibis.expr.types as ir
 from pipeline.config import CleaningSettings, StudyConfig
 from pipeline.stages.ingest import cast_to_contract
 from pipeline.stages.rules import (
+    DISABLED_PREFIX_FR,
     AuditRow,
     Rule,
     audit_from_fates,
@@ -262,6 +263,7 @@ def audit_dcir(summary: ir.Table, cleaning: CleaningSettings) -> list[AuditRow]:
     )
     if not cleaning.net_regularisations:
         net.description = f"(disabled by configuration) {net.description}"
+        net.description_fr = DISABLED_PREFIX_FR + net.description_fr
     rows.append(net)
     kept_groups = int(get(0, "n_groups"))
     rows.append(AuditRow.for_rule(link_to_beneficiary, rows_in=groups_out, rows_out=kept_groups,
