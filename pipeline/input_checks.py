@@ -170,3 +170,29 @@ def diagnose_read_failure(files: list[Path], sources: dict[Path, Path] | None = 
                 "every file)."
             )
     return None
+
+
+class EngineMemoryError(PipelineError):
+    """The engine could not run a stage within its memory limit."""
+
+
+def out_of_memory_error(err: BaseException, stage: str, config: StudyConfig, build: Path) -> PipelineError | None:
+    """An engine out-of-memory failure of ``stage`` as a message saying which limit and what to change;
+    None for any other error."""
+    name = type(err).__name__
+    text = str(err)
+    if name != "OutOfMemoryException" and "java.lang.OutOfMemoryError" not in text:
+        return None
+    first = text.strip().splitlines()[0] if text.strip() else name
+    e = config.engine
+    if e.name == "spark":
+        setting = f"[engine] spark_driver_memory = {e.spark_driver_memory!r}"
+    else:
+        spill = Path(e.duckdb_temp_directory) if e.duckdb_temp_directory else Path(build) / "tmp" / "duckdb_spill"
+        setting = (f"[engine] duckdb_memory_limit = {e.duckdb_memory_limit!r} with {e.duckdb_threads} thread(s), "
+                   f"spilling to {spill}")
+    return EngineMemoryError(
+        f"Cleaning stage '{stage}' ran out of memory under {setting}: {first} Raise the memory limit in a "
+        "--config file, lower duckdb_threads, or free disk space for the spill directory; outputs of the "
+        "previous run were left as they were."
+    )

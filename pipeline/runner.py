@@ -30,7 +30,7 @@ import ibis.expr.types as ir
 
 from pipeline.config import StudyConfig
 from pipeline.engine import engine_name, make_backend, read_parquet, stop_spark, write_parquet
-from pipeline.input_checks import check_inputs, diagnose_read_failure
+from pipeline.input_checks import check_inputs, diagnose_read_failure, out_of_memory_error
 from pipeline.io import (
     BuildPaths,
     PipelineError,
@@ -545,6 +545,9 @@ def run_clean(data_dir: Path, build: Path, config: StudyConfig, force: bool = Fa
                         except Exception as err:
                             if isinstance(err, PipelineError):
                                 raise
+                            oom = out_of_memory_error(err, s.name, config, paths.root)
+                            if oom is not None:
+                                raise oom from None
                             # A corrupt data page only shows when the engine decodes it: name the file.
                             files = [p for k in s.inputs for p in staged(k)]
                             diagnosed = diagnose_read_failure(files, dict(zip(files, [f for k in s.inputs for f in

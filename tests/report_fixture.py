@@ -31,10 +31,17 @@ def _png() -> bytes:
     return buf.getvalue()
 
 
+METHODS_FR = {"matched-set bootstrap": "bootstrap par ensembles appariés", "Wilson interval": "intervalle de Wilson",
+              "input": "donnée d'entrée", "descriptive": "descriptif", "Wilson": "intervalle de Wilson",
+              "t interval": "intervalle de Student"}
+
+
 def _rec(id_, fr, en, unit, value, lo, hi, n, published=None, arms=None, method="matched-set bootstrap"):
     rec = {"id": id_, "label_fr": fr, "label_en": en, "unit": unit, "value": value, "ci_low": lo,
            "ci_high": hi, "n": n, "method": method, "published": published,
            "population": "Matched ÉQUILIBRES patients", "definition": f"Definition of {en.lower()}.",
+           "method_fr": METHODS_FR[method], "population_fr": "Patients ÉQUILIBRES appariés",
+           "definition_fr": f"Définition de l'indicateur « {fr.lower()} ».",
            "ci_level": 0.95 if lo is not None else None}
     if arms:
         rec["arm_values"] = arms
@@ -47,22 +54,24 @@ def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: boo
         (root / d).mkdir(parents=True, exist_ok=True)
 
     attrition = pd.DataFrame([
-        ["ingest", "death_date_sentinel", 5200, 5200, 0, 0.0, 4800, "BEN_DCD_DTE = 1600-01-01 means alive", "https://documentation-snds.health-data-hub.fr/snds/fiches/fiche_beneficiaire.html"],
-        ["ingest", "sex_unknown", 5200, 5200, 0, 0.0, 7, "Unknown sex set to null", "https://documentation-snds.health-data-hub.fr/snds/fiches/variables_sociodemo.html"],
-        ["dcir", "dpn_qlf_71", 412000, 409500, 2500, 81234.5, 0, "Drop DPN_QLF = 71 lines", "https://documentation-snds.health-data-hub.fr/snds/fiches/sas_prestation_dcir.html"],
-        ["dcir", "bse_prs_nat_0", 409500, 409496, 4, 12.3, 0, "Drop BSE_PRS_NAT = 0 lines", "https://documentation-snds.health-data-hub.fr/snds/fiches/montant_soins_de_ville.html"],
-        ["persons", "death_before_birth", 5200, 5193, 7, 0.0, 0, "Persons whose death precedes birth", "fiches/fiche_beneficiaire"],
-        ["cohort", "extract", 5200, 5200, 0, 0.0, 0, "Persons in the extract", ""],
-        ["cohort", "cleaned", 5200, 5193, 7, 0.0, 0, "Persons after cleaning", ""],
-        ["cohort", "eligible", 5193, 4100, 1093, 0.0, 0, "Eligible cohort rows", ""],
+        ["ingest", "death_date_sentinel", 5200, 5200, 0, 0.0, 4800, "BEN_DCD_DTE = 1600-01-01 means alive", "https://documentation-snds.health-data-hub.fr/snds/fiches/fiche_beneficiaire.html", "BEN_DCD_DTE = 1600-01-01 signifie vivant"],
+        ["ingest", "sex_unknown", 5200, 5200, 0, 0.0, 7, "Unknown sex set to null", "https://documentation-snds.health-data-hub.fr/snds/fiches/variables_sociodemo.html", "Sexe inconnu mis à vide"],
+        ["dcir", "dpn_qlf_71", 412000, 409500, 2500, 81234.5, 0, "Drop DPN_QLF = 71 lines", "https://documentation-snds.health-data-hub.fr/snds/fiches/sas_prestation_dcir.html", "Lignes DPN_QLF = 71 retirées"],
+        ["dcir", "bse_prs_nat_0", 409500, 409496, 4, 12.3, 0, "Drop BSE_PRS_NAT = 0 lines", "https://documentation-snds.health-data-hub.fr/snds/fiches/montant_soins_de_ville.html", "Lignes BSE_PRS_NAT = 0 retirées"],
+        ["persons", "death_before_birth", 5200, 5193, 7, 0.0, 0, "Persons whose death precedes birth", "fiches/fiche_beneficiaire", "Personnes dont le décès précède la naissance"],
+        ["cohort", "extract", 5200, 5200, 0, 0.0, 0, "Persons in the extract", "", "Personnes de l'extraction"],
+        ["cohort", "cleaned", 5200, 5193, 7, 0.0, 0, "Persons after cleaning", "", "Personnes après nettoyage"],
+        ["cohort", "eligible", 5193, 4100, 1093, 0.0, 0, "Eligible cohort rows", "", "Lignes de cohorte éligibles"],
     ], columns=["stage", "rule", "rows_in", "rows_out", "rows_dropped", "euros_dropped", "rows_flagged",
-                "description", "source"])
+                "description", "source", "description_fr"])
     attrition.to_csv(root / "audit/attrition.csv", index=False)
     pd.DataFrame([
         {"stage": "cohort", "rule": "matched", "rows_in": 4100, "rows_out": 2300, "rows_dropped": 1800,
-         "euros_dropped": 0.0, "description": "Rows kept by matching", "source": "docs/matching.md"},
+         "euros_dropped": 0.0, "description": "Rows kept by matching", "source": "docs/matching.md",
+         "description_fr": "Lignes gardées par l'appariement"},
         {"stage": "cohort", "rule": "unmatched", "rows_in": 1290, "rows_out": 1150, "rows_dropped": 140,
-         "euros_dropped": 0.0, "description": "Treated without control", "source": "docs/matching.md"},
+         "euros_dropped": 0.0, "description": "Treated without control", "source": "docs/matching.md",
+         "description_fr": "Traités sans témoin"},
     ]).to_csv(root / "matching/attrition_matching.csv", index=False)
 
     (root / "clean/manifest.json").write_text(json.dumps({
