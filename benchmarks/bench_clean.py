@@ -75,10 +75,14 @@ def replicate_extract(base: Path, min_lines: int) -> Path:
     con.execute(f"SET temp_directory = '{WORK / 'tmp'}'")
 
     def shifted(col: str) -> str:
-        # replica r: 2-character base-36 prefix (r = 0 keeps the original identifiers)
+        # replica r > 0: the first two characters replaced by a 2-letter lowercase prefix; generated ids
+        # never use those letters, so replicas cannot collide with each other or with the original
+        # ('x' is left out: x-filled NIR_ANO_17 mean "invalid" in PMSI).
+        letters = "ghijklmnopqrstuvwyz"
+        n = len(letters)
         return (f"CASE WHEN r.i = 0 THEN {col} ELSE "
-                f"substr('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', (r.i // 36) + 1, 1) || "
-                f"substr('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', (r.i % 36) + 1, 1) || substr({col}, 3) END")
+                f"substr('{letters}', (r.i // {n}) + 1, 1) || substr('{letters}', (r.i % {n}) + 1, 1) "
+                f"|| substr({col}, 3) END")
 
     def copy(name: str, id_cols: list[str]) -> None:
         src = str(base / name)
@@ -89,7 +93,7 @@ def replicate_extract(base: Path, min_lines: int) -> Path:
         con.execute(f"COPY (SELECT {select} FROM read_parquet('{src}') t, range({k}) r(i)) "
                     f"TO '{out / name}' (FORMAT parquet, ROW_GROUP_SIZE 1000000)")
 
-    copy("ER_PRS_F.parquet", ["BEN_NIR_PSA"])
+    copy("ER_PRS_F.parquet", ["BEN_NIR_PSA", "ORG_CLE_NUM"])  # ORG_CLE_NUM keeps the 9-column line key unique
     copy("IR_BEN_R.parquet", ["BEN_NIR_PSA", "BEN_IDT_ANO"])
     copy("IR_IMB_R.parquet", ["BEN_NIR_PSA"])
     copy("EQUILIBRES_ROSTER.parquet", ["BEN_NIR_PSA"])

@@ -143,6 +143,7 @@ def write_parquet(con: Any, expr: ir.Table, path: Path, order_by: list[str] | No
     file with the same Arrow schema.
     """
     path = Path(path)
+    expr = _deterministic_floats(expr)
     with atomic_path(path) as tmp:
         if engine_name(con) == "duckdb":
             _duckdb_copy(con, expr, tmp, order_by or [])
@@ -158,6 +159,23 @@ def write_parquet(con: Any, expr: ir.Table, path: Path, order_by: list[str] | No
             finally:
                 shutil.rmtree(part_dir, ignore_errors=True)
     return pq.ParquetFile(path).metadata.num_rows
+
+
+FLOAT_DECIMALS = 6
+
+
+def _deterministic_floats(expr: ir.Table) -> ir.Table:
+    """Float columns rounded to ``FLOAT_DECIMALS`` decimals (a millionth of a euro).
+
+    A parallel SUM adds its partial sums in whatever order the threads finish, so two runs on the
+    same input can differ in the last bits (1e-13 €) and the files would not be byte-identical.
+    Amounts are whole cents, so their exact sums sit far from any 6-decimal rounding boundary and
+    the rounding removes that noise without changing a value by more than 5e-7.
+    """
+    floats = [name for name, dtype in expr.schema().items() if dtype.is_floating()]
+    if not floats:
+        return expr
+    return expr.mutate(**{name: expr[name].round(FLOAT_DECIMALS) for name in floats})
 
 
 def _duckdb_copy(con: Any, expr: ir.Table, dest: Path, order_by: list[str]) -> None:

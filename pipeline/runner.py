@@ -581,7 +581,7 @@ def run_clean(data_dir: Path, build: Path, config: StudyConfig, force: bool = Fa
             result = _result(paths, engine, runs, time.perf_counter() - t0)
             log.info("clean done in %.1f s: ran %s", result.seconds, ",".join(result.ran))
             return result
-        except Exception as err:
+        except BaseException as err:  # interrupted runs (KeyboardInterrupt) are logged too
             log.error("clean failed: %s", type(err).__name__)
             raise
         finally:

@@ -24,7 +24,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup, escape
 
 from pipeline.config import StudyConfig
-from pipeline.io import PipelineError, atomic_write_bytes, atomic_write_text, build_lock
+from pipeline.io import PipelineError, atomic_write_bytes, atomic_write_text, build_lock, restore_on_failure
 from reports import figures
 from reports.i18n import (
     MEASURE_LABELS,
@@ -1385,7 +1385,8 @@ def render_report(build: Path, config: StudyConfig, data_dir: Path | None = None
             )
     paths = _paths(build)
     n_pages = None
-    with build_lock(build, "report"):
+    # restore_on_failure: a failed PDF must not leave the new HTML beside the old PDF.
+    with build_lock(build, "report"), restore_on_failure(build, paths["html"].parent):
         atomic_write_text(paths["html"], html)
         pdf_path = None
         if pdf:

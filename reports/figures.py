@@ -7,6 +7,7 @@ bytes, embedded in the HTML as a data URI so the report needs no network access.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
@@ -23,13 +24,24 @@ CONTROL_COLOR = "#c8a45a"
 GREY = "#888888"
 DPI = 150
 
-plt.rcParams.update({
+# Applied per figure (not to the global rcParams at import): importing this module must not change
+# the figures other steps draw in the same process, or their files would depend on import order.
+STYLE = {
     "font.family": "DejaVu Sans",
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.titlesize": 10,
-})
+}
+
+
+def _styled(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(STYLE):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def to_data_uri(png: bytes, mime: str = "image/png") -> str:
@@ -43,6 +55,7 @@ def _save(fig: plt.Figure) -> bytes:
     return buf.getvalue()
 
 
+@_styled
 def flow_diagram(boxes: Sequence[tuple[str, str]], side: Sequence[tuple[int, str, str] | None]) -> bytes:
     """Vertical flow of boxes (label, count text), with optional side boxes (attached after box i).
 
@@ -88,6 +101,7 @@ def flow_diagram(boxes: Sequence[tuple[str, str]], side: Sequence[tuple[int, str
     return _save(fig)
 
 
+@_styled
 def love_plot(covariates: Sequence[str], before: Sequence[float], after: Sequence[float],
               labels: Mapping[str, str], threshold: float = 0.1, xlabel: str = "|SMD|") -> bytes:
     """|SMD| per covariate before (hollow) and after (filled) matching, with the 0.1 line."""
@@ -110,6 +124,7 @@ def love_plot(covariates: Sequence[str], before: Sequence[float], after: Sequenc
     return _save(fig)
 
 
+@_styled
 def grouped_bars(categories: Sequence[str], series: Mapping[str, Sequence[float]], ylabel: str,
                  tick_format: Callable[[float], str], horizontal: bool = True) -> bytes:
     """Bars per category, one bar per series (e.g. ÉQUILIBRES vs controls)."""
@@ -144,6 +159,7 @@ def grouped_bars(categories: Sequence[str], series: Mapping[str, Sequence[float]
     return _save(fig)
 
 
+@_styled
 def agreement_plot(labels: Sequence[str], rel: Sequence[float | None],
                    lo: Sequence[float | None], hi: Sequence[float | None], tolerance: float,
                    xlabel: str, tick_format: Callable[[float], str]) -> bytes:
@@ -167,6 +183,7 @@ def agreement_plot(labels: Sequence[str], rel: Sequence[float | None],
     return _save(fig)
 
 
+@_styled
 def likert_stacked(items: Sequence[str], levels: Sequence[str], shares: Sequence[Sequence[float]],
                    tick_format: Callable[[float], str]) -> bytes:
     """One horizontal 100 % bar per item, stacked by answer level (shares per level, rows = items)."""
@@ -188,6 +205,7 @@ def likert_stacked(items: Sequence[str], levels: Sequence[str], shares: Sequence
     return _save(fig)
 
 
+@_styled
 def before_after(items: Sequence[str], before: Sequence[float], after: Sequence[float],
                  labels: Mapping[str, str], ylabel: str) -> bytes:
     """Paired means (score /10) before and after, per item."""
@@ -204,6 +222,7 @@ def before_after(items: Sequence[str], before: Sequence[float], after: Sequence[
     return _save(fig)
 
 
+@_styled
 def specification_curve(estimates: Sequence[float], lo: Sequence[float | None], hi: Sequence[float | None],
                         main_index: int | None, ylabel: str, xlabel: str,
                         tick_format: Callable[[float], str]) -> bytes:

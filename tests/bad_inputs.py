@@ -50,7 +50,7 @@ def _to_csv(d: Path, table: str, t: pa.Table, delimiter: str = ";", encoding: st
             date_format: str | None = "%d%b%Y:00:00:00") -> Path:
     """Replace ``table``.parquet by a SAS/Oracle-style CSV (dates like 01JAN2021:00:00:00)."""
     cols = []
-    for name, col in zip(t.column_names, t.columns, strict=True):
+    for col in t.columns:
         if pa.types.is_date(col.type) and date_format:
             col = pc.strftime(col.cast(pa.timestamp("s")), format=date_format)
             col = pc.utf8_upper(col)
@@ -104,6 +104,23 @@ def corrupt_parquet(d: Path) -> dict[str, Any]:
         data[i] = (data[i] * 31 + 17) % 256
     p.write_bytes(bytes(data))
     return {"table": "ER_PRS_F", "file": "ER_PRS_F.parquet"}
+
+
+def corrupt_column(d: Path, table: str = "ER_PRS_F", column: str = "BSE_REM_MNT") -> dict[str, Any]:
+    """Garbage over the pages of one column only: the footer and every other column read fine, so
+    nothing notices before a stage decodes that column."""
+    p = d / f"{table}.parquet"
+    meta = pq.ParquetFile(p).metadata
+    j = [meta.schema.column(k).name for k in range(meta.num_columns)].index(column)
+    data = bytearray(p.read_bytes())
+    for g in range(meta.num_row_groups):
+        c = meta.row_group(g).column(j)
+        start = c.dictionary_page_offset or c.data_page_offset
+        # Leave the page headers' first bytes; overwrite the compressed body.
+        for i in range(start + 48, start + c.total_compressed_size - 8, 5):
+            data[i] = (data[i] * 31 + 17) % 256
+    p.write_bytes(bytes(data))
+    return {"table": table, "column": column, "file": p.name}
 
 
 def csv_wrong_separator(d: Path) -> dict[str, Any]:
