@@ -1000,7 +1000,7 @@ class ReportBuilder:
         s.blocks.append(self.p(self.html("repro_intro")))
         man = self.r["manifest"] or {}
         s.blocks.append({"kind": "dl", "pairs": [
-            (self.t("generated_on"), self.fmt.date(dt.date.today()) + " " + dt.datetime.now().strftime("%H:%M")),
+            (self.t("generated_on"), self.fmt.date(dt.date.today())),
             (self.t("config_fingerprint"), self.cfg.fingerprint()),
             *([("Code", str(man.get("code_version")))] if man.get("code_version") else []),
         ]})
