@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pipeline.config import deep_merge
 from pipeline.io import PipelineError
 
 HERE = Path(__file__).parent
@@ -173,13 +174,6 @@ class TruthParams(_P):
         return self.model_dump(mode="json")
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def _read(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise TruthError(f"Truth file {path} does not exist: give an existing TOML file to --truth "
@@ -194,7 +188,7 @@ def load_truth(path: Path | None = None, confounding: float | None = None) -> Tr
     """The default planted truth, with ``path`` merged over it and ``confounding`` overriding it."""
     data = _read(DEFAULT_TRUTH)
     if path is not None and Path(path).resolve() != DEFAULT_TRUTH.resolve():
-        data = _merge(data, _read(Path(path)))
+        data = deep_merge(data, _read(Path(path)))
     if confounding is not None:
         data.setdefault("selection", {})["confounding"] = confounding
     try:

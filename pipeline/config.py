@@ -253,18 +253,21 @@ class StudyConfig(_Settings):
         return [Path(self.base_dir) / p for p in self.surveys.codebooks]
 
 
-def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(
+    base: dict[str, Any], over: Mapping[str, Any], replaced: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """``over`` merged into ``base`` table by table; tables named in ``replaced`` are taken whole."""
     out = dict(base)
     for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict) and k not in _REPLACED_TABLES:
-            out[k] = _deep_merge(out[k], v)
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict) and k not in replaced:
+            out[k] = deep_merge(out[k], v, replaced)
         else:
             out[k] = v
     return out
 
 
 # Tables that a user file replaces whole rather than merging key by key (a study's own code lists).
-_REPLACED_TABLES = {"regions", "categories", "ald_groups"}
+_REPLACED_TABLES = frozenset({"regions", "categories", "ald_groups"})
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
@@ -306,7 +309,7 @@ def load_config(path: str | Path | None = None) -> StudyConfig:
     if path is not None:
         path = Path(path)
         user = _read_toml(path)
-        data = _deep_merge(data, user)
+        data = deep_merge(data, user, _REPLACED_TABLES)
         source = str(path)
         # Codebooks named by a user file are relative to that file.
         if "surveys" in user and "codebooks" in user["surveys"]:
