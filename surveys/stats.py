@@ -96,8 +96,34 @@ def proportion_interval(k: float, n: float, method: ProportionMethod = "wilson",
     raise ValueError(f"The 'method' parameter must be 'wilson' or 'clopper-pearson'. Got {method!r} instead.")
 
 
+class _SurveyResult:
+    """What every survey result shares: its CI level and its small-n warning."""
+
+    alpha: float
+    n: int
+    small_n_threshold: int
+
+    @property
+    def ci_level(self) -> float:
+        return 1 - self.alpha
+
+    @property
+    def small_n_warning(self) -> bool:
+        return self.n < self.small_n_threshold
+
+
+class _IntervalResult(_SurveyResult):
+    """A survey result with one estimate and its confidence interval."""
+
+    ci_low: float
+    ci_high: float
+
+    def conf_int(self) -> tuple[float, float]:
+        return (self.ci_low, self.ci_high)
+
+
 @dataclass(frozen=True)
-class ProportionResult:
+class ProportionResult(_IntervalResult):
     """k of n answers (or a weighted share with Kish effective n) with its confidence interval."""
 
     k: int
@@ -111,17 +137,6 @@ class ProportionResult:
     label: str = ""
     weighted: bool = False
     n_eff: float | None = None  # Kish effective sample size (weighted only)
-
-    @property
-    def ci_level(self) -> float:
-        return 1 - self.alpha
-
-    @property
-    def small_n_warning(self) -> bool:
-        return self.n < self.small_n_threshold
-
-    def conf_int(self) -> tuple[float, float]:
-        return (self.ci_low, self.ci_high)
 
     @property
     def method_label(self) -> str:
@@ -203,7 +218,7 @@ def weighted_proportion(success: np.ndarray, weights: np.ndarray, *, method: Pro
 # -- coded items: frequency tables, Likert summaries ------------------------------------------------
 
 @dataclass(frozen=True)
-class FrequencyResult:
+class FrequencyResult(_SurveyResult):
     """Frequency table of a coded item; for an ordered (Likert) item also its median and top-box share.
 
     ``counts`` follow ``codes`` in the codebook order; answers coded missing are counted in
@@ -225,14 +240,6 @@ class FrequencyResult:
     @property
     def n(self) -> int:
         return int(sum(self.counts))
-
-    @property
-    def ci_level(self) -> float:
-        return 1 - self.alpha
-
-    @property
-    def small_n_warning(self) -> bool:
-        return self.n < self.small_n_threshold
 
     @property
     def shares(self) -> tuple[float, ...]:
@@ -330,7 +337,7 @@ def likert_summary(answers: pd.Series | np.ndarray, codes: list[int] | tuple[int
 # -- 0–10 scores ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ScoreResult:
+class ScoreResult(_IntervalResult):
     """Mean of a numeric score with a Student t interval, and its median."""
 
     n: int
@@ -346,17 +353,6 @@ class ScoreResult:
     small_n_threshold: int
     label: str = ""
     method: str = "Student t interval for the mean"
-
-    @property
-    def ci_level(self) -> float:
-        return 1 - self.alpha
-
-    @property
-    def small_n_warning(self) -> bool:
-        return self.n < self.small_n_threshold
-
-    def conf_int(self) -> tuple[float, float]:
-        return (self.ci_low, self.ci_high)
 
     def summary_frame(self) -> pd.DataFrame:
         return pd.DataFrame([{
@@ -407,7 +403,7 @@ def score_summary(values: pd.Series | np.ndarray, *, alpha: float = 0.05, small_
 # -- paired before/after ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class PairedResult:
+class PairedResult(_SurveyResult):
     """Paired before/after scores: change, unchanged pairs, Wilcoxon signed-rank (Pratt zeros).
 
     Only complete pairs enter; ``before`` and ``after`` summarise those same pairs.
@@ -438,10 +434,6 @@ class PairedResult:
     @property
     def n(self) -> int:
         return self.n_pairs
-
-    @property
-    def ci_level(self) -> float:
-        return 1 - self.alpha
 
     @property
     def small_n_warning(self) -> bool:
@@ -532,7 +524,7 @@ def paired_change(before: pd.Series | np.ndarray, after: pd.Series | np.ndarray,
 # -- response rates -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ResponseRateResult:
+class ResponseRateResult(_SurveyResult):
     """AAPOR response rate RR1 (and RR2) of a survey or of one respondent group.
 
     I = complete interviews, P = partial interviews, R = refusals, NC = non-contacts, O = other
