@@ -1,8 +1,8 @@
 """DCIR outpatient claims (ER_PRS_F): standard quality rules, regularisation netting, categories.
 
 The whole stage is one query: every line gets a ``fate`` (the first rule that drops it, 0 = kept),
-identical lines are netted within their fate, and the result is summarised by beneficiary, care
-month, spending category and fate. Spending, act counts and the audit trail (rows and euros per
+identical lines are netted within their fate, linked to persons, and the result is summarised by
+person, care month, spending category and fate. Spending, act counts and the audit trail (rows and euros per
 rule) all come from that summary, so the extract is read once and the audit costs no extra scan.
 """
 
@@ -127,14 +127,17 @@ def line_rules_enabled(cleaning: CleaningSettings) -> list[bool]:
 # -- categories ----------------------------------------------------------------------------------
 
 
-def category_expr(t: ir.Table, cleaning: CleaningSettings) -> ir.StringValue:
-    """The spending category of a line: the first configured category whose criteria all hold.
+def category_code_expr(t: ir.Table, cleaning: CleaningSettings) -> ir.IntegerValue:
+    """The spending category of a line as a small code: 1 + the index of the first configured
+    category whose criteria all hold, 0 ('other') when none does.
 
     Within a category every listed criterion must hold (PRS_NAT_REF, PSE_ACT_NAT, PSE_SPE_COD), with
-    OR inside a list; a category listing no criterion matches nothing. Unmatched lines are 'other'.
+    OR inside a list; a category listing no criterion matches nothing. Lines are grouped on this
+    code (an 8-bit integer hashes faster than a name) and the name is attached after grouping
+    (``category_name_expr``).
     """
     branches = []
-    for name, cat in cleaning.categories.items():
+    for code, cat in enumerate(cleaning.categories.values(), start=1):
         criteria = [
             in_list(t[col], values)
             for col, values in (("PRS_NAT_REF", cat.prs_nat_ref), ("PSE_ACT_NAT", cat.pse_act_nat),
@@ -146,10 +149,19 @@ def category_expr(t: ir.Table, cleaning: CleaningSettings) -> ir.StringValue:
         cond = criteria[0]
         for c in criteria[1:]:
             cond = cond & c
-        branches.append((cond.fill_null(False), ibis.literal(name)))
+        branches.append((cond.fill_null(False), ibis.literal(code, "int8")))
     if not branches:
+        return ibis.literal(0, "int8")
+    return ibis.cases(*branches, else_=ibis.literal(0, "int8"))
+
+
+def category_name_expr(code: ir.IntegerValue, cleaning: CleaningSettings) -> ir.StringValue:
+    """The category name of a ``category_code_expr`` code ('other' for 0)."""
+    names = list(cleaning.categories)
+    if not names:
         return ibis.literal("other")
-    return ibis.cases(*branches, else_=ibis.literal("other"))
+    return ibis.cases(*[(code == i, ibis.literal(name)) for i, name in enumerate(names, start=1)],
+                      else_=ibis.literal("other"))
 
 
 # -- stage functions -----------------------------------------------------------------------------
@@ -186,39 +198,42 @@ def claims_netted(lines: ir.Table, cleaning: CleaningSettings) -> ir.Table:
 
 
 def claims_summary(netted: ir.Table, key_map: ir.Table, cleaning: CleaningSettings) -> ir.Table:
-    """Netted claims summarised by beneficiary key, care month, category and fate (the stage output).
+    """Netted claims linked to persons and summarised by person, care month, category and fate
+    (the stage output).
 
-    Columns: BEN_NIR_PSA, BEN_RNG_GEM, person_id (null when unlinked), month, category, fate, n_lines (ER_PRS_F lines), n_groups (netted lines),
-    n_reg_groups (netted lines that contained a regularisation), euros (BSE_REM_MNT), acts
-    (quantity of lines with CPL_MAJ_TOP < 2), hours (quantity of experiment payments), cpl2_lines,
-    last_care (latest EXE_SOI_DTD).
+    Columns: person_id (null for claims that link to no person), month, category, fate,
+    regularised (1 for netted lines that contained a negative line), not_an_act (1 for
+    CPL_MAJ_TOP >= 2), n_lines (ER_PRS_F lines), n_groups (netted lines), euros (BSE_REM_MNT), acts
+    (quantity of lines with CPL_MAJ_TOP < 2), hours (quantity of experiment payments), last_care
+    (latest EXE_SOI_DTD). The two audit flags are grouping keys rather than counters: a summary row
+    almost always holds one kind of line, and a key costs less than a sum per row; the audit reads
+    the flagged counts from ``n_groups`` / ``n_lines``.
     """
-    t = netted
+    t = netted.left_join(key_map, ["BEN_NIR_PSA", "BEN_RNG_GEM"]).select(netted, key_map.person_id)
     experiment_codes = list(cleaning.experiment.prs_nat_ref)
     is_act = (t.CPL_MAJ_TOP < 2).fill_null(True)
     t = t.mutate(
         month=month_of(t.EXE_SOI_DTD),
-        category=category_expr(t, cleaning),
+        category_code=category_code_expr(t, cleaning),
+        fate=ibis.cases(((t.fate == 0) & link_to_beneficiary(t), ibis.literal(FATE_UNLINKED, "int8")),
+                        else_=t.fate).cast("int8"),
+        regularised=t.has_negative.cast("int8"),
+        not_an_act=ibis.cases((is_act, ibis.literal(0, "int8")), else_=ibis.literal(1, "int8")),
         act_qty=ibis.cases((is_act, t.qty), else_=0.0),
         hour_qty=ibis.cases((in_list(t.PRS_NAT_REF, experiment_codes).fill_null(False), t.qty), else_=0.0),
-        cpl2=ibis.cases((is_act, ibis.literal(0, "int64")), else_=t.n_lines),
     )
-    # Summarise per beneficiary key, then attach person_id: the person map is joined to a table
-    # much smaller than the claims, and persons with several keys are merged later (panel).
-    by_key = t.group_by(["BEN_NIR_PSA", "BEN_RNG_GEM", "month", "category", "fate"]).aggregate(
+    s = t.group_by(["person_id", "month", "category_code", "fate", "regularised", "not_an_act"]).aggregate(
         n_lines=t.n_lines.sum().cast("int64"),
         n_groups=t.count().cast("int64"),
-        n_reg_groups=t.has_negative.cast("int64").sum(),
         euros=t.euros.sum(),
         acts=t.act_qty.sum(),
         hours=t.hour_qty.sum(),
-        cpl2_lines=t.cpl2.sum().cast("int64"),
         last_care=t.EXE_SOI_DTD.max(),
     )
-    linked = by_key.left_join(key_map, ["BEN_NIR_PSA", "BEN_RNG_GEM"]).select(by_key, key_map.person_id)
-    return linked.mutate(
-        fate=ibis.cases(((linked.fate == 0) & link_to_beneficiary(linked),
-                         ibis.literal(FATE_UNLINKED, "int8")), else_=linked.fate).cast("int8")
+    return s.select(
+        "person_id", "month", category=category_name_expr(s.category_code, cleaning), fate=s.fate,
+        regularised=s.regularised, not_an_act=s.not_an_act, n_lines=s.n_lines, n_groups=s.n_groups,
+        euros=s.euros, acts=s.acts, hours=s.hours, last_care=s.last_care,
     )
 
 
@@ -240,8 +255,9 @@ def audit_dcir(summary: ir.Table, cleaning: CleaningSettings) -> list[AuditRow]:
     """Audit rows of every DCIR rule from one aggregate of the (small) claims summary."""
     s = summary
     by_fate = s.group_by("fate").aggregate(
-        n_lines=s.n_lines.sum(), n_groups=s.n_groups.sum(), n_reg=s.n_reg_groups.sum(),
-        euros=s.euros.sum(), cpl2=s.cpl2_lines.sum(),
+        n_lines=s.n_lines.sum(), n_groups=s.n_groups.sum(),
+        n_reg=s.n_groups.sum(where=s.regularised == 1).fill_null(0), euros=s.euros.sum(),
+        cpl2=s.n_lines.sum(where=s.not_an_act == 1).fill_null(0),
     ).execute().set_index("fate")
     by_fate.index = by_fate.index.astype(int)
 
