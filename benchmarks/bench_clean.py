@@ -121,15 +121,17 @@ def run_ours(data: str, build: str, engine: str = "duckdb") -> dict[str, Any]:
     result = run_clean(Path(data), Path(build), cfg, force=True)
     total = time.perf_counter() - t0
     stages = {s.name: {"seconds": round(s.seconds, 3), "peak_rss_mb": s.peak_rss_mb} for s in result.stages}
+    peak = max(_peak_mb(), max(s["peak_rss_mb"] for s in stages.values()))
+    import duckdb
     import pandas as pd
-    import pyarrow.parquet as pq
 
-    summary = pq.read_table(Path(build) / "clean" / "_stages" / "dcir" / "claims_summary.parquet").to_pandas()
-    kept = summary[summary.fate == 0]
+    # Kept euros for the cross-check, summed in DuckDB: the summary has ~100 M rows at 127 M lines,
+    # far too many to load into pandas (and the peak above is taken before this check).
+    summary = Path(build) / "clean" / "_stages" / "dcir" / "claims_summary.parquet"
+    kept = duckdb.connect().execute(f"SELECT sum(euros) FROM read_parquet('{summary}') WHERE fate = 0").fetchone()[0]
     att = pd.read_csv(Path(build) / "audit" / "attrition.csv")
-    return {"total_seconds": round(total, 3), "stages": stages, "peak_rss_mb": round(max(_peak_mb(), max(
-        s["peak_rss_mb"] for s in stages.values())), 1), "kept_euros": round(float(kept.euros.sum()), 2),
-        "audit_rows": len(att)}
+    return {"total_seconds": round(total, 3), "stages": stages, "peak_rss_mb": round(peak, 1),
+            "kept_euros": round(float(kept), 2), "audit_rows": len(att)}
 
 
 def run_ours_dcir(data: str, build: str) -> dict[str, Any]:
@@ -275,7 +277,13 @@ def in_subprocess(fn_name: str, **kwargs: Any) -> dict[str, Any]:
     queue = ctx.Queue()
     proc = ctx.Process(target=_worker, args=(fn_name, kwargs, queue))
     proc.start()
-    status, value = queue.get()
+    while True:  # a child killed by the OS (out of memory) puts nothing in the queue: do not wait forever
+        try:
+            status, value = queue.get(timeout=5)
+            break
+        except Exception:  # queue.Empty
+            if not proc.is_alive():
+                raise RuntimeError(f"{fn_name} died with exit code {proc.exitcode} (killed: out of memory?)") from None
     proc.join()
     if status != "ok":
         raise RuntimeError(f"{fn_name} failed: {value}")
@@ -389,15 +397,22 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
-        "runs": [bench_extract(base, label, pandas_lines, 1 if args.quick else args.repeat)],
+        "runs": [],
     }
+
+    def save() -> None:  # after every part, so a long run that fails later keeps what it measured
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+
+    results["runs"].append(bench_extract(base, label, pandas_lines, 1 if args.quick else args.repeat))
+    save()
     if big_lines:
         big = replicate_extract(base, big_lines)
         results["runs"].append(bench_extract(big, big.name, pandas_lines, args.big_repeat))
+        save()
     if not args.no_spark:
         results["spark_sample"] = bench_spark_sample()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+        save()
     for r in results["runs"]:
         print(f"   {r['label']}: ours {r['ours']['lines_per_s']:,} lines/s (peak {r['ours']['peak_rss_mb']:.0f} MiB), "
               f"hand SQL {r['hand_sql']['lines_per_s']:,} lines/s, pandas {r['pandas']['lines_per_s']:,} lines/s; "
