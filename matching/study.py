@@ -105,19 +105,19 @@ def method_description(config: StudyConfig) -> str:
             f"{cal}, {'with' if m.replace else 'without'} replacement{bands}")
 
 
-_METHOD_FR = {"nearest": "au plus proche voisin", "optimal": "optimal", "propensity": "sur score de propension",
+METHOD_FR = {"nearest": "au plus proche voisin", "optimal": "optimal", "propensity": "sur score de propension",
               "cem": "exact grossier (CEM)"}
-_CALIPER_SCALE_FR = {"sd": "écart-type", "absolute": "valeur absolue", "relative": "relatif"}
+CALIPER_SCALE_FR = {"sd": "écart-type", "absolute": "valeur absolue", "relative": "relatif"}
 
 
 def method_description_fr(config: StudyConfig) -> str:
     """The French version of :func:`method_description`, for the report in French."""
     m = config.matching
     cal = ("sans caliper" if m.caliper is None
-           else f"caliper {str(m.caliper).replace('.', ',')} ({_CALIPER_SCALE_FR.get(m.caliper_scale, m.caliper_scale)})")
+           else f"caliper {str(m.caliper).replace('.', ',')} ({CALIPER_SCALE_FR.get(m.caliper_scale, m.caliper_scale)})")
     bands = f", classes d'âge de {config.cohort.age_band_width} ans" if "age_band" in m.exact else ""
     transform = "sans transformation" if m.transform == "none" else m.transform
-    return (f"appariement {_METHOD_FR.get(m.method, m.method)} 1:{m.ratio} sur {m.on} ({transform}), exact sur "
+    return (f"appariement {METHOD_FR.get(m.method, m.method)} 1:{m.ratio} sur {m.on} ({transform}), exact sur "
             f"{', '.join(m.exact) or 'aucune variable'}, {cal}, {'avec' if m.replace else 'sans'} remise{bands}")
 
 

@@ -977,7 +977,7 @@ class ReportBuilder:
         m = cfg.matching
         s.blocks += [h("m_bias"), self.p(self.t(
             "m_bias_text", exact=", ".join(m.exact), on=m.on, transform=m.transform,
-            caliper=f"{self.param_value(m.caliper)} ({m.caliper_scale})", reps=cfg.indicators.bootstrap_replicates,
+            caliper=f"{self.param_value(m.caliper)} ({value_label(m.caliper_scale, self.lang)})", reps=cfg.indicators.bootstrap_replicates,
             level=self.fmt.pct(cfg.indicators.ci_level), did=cfg.indicators.did_months))]
         e = cfg.economics
         cats = ", ".join(value_label(c, self.lang) if c not in cfg.cleaning.categories else

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
+
+from matching.study import CALIPER_SCALE_FR, METHOD_FR
+from surveys.summary import SCORE_METHODS_FR
 
 NBSP = "\u00a0"
 NNBSP = "\u202f"  # narrow no-break space: French thousands separator
@@ -589,7 +593,44 @@ VALUE_LABELS: dict[str, dict[str, str]] = {
     "nurses_online": {"fr": "Infirmiers (en ligne)", "en": "Nurses (online)"},
     "True": {"fr": "oui", "en": "yes"},
     "False": {"fr": "non", "en": "no"},
+    # regression cross-check and difference-in-differences (indicators/inference.py)
+    "spending_per_patient_year (treated − control)": {
+        "fr": "Dépense par patient-année (ÉQUILIBRES − témoins)",
+        "en": "Spending per patient-year (ÉQUILIBRES − controls)"},
+    "share_any_stay (treated − control)": {
+        "fr": "Part avec au moins un séjour MCO (ÉQUILIBRES − témoins)",
+        "en": "Share with at least one MCO stay (ÉQUILIBRES − controls)"},
+    "stays_per_100py (treated − control)": {
+        "fr": "Séjours MCO pour 100 patients-années (ÉQUILIBRES − témoins)",
+        "en": "MCO stays per 100 patient-years (ÉQUILIBRES − controls)"},
+    "WLS, cluster-robust SE by matched set": {
+        "fr": "moindres carrés pondérés, erreurs-types robustes par ensemble apparié",
+        "en": "WLS, cluster-robust SE by matched set"},
+    "linear probability WLS, cluster-robust SE by matched set": {
+        "fr": "modèle de probabilité linéaire (moindres carrés pondérés), erreurs-types robustes par ensemble "
+              "apparié",
+        "en": "linear probability WLS, cluster-robust SE by matched set"},
+    "did_wls_cluster": {"fr": "Différence de différences (moindres carrés pondérés)",
+                        "en": "Difference-in-differences (WLS)"},
+    "did_bootstrap": {"fr": "Différence de différences (bootstrap)", "en": "Difference-in-differences (bootstrap)"},
+    "pre_eur_per_patient_year": {"fr": "Avant (€/patient-année)", "en": "Before (€/patient-year)"},
+    "post_eur_per_patient_year": {"fr": "Après (€/patient-année)", "en": "After (€/patient-year)"},
+    "mean_followup_years": {"fr": "Suivi moyen (années)", "en": "Mean follow-up (years)"},
+    # survey method texts (surveys/stats.py defaults, French versions kept beside them)
+    **{en: {"fr": fr, "en": en} for en, fr in SCORE_METHODS_FR.items()},
+    # matching methods (sweep and specification tables)
+    **{m: {"fr": fr, "en": m} for m, fr in METHOD_FR.items()},
+    **{c: {"fr": fr, "en": {"sd": "SD"}.get(c, c)} for c, fr in CALIPER_SCALE_FR.items()},
 }
+
+# Producer notes carrying a number ("fewer than 10 treated", matching/profiles.py), in the report language.
+VALUE_PATTERNS: list[tuple[re.Pattern[str], dict[str, str]]] = [
+    (re.compile(r"fewer than (\d+) unmatched or matched"),
+     {"fr": "moins de {0} non appariés ou appariés", "en": "fewer than {0} unmatched or matched"}),
+    (re.compile(r"fewer than (\d+) treated"), {"fr": "moins de {0} traités", "en": "fewer than {0} treated"}),
+    (re.compile(r"some reason shares hide small counts"),
+     {"fr": "certaines parts par motif masquent de petits effectifs", "en": "some reason shares hide small counts"}),
+]
 
 # Column headers of result tables whose columns are not known in advance.
 COLUMN_LABELS: dict[str, dict[str, str]] = {
@@ -726,11 +767,22 @@ def text(key: str, lang: str, **fmt: Any) -> Any:
 
 
 def value_label(value: Any, lang: str) -> str:
-    """A translated label for a data value, or the value itself."""
+    """A translated label for a data value, or the value itself.
+
+    Notes made of several '; '-separated parts are translated part by part (VALUE_PATTERNS)."""
     key = str(value)
     if key in VALUE_LABELS:
         return VALUE_LABELS[key][lang]
-    return key
+    parts = key.split("; ")
+    out = []
+    for part in parts:
+        for pattern, texts in VALUE_PATTERNS:
+            m = pattern.fullmatch(part)
+            if m:
+                part = texts[lang].format(*m.groups())
+                break
+        out.append(part)
+    return "; ".join(out)
 
 
 def column_label(column: str, lang: str) -> str:

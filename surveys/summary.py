@@ -43,7 +43,7 @@ class Estimate:
 
 # French versions of the default method texts of ScoreResult and PairedResult (surveys/stats.py);
 # a method text not listed here is shown in English.
-_SCORE_METHODS_FR = {
+SCORE_METHODS_FR = {
     "Student t interval for the mean": "intervalle de Student pour la moyenne",
     "Student t interval for the mean change; Wilcoxon signed-rank test, Pratt handling of zero differences "
     "(scipy.stats.wilcoxon)": "intervalle de Student pour la variation moyenne ; test des rangs signés de "
@@ -86,17 +86,17 @@ class ItemResult:
             assert isinstance(r, ScoreResult)
             return Estimate(r.mean, r.ci_low, r.ci_high, r.n, unit, f"{r.method} ({100 * r.ci_level:g} %)",
                             r.small_n_warning, r.format("en"), r.format("fr"),
-                            f"{_SCORE_METHODS_FR.get(r.method, r.method)} ({_pct_fr(r.ci_level)})")
+                            f"{SCORE_METHODS_FR.get(r.method, r.method)} ({_pct_fr(r.ci_level)})")
         assert isinstance(r, PairedResult)
         if link.statistic == "mean_change":
             return Estimate(r.mean_change, r.change_ci_low, r.change_ci_high, r.n_pairs, unit, r.method,
                             r.small_n_warning, r.format("en"), r.format("fr"),
-                            _SCORE_METHODS_FR.get(r.method, r.method))
+                            SCORE_METHODS_FR.get(r.method, r.method))
         s = r.before if link.statistic == "mean_before" else r.after
         return Estimate(s.mean, s.ci_low, s.ci_high, s.n, unit,
                         f"{s.method} ({100 * s.ci_level:g} %), complete before/after pairs",
                         s.small_n_warning, s.format("en"), s.format("fr"),
-                        f"{_SCORE_METHODS_FR.get(s.method, s.method)} ({_pct_fr(s.ci_level)}), paires "
+                        f"{SCORE_METHODS_FR.get(s.method, s.method)} ({_pct_fr(s.ci_level)}), paires "
                         f"avant/après complètes")
 
     def rows(self) -> list[dict[str, Any]]:

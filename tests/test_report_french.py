@@ -28,6 +28,9 @@ ENGLISH_MARKERS = [
     "Share of", "per patient-year", "Drop ", "matched controls", "per decedent", "Wilson score interval",
     "respondents to whom", "Share answering", "spending perimeter", "Cohort rows whose",
     "Persons in the extract", "caseload taken as known", "cluster bootstrap", "Mean score", "unweighted",
+    # producer strings of tables (regression cross-check, DiD, survey method, unmatched-profile notes)
+    "cluster-robust SE", "(treated − control)", "Student t interval", "fewer than", "pre eur per",
+    "mean followup",
 ]
 # Their French counterparts, as produced by the pipeline on the sample.
 FRENCH_MARKERS = [
@@ -146,3 +149,14 @@ def test_sample_report_in_english_keeps_english_record_texts(sample_build: Path,
         assert phrase in en, phrase
     for phrase in ("Part des personnes décédées", "périmètre de dépenses", "Part répondant"):
         assert phrase not in en, phrase
+
+
+def test_value_labels_translate_producer_strings():
+    from reports.i18n import value_label
+
+    assert value_label("fewer than 10 unmatched or matched; some reason shares hide small counts", "fr") == (
+        "moins de 10 non appariés ou appariés; certaines parts par motif masquent de petits effectifs")
+    assert value_label("fewer than 5 treated", "fr") == "moins de 5 traités"
+    assert value_label("fewer than 5 treated", "en") == "fewer than 5 treated"
+    assert value_label("WLS, cluster-robust SE by matched set", "fr").startswith("moindres carrés pondérés")
+    assert value_label("an unknown note", "fr") == "an unknown note"
