@@ -435,10 +435,6 @@ class PairedResult(_SurveyResult):
     def n(self) -> int:
         return self.n_pairs
 
-    @property
-    def small_n_warning(self) -> bool:
-        return self.n_pairs < self.small_n_threshold
-
     def summary_frame(self) -> pd.DataFrame:
         return pd.DataFrame([{
             "label": self.label, "n_pairs": self.n_pairs, "n_incomplete": self.n_incomplete,

@@ -177,7 +177,8 @@ def claims_netted(lines: ir.Table, cleaning: CleaningSettings) -> ir.Table:
     """Identical lines netted within their fate; kept groups with summed quantity <= 0 get FATE_NETTED.
 
     Lines already dropped by a line rule are grouped too (never with kept lines: the fate is part of
-    the key), which only serves the audit: ``n_lines`` keeps their count.
+    the key), which only serves the audit: ``n_lines`` keeps their count. ``regularised`` is 1 for a
+    netted line that contained a negative line.
     """
     t = lines
     is_negative = (t.PRS_ACT_QTE < 0) | (t.BSE_REM_MNT < 0)
@@ -186,14 +187,14 @@ def claims_netted(lines: ir.Table, cleaning: CleaningSettings) -> ir.Table:
             n_lines=t.count(),
             qty=t.PRS_ACT_QTE.sum(),
             euros=t.BSE_REM_MNT.sum(),
-            has_negative=is_negative.fill_null(False).cast("int8").max(),
+            regularised=is_negative.fill_null(False).cast("int8").max(),
         )
         netted = regularisation_netting(g).fill_null(True)
         return g.mutate(fate=ibis.cases(((g.fate == 0) & netted, ibis.literal(FATE_NETTED, "int8")),
                                         else_=g.fate).cast("int8"))
     return t.select(
         *NETTING_KEY, "fate", n_lines=ibis.literal(1, "int64"), qty=t.PRS_ACT_QTE, euros=t.BSE_REM_MNT,
-        has_negative=is_negative.fill_null(False).cast("int8"),
+        regularised=is_negative.fill_null(False).cast("int8"),
     )
 
 
@@ -217,8 +218,7 @@ def claims_summary(netted: ir.Table, key_map: ir.Table, cleaning: CleaningSettin
         category_code=category_code_expr(t, cleaning),
         fate=ibis.cases(((t.fate == 0) & link_to_beneficiary(t), ibis.literal(FATE_UNLINKED, "int8")),
                         else_=t.fate).cast("int8"),
-        regularised=t.has_negative.cast("int8"),
-        not_an_act=ibis.cases((is_act, ibis.literal(0, "int8")), else_=ibis.literal(1, "int8")),
+        not_an_act=(~is_act).cast("int8"),
         act_qty=ibis.cases((is_act, t.qty), else_=0.0),
         hour_qty=ibis.cases((in_list(t.PRS_NAT_REF, experiment_codes).fill_null(False), t.qty), else_=0.0),
     )
