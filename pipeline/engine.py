@@ -132,7 +132,8 @@ def read_parquet(con: Any, path: Path | list[Path]) -> ir.Table:
     return con.read_parquet([str(p) for p in paths], table_name=name)
 
 
-def write_parquet(con: Any, expr: ir.Table, path: Path, order_by: list[str] | None = None) -> int:
+def write_parquet(con: Any, expr: ir.Table, path: Path, order_by: list[str] | None = None,
+                  round_floats: bool = True) -> int:
     """Execute ``expr`` and write it to a single Parquet file at ``path`` atomically; return its rows.
 
     Columns are written with exactly the Ibis types of ``expr`` and rows sorted by ``order_by``, so
@@ -141,9 +142,14 @@ def write_parquet(con: Any, expr: ir.Table, path: Path, order_by: list[str] | No
     ``int8`` that DuckDB would otherwise store as INTEGER. Spark writes a directory of part files
     (range-partitioned when sorted, so part files are in order), rewritten batch by batch into one
     file with the same Arrow schema.
+
+    Float columns are rounded (``_deterministic_floats``) unless ``round_floats`` is false, which
+    only suits an unsorted intermediate table: its row order already depends on thread scheduling,
+    so it is not byte-reproducible anyway, and whoever reads it rounds its own outputs.
     """
     path = Path(path)
-    expr = _deterministic_floats(expr)
+    if round_floats:
+        expr = _deterministic_floats(expr)
     with atomic_path(path) as tmp:
         if engine_name(con) == "duckdb":
             _duckdb_copy(con, expr, tmp, order_by or [])

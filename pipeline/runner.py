@@ -224,7 +224,9 @@ def _run_dcir(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
     key_map = read_parquet(con, ctx.out("ingest", "key_map"))
     out = ctx.out("dcir", "claims_summary")
     summary = dcir_stage.dcir_stage(prs, key_map, ctx.config)
-    write_parquet(con, summary, out)
+    # Unsorted and unrounded: sorting or rounding tens of millions of rows would cost the stage time
+    # for nothing (the outputs stage aggregates it again and rounds what it writes).
+    write_parquet(con, summary, out, round_floats=False)
     audit = dcir_stage.audit_dcir(read_parquet(con, out), ctx.config.cleaning)
     return {"claims_summary": out}, audit
 

@@ -132,8 +132,9 @@ def category_code_expr(t: ir.Table, cleaning: CleaningSettings) -> ir.IntegerVal
     category whose criteria all hold, 0 ('other') when none does.
 
     Within a category every listed criterion must hold (PRS_NAT_REF, PSE_ACT_NAT, PSE_SPE_COD), with
-    OR inside a list; a category listing no criterion matches nothing. Lines are grouped on this
-    code (an 8-bit integer hashes faster than a name) and the name is attached after grouping
+    OR inside a list; a category listing no criterion matches nothing. A null code fails its
+    criterion (a CASE branch whose condition is null is not taken). Lines are grouped on this code
+    (an 8-bit integer hashes faster than a name) and the name is attached after grouping
     (``category_name_expr``).
     """
     branches = []
@@ -149,19 +150,16 @@ def category_code_expr(t: ir.Table, cleaning: CleaningSettings) -> ir.IntegerVal
         cond = criteria[0]
         for c in criteria[1:]:
             cond = cond & c
-        branches.append((cond.fill_null(False), ibis.literal(code, "int8")))
+        branches.append((cond, ibis.literal(code, "int8")))
     if not branches:
         return ibis.literal(0, "int8")
     return ibis.cases(*branches, else_=ibis.literal(0, "int8"))
 
 
 def category_name_expr(code: ir.IntegerValue, cleaning: CleaningSettings) -> ir.StringValue:
-    """The category name of a ``category_code_expr`` code ('other' for 0)."""
-    names = list(cleaning.categories)
-    if not names:
-        return ibis.literal("other")
-    return ibis.cases(*[(code == i, ibis.literal(name)) for i, name in enumerate(names, start=1)],
-                      else_=ibis.literal("other"))
+    """The category name of a ``category_code_expr`` code ('other' for 0), looked up in an array
+    (one indexed read per row rather than a chain of comparisons)."""
+    return ibis.literal(["other", *cleaning.categories])[code]
 
 
 # -- stage functions -----------------------------------------------------------------------------
@@ -189,7 +187,7 @@ def claims_netted(lines: ir.Table, cleaning: CleaningSettings) -> ir.Table:
             euros=t.BSE_REM_MNT.sum(),
             regularised=is_negative.fill_null(False).cast("int8").max(),
         )
-        netted = regularisation_netting(g).fill_null(True)
+        netted = regularisation_netting(g)  # never null: a null sum counts as netted away
         return g.mutate(fate=ibis.cases(((g.fate == 0) & netted, ibis.literal(FATE_NETTED, "int8")),
                                         else_=g.fate).cast("int8"))
     return t.select(
@@ -199,31 +197,38 @@ def claims_netted(lines: ir.Table, cleaning: CleaningSettings) -> ir.Table:
 
 
 def claims_summary(netted: ir.Table, key_map: ir.Table, cleaning: CleaningSettings) -> ir.Table:
-    """Netted claims linked to persons and summarised by person, care month, category and fate
-    (the stage output).
+    """Netted claims linked to persons and summarised (the stage output): kept claims by person,
+    care month, category and audit flags; dropped claims by fate, category and flags only.
 
-    Columns: person_id (null for claims that link to no person), month, category, fate,
-    regularised (1 for netted lines that contained a negative line), not_an_act (1 for
-    CPL_MAJ_TOP >= 2), n_lines (ER_PRS_F lines), n_groups (netted lines), euros (BSE_REM_MNT), acts
-    (quantity of lines with CPL_MAJ_TOP < 2), hours (quantity of experiment payments), last_care
-    (latest EXE_SOI_DTD). The two audit flags are grouping keys rather than counters: a summary row
-    almost always holds one kind of line, and a key costs less than a sum per row; the audit reads
-    the flagged counts from ``n_groups`` / ``n_lines``.
+    Columns: person_id, month (both null on the rows of dropped claims: nothing downstream reads
+    who they belonged to, and collapsing them keeps the summary to the size of the kept claims),
+    category, fate, regularised (1 for netted lines that contained a negative line), not_an_act (1
+    for CPL_MAJ_TOP >= 2), n_lines (ER_PRS_F lines), n_groups (netted lines), euros (BSE_REM_MNT),
+    acts (quantity of lines with CPL_MAJ_TOP < 2), hours (quantity of experiment payments),
+    last_care (latest EXE_SOI_DTD).
+
+    Written for speed, since this aggregate is most of the stage's time: the two audit flags are
+    grouping keys rather than counters (a summary row almost always holds one kind of line, and a
+    key costs less than a sum per row); ``n_lines`` is summed as float64, which is exact for counts
+    below 2**53 and avoids DuckDB's 128-bit integer sum state.
     """
     t = netted.left_join(key_map, ["BEN_NIR_PSA", "BEN_RNG_GEM"]).select(netted, key_map.person_id)
     experiment_codes = list(cleaning.experiment.prs_nat_ref)
     is_act = (t.CPL_MAJ_TOP < 2).fill_null(True)
+    fate = ibis.cases(((t.fate == 0) & link_to_beneficiary(t), ibis.literal(FATE_UNLINKED, "int8")),
+                      else_=t.fate).cast("int8")
+    kept = fate == 0
     t = t.mutate(
-        month=month_of(t.EXE_SOI_DTD),
+        person_id=ibis.cases((kept, t.person_id), else_=ibis.null("string")),
+        month=ibis.cases((kept, month_of(t.EXE_SOI_DTD)), else_=ibis.null("date")),
         category_code=category_code_expr(t, cleaning),
-        fate=ibis.cases(((t.fate == 0) & link_to_beneficiary(t), ibis.literal(FATE_UNLINKED, "int8")),
-                        else_=t.fate).cast("int8"),
+        fate=fate,
         not_an_act=(~is_act).cast("int8"),
         act_qty=ibis.cases((is_act, t.qty), else_=0.0),
-        hour_qty=ibis.cases((in_list(t.PRS_NAT_REF, experiment_codes).fill_null(False), t.qty), else_=0.0),
+        hour_qty=ibis.cases((in_list(t.PRS_NAT_REF, experiment_codes), t.qty), else_=0.0),
     )
     s = t.group_by(["person_id", "month", "category_code", "fate", "regularised", "not_an_act"]).aggregate(
-        n_lines=t.n_lines.sum().cast("int64"),
+        n_lines=t.n_lines.cast("float64").sum(),
         n_groups=t.count().cast("int64"),
         euros=t.euros.sum(),
         acts=t.act_qty.sum(),
@@ -232,8 +237,8 @@ def claims_summary(netted: ir.Table, key_map: ir.Table, cleaning: CleaningSettin
     )
     return s.select(
         "person_id", "month", category=category_name_expr(s.category_code, cleaning), fate=s.fate,
-        regularised=s.regularised, not_an_act=s.not_an_act, n_lines=s.n_lines, n_groups=s.n_groups,
-        euros=s.euros, acts=s.acts, hours=s.hours, last_care=s.last_care,
+        regularised=s.regularised, not_an_act=s.not_an_act, n_lines=s.n_lines.cast("int64"),
+        n_groups=s.n_groups, euros=s.euros, acts=s.acts, hours=s.hours, last_care=s.last_care,
     )
 
 

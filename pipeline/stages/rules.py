@@ -232,14 +232,15 @@ def fate_expr(table: ir.Table, rules: Sequence[Rule], enabled: Sequence[bool] | 
               **kwargs: Any) -> ir.IntegerValue:
     """The number (1-based) of the first enabled drop rule that drops each row; 0 when kept.
 
-    A rule's null result counts as "not dropped" so that a missing value never silently removes a
-    row; rules that must drop nulls say so explicitly.
+    A rule's null result counts as "not dropped" (a CASE branch whose condition is null is not taken)
+    so that a missing value never silently removes a row; rules that must drop nulls say so
+    explicitly.
     """
     enabled = list(enabled) if enabled is not None else [True] * len(rules)
     branches = []
     for i, (r, on) in enumerate(zip(rules, enabled, strict=True), start=1):
         if on:
-            branches.append((r(table, **kwargs).fill_null(False), i))
+            branches.append((r(table, **kwargs), i))
     if not branches:
         return ibis.literal(0, type="int8")
     return ibis.cases(*branches, else_=0).cast("int8")
