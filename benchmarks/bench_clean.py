@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also bench an extract of at least this many lines, by replication (0 = skip)")
     parser.add_argument("--pandas-lines", type=int, default=5_000_000, help="lines given to pandas")
     parser.add_argument("--no-spark", action="store_true", help="skip the Spark run on the sample")
-    parser.add_argument("--repeat", type=int, default=3,
+    parser.add_argument("--repeat", type=int, default=4,
                         help="alternating runs of the DCIR stage and the hand SQL (median compared)")
     parser.add_argument("--big-repeat", type=int, default=2, help="the same for the >= 100 M-line extract")
     parser.add_argument("--out", type=Path, default=None,
