@@ -311,19 +311,16 @@ def bench_extract(data: Path, label: str, pandas_lines: int, repeat: int) -> dic
     # does not favour either; medians are compared. The DCIR time inside the whole clean above is
     # kept apart (`stages.dcir`): that process has already run the input checks and the ingest
     # stage, so its memory state is not the hand SQL's.
-    ours_s: list[float] = []
-    hand_s: list[float] = []
-    hand: dict[str, Any] = {}
+    runs = {"hand": ("hand-written DuckDB SQL", "run_hand_sql"), "ours": ("DCIR stage alone", "run_ours_dcir")}
+    times: dict[str, list[float]] = {"hand": [], "ours": []}
+    last: dict[str, dict[str, Any]] = {}
     for i in range(repeat):
-        order = ("hand", "ours") if i % 2 == 0 else ("ours", "hand")
-        for which in order:
-            if which == "hand":
-                print(f"   [{label}] hand-written DuckDB SQL ({i + 1}/{repeat})", flush=True)
-                hand = in_subprocess("run_hand_sql", data=str(data), build=str(build))
-                hand_s.append(hand["seconds"])
-            else:
-                print(f"   [{label}] DCIR stage alone ({i + 1}/{repeat})", flush=True)
-                ours_s.append(in_subprocess("run_ours_dcir", data=str(data), build=str(build))["seconds"])
+        for which in (("hand", "ours") if i % 2 == 0 else ("ours", "hand")):
+            title, fn = runs[which]
+            print(f"   [{label}] {title} ({i + 1}/{repeat})", flush=True)
+            last[which] = in_subprocess(fn, data=str(data), build=str(build))
+            times[which].append(last[which]["seconds"])
+    ours_s, hand_s, hand = times["ours"], times["hand"], last["hand"]
     n_pd = min(pandas_lines, lines)
     print(f"   [{label}] pandas on {n_pd:,} lines", flush=True)
     pdr = in_subprocess("run_pandas", data=str(data), build=str(build), n_lines=n_pd)
@@ -389,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pandas-lines", type=int, default=5_000_000, help="lines given to pandas")
     parser.add_argument("--no-spark", action="store_true", help="skip the Spark run on the sample")
     parser.add_argument("--repeat", type=int, default=4,
-                        help="alternating runs of the DCIR stage and the hand SQL (median compared)")
+                        help="pairs of DCIR-stage and hand-SQL runs, in ABBA order (medians compared)")
     parser.add_argument("--big-repeat", type=int, default=2, help="the same for the >= 100 M-line extract")
     parser.add_argument("--out", type=Path, default=None,
                         help="results file (default benchmarks/results/clean.json, clean_quick.json with --quick)")

@@ -1,9 +1,10 @@
 """DCIR outpatient claims (ER_PRS_F): standard quality rules, regularisation netting, categories.
 
 The whole stage is one query: every line gets a ``fate`` (the first rule that drops it, 0 = kept),
-identical lines are netted within their fate, linked to persons, and the result is summarised by
-person, care month, spending category and fate. Spending, act counts and the audit trail (rows and euros per
-rule) all come from that summary, so the extract is read once and the audit costs no extra scan.
+identical lines are netted within their fate, linked to persons, and the result is summarised:
+kept claims by person, care month and spending category, dropped claims by fate. Spending, act
+counts and the audit trail (rows and euros per rule) all come from that summary, so the extract is
+read once and the audit costs no extra scan.
 """
 
 from __future__ import annotations
