@@ -10,7 +10,8 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ["bench_generate", "bench_clean", "bench_matching", "bench_indicators", "bench_surveys"]
+BENCHMARKS = ["bench_generate", "bench_clean", "bench_matching", "bench_indicators", "bench_surveys",
+              "bench_coverage"]
 
 
 def main(argv: list[str] | None = None) -> int:

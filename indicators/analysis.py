@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from indicators.bootstrap import BootstrapTotals, Statistic, cluster_bootstrap, matched_sets, per_set_totals
@@ -60,7 +59,16 @@ class MatchedAnalysis:
     # -- sizes ---------------------------------------------------------------------------------
     @property
     def n_sets(self) -> int:
+        return int(self.membership["set_idx"].nunique())
+
+    @property
+    def n_clusters(self) -> int:
+        """Resampling units of the bootstrap: sets linked by a shared control person count as one."""
         return self.boot.n_sets
+
+    @property
+    def n_control_persons(self) -> int:
+        return int(self.membership.loc[self.membership["treated"] == 0, "person_id"].nunique())
 
     @property
     def n_treated(self) -> int:
@@ -78,15 +86,17 @@ class MatchedAnalysis:
     @property
     def method(self) -> str:
         b = self.boot
-        return (f"matched-set cluster bootstrap ({b.n_replicates} replicates, {b.n_sets} sets, seed "
-                f"{b.seed}), percentile {b.ci_level:.0%} CI; controls weighted by matching weights")
+        return (f"bootstrap of matched sets, sets sharing a control person resampled together "
+                f"({b.n_replicates} replicates, {self.n_sets} sets in {b.n_sets} clusters, seed {b.seed}), "
+                f"percentile {b.ci_level:.0%} CI; controls weighted by matching weights")
 
     @property
     def method_fr(self) -> str:
         b = self.boot
-        return (f"bootstrap par grappes d'ensembles appariés ({b.n_replicates} réplications, {b.n_sets} "
-                f"ensembles, graine {b.seed}), IC à {pct_fr(b.ci_level)} par les percentiles ; témoins "
-                f"pondérés par les poids d'appariement")
+        return (f"bootstrap des ensembles appariés, les ensembles partageant un témoin étant tirés ensemble "
+                f"({b.n_replicates} réplications, {self.n_sets} ensembles en {b.n_sets} grappes, graine "
+                f"{b.seed}), IC à {pct_fr(b.ci_level)} par les percentiles ; témoins pondérés par les "
+                f"poids d'appariement")
 
     # -- estimation ----------------------------------------------------------------------------
     def est(self, stat: Statistic) -> Estimate:
@@ -125,10 +135,10 @@ class MatchedAnalysis:
 
 
 def analyse(matched: pd.DataFrame, claims: ClaimsData, config: StudyConfig,
-            pairs: pd.DataFrame | None = None, replicates: int | None = None) -> MatchedAnalysis:
+            replicates: int | None = None) -> MatchedAnalysis:
     """Compute unit outcomes, matched-set membership and the bootstrap totals of a matched sample."""
     ic = config.indicators
-    membership = matched_sets(matched, pairs)
+    membership = matched_sets(matched)
     units = matched.loc[:, ["unit_id", "person_id", "treated", "index_date"]]
     outcomes = claims.unit_outcomes(units, config)
     stats = outcome_stats(config)
@@ -136,6 +146,3 @@ def analyse(matched: pd.DataFrame, claims: ClaimsData, config: StudyConfig,
     boot = cluster_bootstrap(per_set, names, replicates or ic.bootstrap_replicates, ic.seed, ic.ci_level)
     return MatchedAnalysis(config, membership, outcomes, boot, claims)
 
-
-def weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
-    return float(np.sum(values * weights) / np.sum(weights)) if np.sum(weights) > 0 else float("nan")

@@ -9,7 +9,9 @@ matrix drawn in a few chunks (bounded memory); there is no Python loop over repl
 Matching weights are honoured through the membership table of :func:`matched_sets`: a treated unit has
 weight 1 in its set; a control has its within-set weight (1/k for 1:k matching). A control reused by
 several sets (matching with replacement) appears once per set, so its total weight is the sum — its
-matched weight — and it is resampled together with each set that uses it.
+matched weight. The unit of resampling is the *person*: sets that share a control person form one
+cluster (connected components of the set–person graph) and are drawn together, so a reused control's
+outcomes are never treated as independent draws. Without replacement each set is its own cluster.
 
 Confidence intervals are percentile intervals of the replicate statistics. Every statistic is a ratio
 of totals within an arm, so a global rescaling of control weights (MatchIt-style normalisation) leaves
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
 
 from indicators.results import Estimate
 
@@ -31,50 +35,62 @@ _CHUNK_CELLS = 4_000_000
 
 
 def matched_sets(matched: pd.DataFrame, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Membership of units in matched sets: ``set_idx, unit_id, treated, w``.
+    """Membership of units in matched sets and resampling clusters:
+    ``set_idx, cluster_idx, unit_id, person_id, treated, w``.
 
-    Uses ``matched`` (one subclass and one weight per row) unless ``pairs`` shows a control used by
-    several sets (matching with replacement); then each pair gives the control a within-set weight
-    n_treated(set) / n_controls(set), so its weights over sets add up to its matched weight.
+    ``matched`` has one row per (unit, matched set) (docs/CONTRACTS.md §3): a treated unit has weight
+    1 in its set; a control has its within-set weight (1/k for 1:k matching, the CEM weight for CEM).
+    A control person reused by several sets (matching with replacement) has one row per set.
+
+    The bootstrap resamples *persons*, not rows: matched sets linked by a shared person (a control
+    reused by several sets) form one cluster and move together (:func:`resampling_clusters`). Without
+    replacement every set is its own cluster. ``pairs`` is accepted for backward compatibility and
+    ignored: ``matched`` carries every membership.
     """
-    need = {"unit_id", "treated", "weight", "subclass"}
+    need = {"unit_id", "person_id", "treated", "weight", "subclass"}
     missing = need - set(matched.columns)
     if missing:
         raise ValueError(f"matched frame lacks columns {sorted(missing)}; it has {list(matched.columns)}")
-    m = matched[["unit_id", "treated", "weight", "subclass"]].copy()
-    m["treated"] = m["treated"].astype(int)
-    use_pairs = (
-        pairs is not None
-        and len(pairs) > 0
-        and pairs.groupby("control_id")["subclass"].nunique().max() > 1
-    )
-    if use_pairs:
-        assert pairs is not None
-        t = m.loc[m["treated"] == 1, ["unit_id", "subclass"]].assign(treated=1, w=1.0)
-        p = pairs[["treated_id", "control_id", "subclass"]]
-        n_t = p.groupby("subclass")["treated_id"].nunique()
-        n_c = p.groupby("subclass")["control_id"].nunique()
-        c = p[["control_id", "subclass"]].drop_duplicates().rename(columns={"control_id": "unit_id"})
-        c = c.assign(treated=0, w=(n_t / n_c).reindex(c["subclass"]).to_numpy())
-        mem = pd.concat([t, c], ignore_index=True)
-    else:
-        mem = m.rename(columns={"weight": "w"})
-        mem.loc[mem["treated"] == 1, "w"] = 1.0
+    mem = matched[["unit_id", "person_id", "treated", "weight", "subclass"]].rename(columns={"weight": "w"})
+    mem = mem.assign(treated=mem["treated"].astype(int), w=mem["w"].astype(float))
+    mem.loc[mem["treated"] == 1, "w"] = 1.0
+    mem = mem[mem["w"] > 0]
     codes, _ = pd.factorize(mem["subclass"], sort=True)
     mem["set_idx"] = codes
-    mem = mem[mem["w"] > 0]
-    return mem[["set_idx", "unit_id", "treated", "w"]].reset_index(drop=True)
+    mem["cluster_idx"] = resampling_clusters(codes, mem["person_id"].to_numpy())
+    return mem[["set_idx", "cluster_idx", "unit_id", "person_id", "treated", "w"]].reset_index(drop=True)
+
+
+def resampling_clusters(set_idx: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """Cluster of each membership row: connected components of the set–person graph.
+
+    Two matched sets are in one cluster when a person belongs to both (directly or through a chain),
+    so resampling clusters resamples persons with every set they count in. Clusters are numbered in
+    order of their lowest set.
+    """
+    set_idx = np.asarray(set_idx, dtype=np.int64)
+    if set_idx.size == 0:
+        return set_idx
+    p_codes, _ = pd.factorize(pd.Series(person), sort=False)
+    n_sets, n_persons = int(set_idx.max()) + 1, int(p_codes.max()) + 1
+    adj = sparse.coo_matrix((np.ones(set_idx.size), (set_idx, n_sets + p_codes)),
+                            shape=(n_sets + n_persons, n_sets + n_persons))
+    _, labels = connected_components(adj, directed=False)
+    cluster_of_set, _ = pd.factorize(labels[:n_sets])  # numbered by lowest set: deterministic
+    return cluster_of_set[set_idx]
 
 
 def per_set_totals(membership: pd.DataFrame, outcomes: pd.DataFrame, stats: Sequence[str]
                    ) -> tuple[np.ndarray, list[str]]:
-    """Per-set weighted totals of ``stats`` by arm: an (n_sets × 2·len(stats)) matrix and its names.
+    """Per-cluster weighted totals of ``stats`` by arm: an (n_clusters × 2·len(stats)) matrix and its
+    names. A cluster is one matched set unless sets share a person (see :func:`matched_sets`).
 
     Names are ``t.<stat>`` (treated) and ``c.<stat>`` (controls, weighted by within-set weight).
     """
     vals = outcomes.loc[membership["unit_id"], list(stats)].to_numpy(dtype=float)
     w = membership["w"].to_numpy(dtype=float)[:, None]
-    idx = membership["set_idx"].to_numpy()
+    key = "cluster_idx" if "cluster_idx" in membership.columns else "set_idx"
+    idx = membership[key].to_numpy()
     n_sets = int(idx.max()) + 1 if len(idx) else 0
     is_t = membership["treated"].to_numpy() == 1
     out = np.zeros((n_sets, 2 * len(stats)))
@@ -130,7 +146,7 @@ class BootstrapTotals:
     names: tuple[str, ...]
     point: np.ndarray          # (k,)
     replicates: np.ndarray     # (B, k)
-    n_sets: int
+    n_sets: int                # resampling units: matched sets, or clusters of sets sharing a person
     ci_level: float
     seed: int
 

@@ -34,11 +34,11 @@ def headline_statistics():  # noqa: ANN201 - id → statistic over per-arm total
 
 
 def headline_effects(matched: pd.DataFrame, build: Path, config: StudyConfig,
-                     pairs: pd.DataFrame | None = None, claims: ClaimsData | None = None) -> list[dict]:
+                     claims: ClaimsData | None = None) -> list[dict]:
     """Records ``{id, value, ci_low, ci_high, n}`` of the headline effects for ``matched``."""
     claims = claims if claims is not None else load_claims(Path(build), config)
     m = prepare_matched(matched)
-    an = analyse(m, claims, config, pairs=pairs, replicates=config.indicators.sweep_replicates)
+    an = analyse(m, claims, config, replicates=config.indicators.sweep_replicates)
     n_dec = an.n_decedents("t")
     out = []
     for id_, stat in headline_statistics().items():

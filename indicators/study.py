@@ -18,6 +18,7 @@ import pandas as pd
 from indicators.analysis import analyse
 from indicators.economics import economics
 from indicators.end_of_life import end_of_life
+from indicators.eol_balance import decedent_balance
 from indicators.followup import followup
 from indicators.hospitalisation import hospitalisation
 from indicators.inference import difference_in_differences, regression_crosscheck
@@ -92,11 +93,12 @@ def run_indicators(build: Path, config: StudyConfig, data_dir: Path | None = Non
     # restore_on_failure: all of indicators/ or nothing, so params.json never describes other outputs.
     with build_lock(build, "indicators"), restore_on_failure(build, paths.indicators):
         claims = load_claims(build, config)
-        matched, pairs = load_matched(build)
-        an = analyse(matched, claims, config, pairs=pairs)
+        matched, _ = load_matched(build)
+        an = analyse(matched, claims, config)
         fu, hosp, eol = followup(an), hospitalisation(an), end_of_life(an)
         spend, econ = spending(an), economics(an)
         cross, did = regression_crosscheck(an), difference_in_differences(an)
+        eol_bal = decedent_balance(an, matched)
         indicators = [*fu.indicators, *hosp.indicators, *eol.indicators, *spend.indicators,
                       *econ.indicators, did.indicator]
         records = [ind.to_record(config) for ind in indicators]
@@ -113,7 +115,7 @@ def run_indicators(build: Path, config: StudyConfig, data_dir: Path | None = Non
         out = paths.indicators
         outputs = {name: out / f"{name}.csv" for name in
                    ("indicators", "spending_by_category", "eol", "hospitalisation", "followup",
-                    "economics_scenarios", "caseload", "did", "regression_crosscheck")}
+                    "economics_scenarios", "caseload", "did", "regression_crosscheck", "eol_balance")}
         outputs["json"] = out / "indicators.json"
         outputs["params"] = out / "params.json"
         atomic_write_json(outputs["json"], records)
@@ -126,6 +128,7 @@ def run_indicators(build: Path, config: StudyConfig, data_dir: Path | None = Non
             "indicators": flat, "spending_by_category": spend.table, "eol": eol.table,
             "hospitalisation": hosp.table, "followup": fu.table, "economics_scenarios": econ.scenarios,
             "caseload": econ.caseload, "did": did.table, "regression_crosscheck": cross.table,
+            "eol_balance": eol_bal,
         }
         for name, frame in tables.items():
             atomic_write_csv(outputs[name], suppress_small_counts(frame, min_cell))
@@ -135,16 +138,28 @@ def run_indicators(build: Path, config: StudyConfig, data_dir: Path | None = Non
             perimeter=perimeter_categories(config),
             inputs={p.name: _sha(p) for p in (paths.persons, paths.stays, paths.matching / "matched.parquet")},
             data_dir=None if data_dir is None else str(data_dir),
+            extract_scale=extract_scale(data_dir),
             sizes={"treated": _mask(an.n_treated, min_cell), "controls": _mask(an.n_control, min_cell),
                    "matched_sets": _mask(an.n_sets, min_cell),
-                   "replicates": an.boot.n_replicates, "pairs_used": bool(
-                       pairs is not None and pairs.groupby("control_id")["subclass"].nunique().max() > 1)},
-            bootstrap={"kind": "matched-set cluster bootstrap, percentile CI", "seed": config.indicators.seed},
+                   "control_persons": _mask(an.n_control_persons, min_cell),
+                   "resampling_clusters": _mask(an.n_clusters, min_cell),
+                   "replicates": an.boot.n_replicates},
+            bootstrap={"kind": "bootstrap of matched sets; sets sharing a control person resampled together "
+                               "(clusters of the set-person graph); percentile CI",
+                       "seed": config.indicators.seed},
             seconds=round(seconds, 3),
             peak_rss_mb=peak_rss_mb(),
         )
     return IndicatorRunResult(indicators, records, {**outputs, "indicators": outputs["json"]},
                               an.n_treated, an.n_control, an.n_sets, an.boot.n_replicates, seconds, notes)
+
+
+def extract_scale(data_dir: Path | None) -> float:
+    """Size of a synthetic extract relative to the study (its truth.json ``scale``); 1 for a real one."""
+    truth = None if data_dir is None else Path(data_dir) / "truth.json"
+    if truth is None or not truth.exists():
+        return 1.0
+    return float(json.loads(truth.read_text(encoding="utf-8")).get("scale") or 1.0)
 
 
 def _mask(n: int, min_cell: int) -> int | None:

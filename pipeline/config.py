@@ -117,6 +117,10 @@ class CleaningSettings(_Settings):
     drop_duplicate_geographic_finess: bool = True
     duplicate_geographic_finess: list[str] = Field(default_factory=list)
     death_claim_tolerance_days: int = Field(1, ge=0)
+    # Days before death for which kept DCIR spending is also written per care day (clean/eol_daily),
+    # so that end-of-life windows are measured in days from EXE_SOI_DTD; must cover
+    # indicators.eol_window_days.
+    eol_daily_days: int = Field(183, ge=1, le=730)
     categories: dict[str, CategoryRule] = Field(default_factory=dict)
     experiment: ExperimentPayments = Field(default_factory=ExperimentPayments)
     ald_groups: dict[str, list[int]] = Field(default_factory=dict)
@@ -141,6 +145,17 @@ class CohortSettings(_Settings):
 
 class MatchingSettings(_Settings):
     method: Literal["nearest", "optimal", "propensity", "cem"] = "nearest"
+    # Time zero of a matched control: "treated_index" = the index date of the treated patient it is
+    # matched to (risk-set matching: the control must still be at risk on that day);
+    # "candidate_index" = its own candidate index date (the first day of the index quarter), kept only
+    # to show what misaligned index dates do.
+    time_zero: Literal["treated_index", "candidate_index"] = "treated_index"
+    # Column identifying the person behind a cohort row: without replacement a person serves at most
+    # one matched set; with replacement at most max_reuse sets (0 = unlimited).
+    person: str = "person_id"
+    # Risk sets are matched one period at a time in chronological order (a person used in one period
+    # is no longer available later); "" matches all periods at once.
+    period: str = "index_quarter"
     exact: list[str] = Field(default_factory=lambda: ["BEN_SEX_COD", "age_band", "ald", "dpt", "index_quarter"])
     on: str = "prior_nursing_cost"
     transform: Literal["none", "log1p"] = "log1p"
@@ -167,7 +182,9 @@ class SweepSettings(_Settings):
 
 
 class IndicatorSettings(_Settings):
-    eol_window_months: int = Field(3, ge=1, le=24)
+    # End-of-life window: the eol_window_days days before death (death day included), from care
+    # dates (EXE_SOI_DTD) and stay dates prorated by day.
+    eol_window_days: int = Field(90, ge=7, le=730)
     followup: Literal["itt", "per_protocol"] = "itt"
     perimeter: list[str] = Field(default_factory=list)
     bootstrap_replicates: int = Field(999, ge=99, le=100_000)
@@ -223,6 +240,16 @@ class StudyConfig(_Settings):
     published: dict[str, float] = Field(default_factory=dict)
     # Directory of the file this configuration was loaded from (codebook paths are relative to it).
     base_dir: str = Field(default=str(DEFAULT_CONFIG_PATH.parent), exclude=True)
+
+    @model_validator(mode="after")
+    def _eol_daily_covers_window(self) -> StudyConfig:
+        if self.cleaning.eol_daily_days < self.indicators.eol_window_days:
+            raise ValueError(
+                f"indicators.eol_window_days ({self.indicators.eol_window_days}) is longer than "
+                f"cleaning.eol_daily_days ({self.cleaning.eol_daily_days}), the days before death kept "
+                f"per care day: raise cleaning.eol_daily_days (and re-run `equilibres clean`)"
+            )
+        return self
 
     # -- helpers -------------------------------------------------------------------------------
     def section(self, name: str) -> dict[str, Any]:

@@ -126,6 +126,10 @@ class ReportBuilder:
         self.not_run: list[str] = []
         self.records = {rec["id"]: rec for rec in results.indicator_records()}
         self.agreement_counts: dict[str, int] = {}
+        # Size of the extract relative to the study (synthetic extracts; 1 for a real extract), as saved
+        # by `equilibres indicators` in its params.json.
+        ip = results["indicators_params"] if isinstance(results["indicators_params"], dict) else {}
+        self.extract_scale = float(ip.get("extract_scale") or 1.0)
 
     # -- small helpers -------------------------------------------------------------------------
     def t(self, key: str, **kw: Any) -> Any:
@@ -333,9 +337,14 @@ class ReportBuilder:
         s = Section("summary", self.t("sec_summary"))
         tol = self.cfg.report.agreement_tolerance
         s.blocks.append(self.p(self.html("summary_intro", tol=self.fmt.pct(tol))))
+        if self.extract_scale != 1.0:
+            s.blocks.append(self.p(self.t("summary_scaled", scale=self.fmt.number(self.extract_scale, 2),
+                                          ids=", ".join(sorted(SCALE_DEPENDENT)))))
         rows, labels, rel, rlo, rhi = [], [], [], [], []
         counts = {"agrees": 0, "close": 0, "differs": 0, "missing": 0, "input": 0, "masked": 0}
+        scale = self.extract_scale
         for key, published in self.cfg.published.items():
+            published = published_at_scale(key, published, scale, self.cfg.economics.programme_investment_eur)
             rec = self.records.get(key)
             unit = self.unit_of(rec, key)
             label = self.label_of(rec, key)
@@ -730,7 +739,7 @@ class ReportBuilder:
     # -- hospitalisation / end of life
     def hospitalisation(self) -> Section:
         s = Section("hospitalisation", self.t("sec_hospitalisation"))
-        s.blocks.append(self.p(self.t("hosp_intro", months=self.cfg.indicators.eol_window_months)))
+        s.blocks.append(self.p(self.t("hosp_intro", days=self.cfg.indicators.eol_window_days)))
         tab = self.indicator_rows("hospitalisation")
         if tab:
             s.blocks.append(tab)
@@ -951,8 +960,8 @@ class ReportBuilder:
             (self.t("regions"), "; ".join(f"{r} ({', '.join(d)})" for r, d in st.regions.items())),
         ]}]
         s.blocks += [h("m_participants"), self.p(self.t(
-            "m_participants_text", hist=cfg.cohort.history_months, mincost=self.fmt.eur(cfg.cohort.min_prior_nursing_cost),
-            index=cfg.cohort.control_index))]
+            "m_participants_text", hist=cfg.cohort.history_months,
+            mincost=self.fmt.eur(cfg.cohort.min_prior_nursing_cost)))]
         s.blocks += [h("m_sources"), self.p(self.t("m_sources_text"))]
         # Code lists
         rows = [[(v.label_fr if self.lang == "fr" else v.label_en) + f" ({k})",
@@ -1031,6 +1040,21 @@ def _texts() -> dict[str, Any]:
     from reports.i18n import TEXTS
 
     return TEXTS
+
+
+# Published figures that grow with the size of the population studied: on a synthetic extract of scale s
+# they are compared with the published value at that scale (the investment is fixed, so net savings
+# = (published net + investment) × s − investment).
+SCALE_DEPENDENT = frozenset({"caseload_patient_years", "gross_savings_year", "net_savings_year"})
+
+
+def published_at_scale(key: str, published: float, scale: float, investment: float) -> float:
+    """The published figure ``key`` as it would be on an extract ``scale`` times the study's size."""
+    if key not in SCALE_DEPENDENT or scale == 1.0:
+        return published
+    if key == "net_savings_year":
+        return (published + investment) * scale - investment
+    return published * scale
 
 
 def _agreement(rec: dict[str, Any] | None, published: float, tol: float

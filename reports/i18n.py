@@ -187,6 +187,14 @@ TEXTS: dict[str, dict[str, str]] = {
     "sec_methods": {"fr": "Annexe méthodologique (STROBE, RECORD, CHEERS)", "en": "Methods appendix (STROBE, RECORD, CHEERS)"},
     "sec_reproducibility": {"fr": "Reproductibilité", "en": "Reproducibility"},
     # -- summary
+    "summary_scaled": {
+        "fr": "Extrait synthétique à l'échelle {scale} de l'étude : les chiffres publiés qui croissent avec "
+              "la taille de la population ({ids}) sont ramenés à cette échelle (× {scale} ; pour les "
+              "économies nettes, l'investissement reste fixe).",
+        "en": "Synthetic extract at scale {scale} of the study: the published figures that grow with the "
+              "size of the population ({ids}) are brought to that scale (× {scale}; for net savings, the "
+              "investment stays fixed).",
+    },
     "summary_intro": {
         "fr": "Chaque chiffre publié dans la synthèse de l'évaluation finale est placé à côté de la valeur "
               "recalculée par ce pipeline à partir des données, avec son intervalle de confiance à 95 %. "
@@ -336,9 +344,10 @@ TEXTS: dict[str, dict[str, str]] = {
     # -- hospitalisation
     "hosp_intro": {
         "fr": "Les indicateurs comparent les patients ÉQUILIBRES à leurs témoins appariés (pondération ATT). "
-              "La fin de vie est étudiée sur les {months} mois précédant le décès, chez les patients décédés.",
+              "La fin de vie est étudiée sur les {days} jours précédant le décès (jour du décès inclus), chez "
+              "les patients décédés.",
         "en": "Indicators compare ÉQUILIBRES patients with their matched controls (ATT weights). End of "
-              "life is studied over the {months} months before death, among patients who died.",
+              "life is studied over the {days} days before death (death day included), among patients who died.",
     },
     "tab_indicators": {"fr": "Indicateurs", "en": "Indicators"},
     "col_treated": {"fr": "ÉQUILIBRES", "en": "ÉQUILIBRES"},
@@ -449,14 +458,23 @@ TEXTS: dict[str, dict[str, str]] = {
     "m_setting": {"fr": "Cadre et période (STROBE 5)", "en": "Setting and period (STROBE 5)"},
     "m_participants": {"fr": "Participants et éligibilité (STROBE 6, RECORD 6.1)", "en": "Participants and eligibility (STROBE 6, RECORD 6.1)"},
     "m_participants_text": {
-        "fr": "Traités : patients du registre, à leur date d'inclusion. Témoins : patients recevant des soins "
-              "infirmiers à domicile hors expérimentation, avec au moins {hist} mois d'historique et au moins "
-              "{mincost} de soins infirmiers dans l'année précédant la date index ({index}). Éligibilité : "
-              "vivant à la date index, sexe et âge connus, résidant dans un département de l'étude.",
-        "en": "Treated: roster patients, at their inclusion date. Controls: patients receiving home nursing "
-              "outside the experiment, with at least {hist} months of history and at least {mincost} of "
-              "nursing care in the year before the index date ({index}). Eligibility: alive at index, known "
-              "sex and age, living in a study département.",
+        "fr": "Essai cible émulé. Traités : patients du registre, à leur date d'inclusion (temps zéro). Témoins : "
+              "patients recevant des soins infirmiers à domicile hors expérimentation (jamais inclus pendant "
+              "l'étude), avec au moins {hist} mois d'historique et au moins {mincost} de soins infirmiers dans "
+              "l'année précédant le trimestre d'inclusion. Appariement séquentiel par trimestre d'inclusion : "
+              "chaque témoin commence son suivi à la date d'inclusion du patient auquel il est apparié et "
+              "doit être vivant ce jour-là ; une personne ne sert de témoin qu'une fois. Les caractéristiques "
+              "des deux bras sont mesurées sur les mêmes 12 mois civils. Éligibilité : sexe et âge connus, "
+              "résidant dans un département de l'étude. Les personnes incluses plus tard ne servent pas de "
+              "témoins avant leur inclusion.",
+        "en": "Emulated target trial. Treated: roster patients, at their inclusion date (time zero). Controls: "
+              "patients receiving home nursing outside the experiment (never included during the study), with "
+              "at least {hist} months of history and at least {mincost} of nursing care in the year before the "
+              "inclusion quarter. Sequential matching by inclusion quarter: each control starts follow-up on "
+              "the inclusion date of the patient it is matched to and must be alive on that day; a person "
+              "serves as a control once. Both arms' characteristics are measured over the same 12 calendar "
+              "months. Eligibility: known sex and age, living in a study département. People who join later "
+              "do not serve as controls before joining.",
     },
     "m_sources": {"fr": "Sources de données et chaînage (STROBE 8, RECORD 12.2–12.3)", "en": "Data sources and linkage (STROBE 8, RECORD 12.2–12.3)"},
     "m_sources_text": {

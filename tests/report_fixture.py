@@ -148,7 +148,7 @@ def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: boo
              4800.0, None, None, 5100, None, method="descriptive"),
     ]
     (root / "indicators/indicators.json").write_text(json.dumps(records), encoding="utf-8")
-    (root / "indicators/params.json").write_text(json.dumps({"indicators": {"eol_window_months": 3}}), encoding="utf-8")
+    (root / "indicators/params.json").write_text(json.dumps({"indicators": {"eol_window_days": 90}}), encoding="utf-8")
     pd.DataFrame([
         {"category": c, "treated": t, "treated_ci_low": t * 0.9, "treated_ci_high": t * 1.1,
          "control": k, "control_ci_low": k * 0.9, "control_ci_high": k * 1.1, "n_treated": 1150, "n_control": 1150,

@@ -71,19 +71,79 @@ def test_bootstrap_is_seedable():
     np.testing.assert_allclose(a.point, per_set.sum(axis=0))
 
 
-def test_replacement_weights_from_pairs():
-    # control K is reused by sets 1 and 2 (1:1 with replacement): its matched weight is 2
-    m = pd.DataFrame({"unit_id": ["A", "B", "K", "L"], "treated": [1, 1, 0, 0], "weight": [1, 1, 2.0, 1.0],
-                      "subclass": [1, 2, 1, 3]})
-    m.loc[len(m)] = ["C", 1, 1.0, 3]
-    pairs = pd.DataFrame({"treated_id": ["A", "B", "C"], "control_id": ["K", "K", "L"], "subclass": [1, 2, 3]})
-    mem = matched_sets(m, pairs)
-    assert mem.groupby("unit_id")["w"].sum().to_dict() == {"A": 1, "B": 1, "C": 1, "K": 2.0, "L": 1.0}
+def test_reused_control_links_its_sets_into_one_cluster():
+    # control person K serves sets 1 and 2 (1:1 with replacement): one row per set, weight 1 in each
+    m = pd.DataFrame({
+        "unit_id": ["A@d", "K@d", "B@e", "K@e", "C@f", "L@f"],
+        "person_id": ["A", "K", "B", "K", "C", "L"],
+        "treated": [1, 0, 1, 0, 1, 0], "weight": [1, 1.0, 1, 1.0, 1, 1.0], "subclass": [1, 1, 2, 2, 3, 3]})
+    mem = matched_sets(m)
+    assert mem.groupby("person_id")["w"].sum().to_dict() == {"A": 1, "B": 1, "C": 1, "K": 2.0, "L": 1.0}
     assert mem["set_idx"].nunique() == 3
-    # K appears in two sets, so resampling set 2 alone still brings K with it
-    assert set(mem.loc[mem["unit_id"] == "K", "set_idx"]) == {0, 1}
-    # without pairs the matched rows are used as they are
-    assert len(matched_sets(m)) == 5
+    # sets 1 and 2 share K: one resampling cluster; set 3 is its own
+    clusters = mem.groupby("set_idx")["cluster_idx"].first().to_dict()
+    assert clusters[0] == clusters[1] != clusters[2]
+    assert mem["cluster_idx"].nunique() == 2
+    # per-cluster totals: cluster of sets 1+2 holds both treated and K twice
+    out = pd.DataFrame({"y": [1.0, 10.0, 2.0, 10.0, 3.0, 20.0]}, index=m["unit_id"])
+    out = out[~out.index.duplicated()]
+    mat, _ = per_set_totals(mem, out, ["y"])
+    np.testing.assert_allclose(mat, [[3.0, 20.0], [3.0, 20.0]])
+
+
+def test_without_reuse_every_set_is_its_own_cluster():
+    m = matched()
+    mem = matched_sets(m)
+    assert (mem.groupby("set_idx")["cluster_idx"].nunique() == 1).all()
+    assert mem["cluster_idx"].nunique() == mem["set_idx"].nunique() == 3
+
+
+def _reuse_sample(rng: np.random.Generator, n_treated: int, pool: int, tau: float) -> pd.DataFrame:
+    """Treated patients matched 1:1 *with replacement* to a small control pool of their stratum (so
+    controls are reused), outcomes = stratum mean + person noise (+ tau for treated)."""
+    strata = 30
+    s_t = rng.integers(0, strata, n_treated)
+    s_c = rng.integers(0, strata, pool)
+    mu = rng.normal(1000.0, 300.0, strata)
+    y_c = mu[s_c] + rng.gamma(2.0, 400.0, pool)
+    rows = []
+    for i in range(n_treated):
+        cands = np.flatnonzero(s_c == s_t[i])
+        if cands.size == 0:
+            continue
+        j = int(rng.choice(cands))
+        y_t = mu[s_t[i]] + rng.gamma(2.0, 400.0) + tau
+        rows.append((f"T{i}", f"T{i}", 1, 1.0, i, y_t))
+        rows.append((f"C{j}@{i}", f"C{j}", 0, 1.0, i, y_c[j]))
+    return pd.DataFrame(rows, columns=["unit_id", "person_id", "treated", "weight", "subclass", "y"])
+
+
+def _coverage(sims: int, by_person: bool, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    tau, covered = -200.0, 0
+    for _ in range(sims):
+        m = _reuse_sample(rng, n_treated=200, pool=80, tau=tau)
+        mem = matched_sets(m)
+        if not by_person:  # the naive design: every set independent, reused controls counted per set
+            mem["cluster_idx"] = mem["set_idx"]
+        out = m.drop_duplicates("unit_id").set_index("unit_id").assign(n=1.0)
+        per, names = per_set_totals(mem, out, ["y", "n"])
+        bt = cluster_bootstrap(per, names, 299, int(rng.integers(1 << 31)), 0.95)
+        e = bt.estimate(lambda T: T["t.y"] / T["t.n"] - T["c.y"] / T["c.n"])
+        covered += e.ci_low <= tau <= e.ci_high
+    return covered / sims
+
+
+@pytest.mark.slow
+def test_coverage_with_reused_controls_needs_person_clusters():
+    """Matching with replacement from a small pool (each control reused ~2.5 times): resampling sets as
+    if independent gives too-narrow intervals; resampling persons (clusters of sets sharing a control)
+    restores nominal coverage."""
+    naive = _coverage(200, by_person=False, seed=11)
+    person = _coverage(200, by_person=True, seed=11)
+    print(f"coverage naive {naive:.3f}, by person {person:.3f}")
+    assert naive < 0.89, naive
+    assert 0.90 <= person <= 0.99, person
 
 
 def test_per_set_totals_weights_controls():

@@ -12,6 +12,10 @@ How controls get an index date is ``cohort.control_index``:
   multiplies candidate rows by the number of distinct inclusion dates: prefer ``quarterly`` on large
   extracts.
 
+``at_risk_until`` is the last day a row can start follow-up: a control's death date (or the end of
+the study), a treated row's own index date. Matching uses it to index each control at the inclusion
+date of the treated patient it is matched to (risk-set matching, docs/target_trial.md).
+
 Prior costs are computed from the monthly panel, so a window is a whole number of calendar months
 ending the day before the first day of the index quarter (quarterly) or index month.
 Rows that fail an eligibility criterion are kept with ``eligible = 0`` and the first failing reason.
@@ -33,7 +37,7 @@ from pipeline.stages.outputs import HOSPITAL, spend_columns
 COHORT_COLUMNS = [
     "unit_id", "person_id", "treated", "index_date", "index_quarter", "BEN_SEX_COD", "age", "ald", "ald_group",
     "dpt", "region", "prior_nursing_cost", "prior_total_cost", "prior_hosp_stays", *ROSTER_CPX, "complex",
-    "eligible", "ineligible_reason",
+    "at_risk_until", "eligible", "ineligible_reason",
 ]
 
 # Eligibility criteria in the order they are checked; the first failing one is the reason given.
@@ -172,7 +176,8 @@ def cohort_table(persons: ir.Table, panel: ir.Table, ald_periods: ir.Table, conf
         control_rows(persons, monthly, config).select(*cols),
         distinct=False,
     )
-    p = persons.select("person_id", "BEN_SEX_COD", "birth_date", "dpt", "region", "death_date", *ROSTER_CPX, "complex")
+    p = persons.select("person_id", "BEN_SEX_COD", "birth_date", "dpt", "region", "death_date", "death_flag_error", *ROSTER_CPX,
+                        "complex")
     r = rows.join(p, "person_id").select(rows, *[p[c] for c in p.columns if c != "person_id"])
     ald = ald_active_at(ald_periods, r, config.cleaning.ald_groups)
     r = r.left_join(ald, ["person_id", "index_date"]).select(r, ald.ald, ald.ald_group)
@@ -206,6 +211,13 @@ def cohort_table(persons: ir.Table, panel: ir.Table, ald_periods: ir.Table, conf
         prior_hosp_stays=r.prior_hosp_stays.fill_null(0).cast("int32"),
         **{c: r[c].cast("int8") for c in ROSTER_CPX},
         complex=r.complex.cast("int8"),
+        # Last day a row can start follow-up (risk-set matching: a control is a candidate for a treated
+        # patient only if still alive on that patient's index date). Treated rows: their index date.
+        at_risk_until=ibis.cases(
+            (r.treated == 1, r.index_date),
+            (r.death_date.notnull() & (r.death_flag_error.fill_null(0) == 0), r.death_date),
+            else_=ibis.date(config.study.claims_end),
+        ),
         eligible=reason.isnull().cast("int8"),
         ineligible_reason=reason,
     )
