@@ -1,4 +1,5 @@
-"""End of life: decedents of each arm, in the ``eol_window_months`` months before death.
+"""End of life: decedents of each arm, in the ``eol_window_days`` days before death (death day
+included), from care dates (DCIR) and stays prorated by day.
 
 Decedents are units who die during follow-up. Control decedents are the matched control rows that die
 during their own follow-up, weighted by their matching weights.
@@ -30,11 +31,9 @@ class EndOfLifeResult:
 
 def end_of_life(an: MatchedAnalysis) -> EndOfLifeResult:
     cfg = an.config
-    m = cfg.indicators.eol_window_months
-    window = (f"the end-of-life window (the calendar month of death and the {m - 1} months before it, "
-              f"up to the death date)")
-    window_fr = (f"la fenêtre de fin de vie (le mois calendaire du décès et les {m - 1} mois précédents, "
-                 f"jusqu'à la date du décès)")
+    d = cfg.indicators.eol_window_days
+    window = f"the end-of-life window (the {d} days before death, death day included)"
+    window_fr = f"la fenêtre de fin de vie (les {d} jours précédant le décès, jour du décès inclus)"
     perim = perimeter_categories(cfg)
     nursing = [c for c in cfg.cohort.nursing_categories if c in spend_categories(cfg)]
     n_t, n_c = an.n_decedents("t"), an.n_decedents("c")
@@ -68,9 +67,11 @@ def end_of_life(an: MatchedAnalysis) -> EndOfLifeResult:
     hosp_t, hosp_c = per_dec("t", "eol_any_stay"), per_dec("c", "eol_any_stay")
     spend_t, spend_c = per_dec("t", "eol_s_perimeter"), per_dec("c", "eol_s_perimeter")
     nurse_t, nurse_c = per_dec("t", "eol_nursing_spend"), per_dec("c", "eol_nursing_spend")
-    perim_txt = f"spending perimeter {perim}, monthly amounts prorated by days in the window"
-    perim_fr = (f"périmètre de dépenses : {category_labels_fr(cfg, perim)}, montants mensuels proratisés "
-                f"selon les jours dans la fenêtre")
+    perim_txt = (f"spending perimeter {perim}; outpatient (DCIR) care by its care date (EXE_SOI_DTD), "
+                 f"hospital stays prorated by their days in the window")
+    perim_fr = (f"périmètre de dépenses : {category_labels_fr(cfg, perim)} ; soins de ville (DCIR) selon leur "
+                f"date de soins (EXE_SOI_DTD), séjours hospitaliers proratisés selon leurs jours dans la "
+                f"fenêtre")
     inds = [
         Indicator(id="eol_decedents", label_fr="Patients décédés pendant le suivi",
                   label_en="Decedents during follow-up", unit="count", value=float(n_t), ci_low=None,
@@ -145,11 +146,12 @@ def end_of_life(an: MatchedAnalysis) -> EndOfLifeResult:
             "eol_nursing_presence", "Présence infirmière en fin de vie (rapport des dépenses infirmières)",
             "End-of-life nursing presence (ratio of nursing spending)", "ratio", quotient(nurse_t, nurse_c),
             n=n_t, population=POPULATION,
-            definition=f"Nursing spending per decedent in {window} (categories {nursing}, experiment "
-                       f"payments included), treated / control; nursing acts and experiment hours per "
-                       f"decedent beside.",
+            definition=f"Nursing spending per decedent in {window}, from care dates (categories {nursing}, "
+                       f"experiment payments included), treated / control; nursing acts and experiment "
+                       f"hours per decedent beside.",
             population_fr=POPULATION_FR,
-            definition_fr=f"Dépense infirmière par personne décédée dans {window_fr} (catégories : "
+            definition_fr=f"Dépense infirmière par personne décédée dans {window_fr}, selon les dates de soins "
+                          f"(catégories : "
                           f"{category_labels_fr(cfg, nursing)}, forfaits de l'expérimentation inclus), traités / "
                           f"témoins ; actes infirmiers et heures de l'expérimentation par personne décédée "
                           f"à côté.",

@@ -14,6 +14,7 @@ from indicators.schemas import (
     PERSONS,
     STAYS_COLUMNS,
     check_parquet_columns,
+    eol_daily_columns,
     panel_columns,
     validate_frame,
 )
@@ -49,17 +50,26 @@ def _stamp(paths: list[Path]) -> tuple:
 
 
 def load_claims(build: Path, config: StudyConfig) -> ClaimsData:
-    """Persons in memory, panel and stays as parquet paths queried by DuckDB; cached per build."""
+    """Persons in memory; panel, stays and eol_daily as parquet paths queried by DuckDB; cached per build."""
     paths = BuildPaths(Path(build))
     for p in (paths.persons, paths.panel, paths.stays):
         if not p.exists():
             raise PipelineError(f"{p} is missing. Run `equilibres clean --data <extract> --out {paths.root}` first.")
-    key = (_stamp([paths.persons, paths.panel, paths.stays]), config.fingerprint("study", "cleaning"))
+    if not paths.eol_daily.exists():
+        raise PipelineError(
+            f"{paths.eol_daily} (decedents' DCIR spending per care day, read by the end-of-life indicators) "
+            f"is missing: the cleaning outputs predate it. Re-run `equilibres clean --data <extract> --out "
+            f"{paths.root}`."
+        )
+    key = (_stamp([paths.persons, paths.panel, paths.stays, paths.eol_daily]),
+           config.fingerprint("study", "cleaning"))
     if key in _CLAIMS_CACHE:
         return _CLAIMS_CACHE[key]
     fix = f"Re-run `equilibres clean --out {paths.root} --force`."
     check_parquet_columns(paths.panel, panel_columns(config), "person × month panel", fix)
     check_parquet_columns(paths.stays, STAYS_COLUMNS, "MCO stays", fix)
+    check_parquet_columns(paths.eol_daily, eol_daily_columns(config), "decedents' DCIR spending per care day", fix)
+    _check_eol_days(paths, config)
     cols = _available(paths.persons, _PERSON_COLS)
     persons = validate_frame(PERSONS, pd.read_parquet(paths.persons, columns=cols), paths.persons)
     con = duckdb.connect()
@@ -70,10 +80,28 @@ def load_claims(build: Path, config: StudyConfig) -> ClaimsData:
         con.close()
     data_end = _data_end(last, config)
     claims = ClaimsData(persons.set_index("person_id"), paths.panel, paths.stays, data_end,
-                        config.engine.duckdb_threads)
+                        eol_daily=paths.eol_daily, threads=config.engine.duckdb_threads)
     _CLAIMS_CACHE.clear()
     _CLAIMS_CACHE[key] = claims
     return claims
+
+
+def _check_eol_days(paths: BuildPaths, config: StudyConfig) -> None:
+    """eol_daily must cover the end-of-life window: compare the days the cleaning run kept (its
+    manifest) with indicators.eol_window_days (the configuration only checks its own two values)."""
+    import json
+
+    if not paths.clean_manifest.exists():
+        return
+    cleaning = json.loads(paths.clean_manifest.read_text(encoding="utf-8")).get("parameters", {}).get("cleaning", {})
+    kept = cleaning.get("eol_daily_days")
+    window = config.indicators.eol_window_days
+    if kept is not None and int(kept) < window:
+        raise PipelineError(
+            f"{paths.eol_daily} holds the {kept} days before each death (cleaning.eol_daily_days of the "
+            f"cleaning run, {paths.clean_manifest}), fewer than indicators.eol_window_days = {window}. Re-run "
+            f"`equilibres clean --data <extract> --out {paths.root}` with cleaning.eol_daily_days >= {window}."
+        )
 
 
 def _available(path: Path, wanted: list[str]) -> list[str]:

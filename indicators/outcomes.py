@@ -8,12 +8,18 @@ Windows and conventions (documented in docs/indicators.md):
 * Follow-up runs from the index date to the first of death, ``study.claims_end``, the end of the data
   (last day of the last month of the panel) and — only with ``indicators.followup = "per_protocol"`` —
   the ÉQUILIBRES exit date. Days are counted inclusively; patient-years = days / 365.25.
-* Monthly panel amounts are prorated by the share of a month's days inside a window. When a window
-  ends at death, the whole month of death is counted (no care is billed after death, so the month's
-  amounts all fall inside the window) while patient-time stops at the death date.
-* End of life: the calendar month of death and the ``eol_window_months − 1`` months before it (whole
-  months, up to the death date); a stay counts if it overlaps that window; hospital days are the
-  nights of overlap.
+* Monthly panel amounts (DCIR categories in follow-up; every category in the DiD windows) are
+  prorated by the share of a month's days inside a window. When a window ends at death, the whole
+  month of death is counted (no care is billed after death, so the month's amounts all fall inside
+  the window) while patient-time stops at the death date.
+* Hospital (MCO) spending in follow-up: the full cost of the stays and séances whose entry date is in
+  follow-up (from ``stays``, like the stay counts), so a stay ending before the index date is never
+  charged to follow-up.
+* End of life: the ``eol_window_days`` days before death, death day included
+  (``[death − (eol_window_days − 1), death]``). DCIR spending = the decedent's per-care-day amounts
+  (``eol_daily``, EXE_SOI_DTD) inside the window; hospital spending = each stay's cost prorated by its
+  days inside the window (stay days = exit − entry + 1, so a same-day stay or séance counts one day);
+  a full stay counts if it overlaps the window; hospital days are the nights of overlap.
 * Hospital stays in follow-up: full (non-séance) stays whose entry date is in follow-up; their days
   are ``SEJ_NBJ``. Séances are counted apart.
 """
@@ -31,6 +37,7 @@ import pandas as pd
 from pipeline.config import StudyConfig
 
 DAYS_PER_YEAR = 365.25
+HOSPITAL = "hospital"
 
 # Window kinds computed for every unit (code used as the last digit of the window key).
 _KINDS = {"fu": 0, "eol": 1, "pre": 2, "post": 3}
@@ -38,7 +45,12 @@ _KINDS = {"fu": 0, "eol": 1, "pre": 2, "post": 3}
 
 def spend_categories(config: StudyConfig) -> list[str]:
     """All spending categories of the panel (DCIR categories, 'other', 'hospital')."""
-    return [*config.cleaning.category_names, "hospital"]
+    return [*config.cleaning.category_names, HOSPITAL]
+
+
+def dcir_categories(config: StudyConfig) -> list[str]:
+    """The DCIR spending categories (those of ``eol_daily``): every category but 'hospital'."""
+    return list(config.cleaning.category_names)
 
 
 def category_labels_fr(config: StudyConfig, cats: list[str]) -> str:
@@ -104,32 +116,12 @@ def followup_windows(units: pd.DataFrame, persons: pd.DataFrame, config: StudyCo
     return u.set_index("unit_id")
 
 
-def eol_window_start(death: pd.Series, months: int) -> pd.Series:
-    """First day of the end-of-life window: the death month and the ``months − 1`` calendar months
-    before it (claims are monthly; whole months avoid mixing in a slice of pre-window care)."""
-    return (death.dt.to_period("M") - (months - 1)).dt.start_time
+def eol_first_day(death: pd.Series, days: int) -> pd.Series:
+    """First day of the end-of-life window: the ``days`` days before death, death day included."""
+    return death - pd.Timedelta(days=days - 1)
 
 
-def unit_windows(fu: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
-    """Spending windows of each unit: key, unit_pos, kind, person_id, w_start, w_end (inclusive)."""
-    ic = config.indicators
-    pos = np.arange(len(fu))
-    died = fu["died"].to_numpy() == 1
-    death = fu["death_date"]
-    index = fu["index_date"]
-    spend_end = fu["fu_end"].where(~died, _month_end(death))
-    frames = [pd.DataFrame({"unit_pos": pos, "kind": "fu", "w_start": index.to_numpy(),
-                            "w_end": spend_end.to_numpy()})]
-    eol_start = eol_window_start(death, ic.eol_window_months)
-    frames.append(pd.DataFrame({"unit_pos": pos[died], "kind": "eol",
-                                "w_start": eol_start[died].to_numpy(),
-                                "w_end": _month_end(death[died]).to_numpy()}))
-    pre_start = index - pd.DateOffset(months=ic.did_pre_months)
-    frames.append(pd.DataFrame({"unit_pos": pos, "kind": "pre", "w_start": pre_start.to_numpy(),
-                                "w_end": (index - pd.Timedelta(days=1)).to_numpy()}))
-    post_cap = index + pd.DateOffset(months=ic.did_months) - pd.Timedelta(days=1)
-    frames.append(pd.DataFrame({"unit_pos": pos, "kind": "post", "w_start": index.to_numpy(),
-                                "w_end": np.minimum(post_cap.to_numpy(), spend_end.to_numpy())}))
+def _keyed(frames: list[pd.DataFrame], fu: pd.DataFrame) -> pd.DataFrame:
     w = pd.concat(frames, ignore_index=True)
     w["key"] = w["unit_pos"] * 10 + w["kind"].map(_KINDS)
     w["person_id"] = fu["person_id"].to_numpy()[w["unit_pos"].to_numpy()]
@@ -138,19 +130,54 @@ def unit_windows(fu: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
     return w
 
 
+def eol_windows(fu: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
+    """End-of-life window of each decedent unit (key, unit_pos, kind, person_id, w_start, w_end
+    inclusive): the ``indicators.eol_window_days`` days before death, death day included."""
+    pos = np.arange(len(fu))
+    died = fu["died"].to_numpy() == 1
+    death = fu["death_date"][died]
+    return _keyed([pd.DataFrame({
+        "unit_pos": pos[died], "kind": "eol",
+        "w_start": eol_first_day(death, config.indicators.eol_window_days).to_numpy(),
+        "w_end": death.to_numpy()})], fu)
+
+
+def unit_windows(fu: pd.DataFrame, config: StudyConfig) -> pd.DataFrame:
+    """Panel windows of each unit (follow-up, DiD pre and post): key, unit_pos, kind, person_id,
+    w_start, w_end (inclusive). The end-of-life window is in days (``eol_windows``)."""
+    ic = config.indicators
+    pos = np.arange(len(fu))
+    died = fu["died"].to_numpy() == 1
+    death = fu["death_date"]
+    index = fu["index_date"]
+    spend_end = fu["fu_end"].where(~died, _month_end(death))
+    frames = [pd.DataFrame({"unit_pos": pos, "kind": "fu", "w_start": index.to_numpy(),
+                            "w_end": spend_end.to_numpy()})]
+    pre_start = index - pd.DateOffset(months=ic.did_pre_months)
+    frames.append(pd.DataFrame({"unit_pos": pos, "kind": "pre", "w_start": pre_start.to_numpy(),
+                                "w_end": (index - pd.Timedelta(days=1)).to_numpy()}))
+    post_cap = index + pd.DateOffset(months=ic.did_months) - pd.Timedelta(days=1)
+    frames.append(pd.DataFrame({"unit_pos": pos, "kind": "post", "w_start": index.to_numpy(),
+                                "w_end": np.minimum(post_cap.to_numpy(), spend_end.to_numpy())}))
+    return _keyed(frames, fu)
+
+
 @dataclass
 class ClaimsData:
     """The cleaned claims an indicator run needs, loaded once and reused across matched samples.
 
-    ``panel`` and ``stays`` may be parquet paths (queried by DuckDB without loading them) or frames.
-    Unit outcomes are cached by unit_id, so repeated calls (the matching sweep) only compute units
-    not seen before.
+    ``panel``, ``stays`` and ``eol_daily`` (decedents' DCIR spending per care day) may be parquet
+    paths (queried by DuckDB without loading them) or frames. ``eol_daily`` None means no care day
+    before any death (hand-built frames without end-of-life claims: DCIR end-of-life spending is 0);
+    ``inputs.load_claims`` always gives the cleaning output. Unit outcomes are cached by unit_id, so
+    repeated calls (the matching sweep) only compute units not seen before.
     """
 
     persons: pd.DataFrame
     panel: pd.DataFrame | Path
     stays: pd.DataFrame | Path
     data_end: dt.date
+    eol_daily: pd.DataFrame | Path | None = None
     threads: int = 2
     memory_limit: str = "4GB"
     _cache: pd.DataFrame | None = field(default=None, repr=False)
@@ -158,18 +185,21 @@ class ClaimsData:
 
     @classmethod
     def from_frames(cls, persons: pd.DataFrame, panel: pd.DataFrame, stays: pd.DataFrame,
-                    config: StudyConfig, data_end: dt.date | None = None) -> ClaimsData:
+                    config: StudyConfig, data_end: dt.date | None = None,
+                    eol_daily: pd.DataFrame | None = None) -> ClaimsData:
         if data_end is None:
             data_end = _data_end_from_months(pd.to_datetime(panel["month"]).max(), config)
         return cls(persons.set_index("person_id") if "person_id" in persons.columns else persons,
-                   panel, stays, data_end, config.engine.duckdb_threads)
+                   panel, stays, data_end, eol_daily=eol_daily, threads=config.engine.duckdb_threads)
 
     # -- DuckDB plumbing -----------------------------------------------------------------------
     def _connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect()
         con.execute(f"SET threads = {int(self.threads)}")
         con.execute(f"SET memory_limit = '{self.memory_limit}'")
-        for name, src in (("panel", self.panel), ("stays", self.stays)):
+        for name, src in (("panel", self.panel), ("stays", self.stays), ("eol_daily", self.eol_daily)):
+            if src is None:
+                continue
             if isinstance(src, pd.DataFrame):
                 con.register(f"{name}_df", src)
                 con.execute(f"CREATE VIEW {name} AS SELECT * FROM {name}_df")
@@ -214,32 +244,60 @@ def _panel_sums(con: duckdb.DuckDBPyConnection, windows: pd.DataFrame, cols: lis
     return out
 
 
-def _stay_outcomes(con: duckdb.DuckDBPyConnection, fu: pd.DataFrame, eol_months: int) -> pd.DataFrame:
+def _daily_sums(con: duckdb.DuckDBPyConnection, windows: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """Sums of ``eol_daily`` columns over the care days of each window (key → sums; windows without
+    any care day are absent)."""
+    con.register("win", windows[["key", "person_id", "w_start", "w_end"]])
+    sums = ", ".join(f"sum(coalesce(d.{c}, 0)) AS {c}" for c in cols)
+    sql = f"""
+        SELECT w.key, {sums}
+        FROM win w JOIN eol_daily d ON d.person_id = w.person_id
+         AND CAST(d.care_date AS DATE) BETWEEN w.w_start AND w.w_end
+        GROUP BY w.key
+    """
+    out = con.execute(sql).df().set_index("key")
+    con.unregister("win")
+    return out
+
+
+def _stay_outcomes(con: duckdb.DuckDBPyConnection, fu: pd.DataFrame, eol_days: int) -> pd.DataFrame:
+    """Per unit (by position): stays, days, séances and hospital spending in follow-up; end-of-life
+    stay, nights, prorated hospital spending and death-in-hospital flag (decedents)."""
+    death = fu["death_date"].where(fu["died"] == 1)
     u = pd.DataFrame({
         "unit_pos": np.arange(len(fu)),
         "person_id": fu["person_id"].to_numpy(),
         "fu_start": fu["index_date"].dt.date.to_numpy(),
         "fu_end": fu["fu_end"].dt.date.to_numpy(),
-        "death": fu["death_date"].where(fu["died"] == 1).dt.date.to_numpy(),
+        "death": death.dt.date.to_numpy(),
+        "eol_start": eol_first_day(death, eol_days).dt.date.to_numpy(),
     })
     con.register("units", u)
-    sql = f"""
-        WITH s AS (SELECT person_id, CAST(entry_date AS DATE) AS entry, CAST(exit_date AS DATE) AS exit_,
+    # A stay lasts exit − entry + 1 days (a same-day stay or séance: 1 day); its cost is spread
+    # evenly over those days, and the end-of-life window takes the days it holds.
+    sql = """
+        WITH s AS (SELECT person_id, coalesce(CAST(entry_date AS DATE), CAST(exit_date AS DATE)) AS entry,
+                          coalesce(CAST(exit_date AS DATE), CAST(entry_date AS DATE)) AS exit_,
                           coalesce(SEJ_NBJ, 0) AS nbj, CAST(SOR_MOD AS VARCHAR) AS sor,
-                          CAST(is_seance AS INTEGER) AS seance FROM stays),
-        j AS (SELECT u.unit_pos, u.fu_start, u.fu_end, u.death,
-                     CAST(date_trunc('month', u.death) - INTERVAL {int(eol_months) - 1} MONTH AS DATE)
-                         AS eol_start, s.*
+                          CAST(is_seance AS INTEGER) AS seance, coalesce(CAST(cost AS DOUBLE), 0) AS cost
+                   FROM stays),
+        j AS (SELECT u.unit_pos, u.fu_start, u.fu_end, u.death, CAST(u.eol_start AS DATE) AS eol_start, s.*,
+                     greatest(date_diff('day', s.entry, s.exit_) + 1, 1) AS stay_days
               FROM units u JOIN s ON s.person_id = u.person_id)
         SELECT unit_pos,
           sum(CASE WHEN seance = 0 AND entry BETWEEN fu_start AND fu_end THEN 1 ELSE 0 END) AS stays,
           sum(CASE WHEN seance = 0 AND entry BETWEEN fu_start AND fu_end THEN nbj ELSE 0 END) AS hosp_days,
           sum(CASE WHEN seance = 1 AND entry BETWEEN fu_start AND fu_end THEN 1 ELSE 0 END) AS seances,
+          sum(CASE WHEN entry BETWEEN fu_start AND fu_end THEN cost ELSE 0 END) AS fu_hosp_spend,
+          sum(CASE WHEN death IS NOT NULL AND entry <= death AND exit_ >= eol_start
+                   THEN cost * least(greatest(date_diff('day', greatest(entry, eol_start), least(exit_, death)) + 1,
+                                              0), stay_days)::DOUBLE / stay_days
+                   ELSE 0 END) AS eol_hosp_spend,
           max(CASE WHEN death IS NOT NULL AND seance = 0 AND entry <= death AND exit_ >= eol_start
                    THEN 1 ELSE 0 END) AS eol_any_stay,
           sum(CASE WHEN death IS NOT NULL AND seance = 0 AND entry <= death AND exit_ >= eol_start
-                   THEN greatest(date_diff('day', greatest(entry, CAST(eol_start AS DATE)),
-                                           least(exit_, death)), 0) ELSE 0 END) AS eol_hosp_days,
+                   THEN greatest(date_diff('day', greatest(entry, eol_start), least(exit_, death)), 0)
+                   ELSE 0 END) AS eol_hosp_days,
           max(CASE WHEN death IS NOT NULL AND sor = '9' AND abs(date_diff('day', exit_, death)) <= 1
                    THEN 1 ELSE 0 END) AS eol_sor9
         FROM j GROUP BY unit_pos
@@ -252,16 +310,20 @@ def _stay_outcomes(con: duckdb.DuckDBPyConnection, fu: pd.DataFrame, eol_months:
 def compute_unit_outcomes(units: pd.DataFrame, claims: ClaimsData, config: StudyConfig) -> pd.DataFrame:
     """Per-unit outcome columns (see module docstring); indexed by unit_id."""
     cats = spend_categories(config)
+    dcir = dcir_categories(config)
     perim = perimeter_categories(config)
     nursing = [c for c in config.cohort.nursing_categories if c in cats]
     fu = followup_windows(units, claims.persons, config, claims.data_end)
     windows = unit_windows(fu, config)
     spend_cols = [f"spend_{c}" for c in cats]
     count_cols = ["nursing_acts", "experiment_hours"]
+    daily_cols = [f"spend_{c}" for c in dcir] + count_cols
     con = claims._connect()
     try:
         sums = _panel_sums(con, windows, spend_cols + count_cols)
-        stays = _stay_outcomes(con, fu, config.indicators.eol_window_months)
+        eol_sums = (_daily_sums(con, eol_windows(fu, config), daily_cols) if claims.eol_daily is not None
+                    else pd.DataFrame(columns=daily_cols, dtype=float))
+        stays = _stay_outcomes(con, fu, config.indicators.eol_window_days)
     finally:
         con.close()
     n = len(fu)
@@ -276,14 +338,20 @@ def compute_unit_outcomes(units: pd.DataFrame, claims: ClaimsData, config: Study
     out["pyears"] = fu["pyears"].to_numpy()
     out["died"] = fu["died"].to_numpy().astype(float)
 
-    def block(kind: str) -> pd.DataFrame:
+    def block(kind: str, frame: pd.DataFrame) -> pd.DataFrame:
         keys = np.arange(n) * 10 + _KINDS[kind]
-        return sums.reindex(keys).fillna(0.0).set_axis(fu.index)
+        return frame.reindex(keys).fillna(0.0).set_axis(fu.index)
 
-    fu_s, eol_s, pre_s, post_s = (block(k) for k in ("fu", "eol", "pre", "post"))
-    for c in cats:
+    fu_s, pre_s, post_s = (block(k, sums) for k in ("fu", "pre", "post"))
+    eol_s = block("eol", eol_sums)
+    st = stays.reindex(np.arange(n)).fillna(0.0).set_axis(fu.index)
+    for c in dcir:
         out[f"s_{c}"] = fu_s[f"spend_{c}"]
         out[f"eol_s_{c}"] = eol_s[f"spend_{c}"]
+    # Hospital spending from the stays themselves (not the panel's entry months): follow-up = stays
+    # entering in follow-up; end of life = cost prorated by the stay's days inside the window.
+    out[f"s_{HOSPITAL}"] = st["fu_hosp_spend"]
+    out[f"eol_s_{HOSPITAL}"] = st["eol_hosp_spend"] * out["died"]
     out["s_perimeter"] = out[[f"s_{c}" for c in perim]].sum(axis=1)
     out["fu_experiment_hours"] = fu_s["experiment_hours"]
     out["fu_nursing_acts"] = fu_s["nursing_acts"]
@@ -292,7 +360,6 @@ def compute_unit_outcomes(units: pd.DataFrame, claims: ClaimsData, config: Study
     out["eol_nursing_acts"] = eol_s["nursing_acts"]
     out["eol_experiment_hours"] = eol_s["experiment_hours"]
 
-    st = stays.reindex(np.arange(n)).fillna(0.0).set_axis(fu.index)
     out["stays"] = st["stays"]
     out["hosp_days"] = st["hosp_days"]
     out["seances"] = st["seances"]

@@ -1,8 +1,9 @@
 """Schemas of the tables the indicators read (CONTRACTS.md §2–3), checked at the boundary.
 
 Only the columns the indicators use are required; extra columns are allowed. Frames read into memory
-are validated with pandera (lazily: every failure at once); the panel and stays are queried by DuckDB
-without loading them, so only their column names are checked against the parquet schema.
+are validated with pandera (lazily: every failure at once); the panel, stays and eol_daily are
+queried by DuckDB without loading them, so only their column names are checked against the parquet
+schema.
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ PERSONS = pa.DataFrameSchema(
     name="persons (clean/persons.parquet)",
 )
 
+# One row per (unit, matched set): a unit is a person at a time zero (``unit_id`` =
+# ``<person_id>@<index_date>``); a control reused by several sets (matching with replacement) has one
+# row per set, with its within-set weight.
 MATCHED = pa.DataFrameSchema(
     {
-        "unit_id": pa.Column(str, unique=True),
+        "unit_id": pa.Column(str),
         "person_id": pa.Column(str),
         "treated": pa.Column(int, pa.Check.isin([0, 1]), coerce=True),
         "index_date": pa.Column("datetime64[ns]", coerce=True),
@@ -40,16 +44,25 @@ MATCHED = pa.DataFrameSchema(
         "subclass": pa.Column(nullable=False),
     },
     strict=False,
+    unique=["subclass", "unit_id"],
     name="matched cohort (matching/matched.parquet)",
 )
 
-STAYS_COLUMNS = ["person_id", "entry_date", "exit_date", "SEJ_NBJ", "SOR_MOD", "is_seance"]
+STAYS_COLUMNS = ["person_id", "entry_date", "exit_date", "SEJ_NBJ", "SOR_MOD", "is_seance", "cost"]
 
 
 def panel_columns(config: StudyConfig) -> list[str]:
     from indicators.outcomes import spend_categories
 
     return ["person_id", "month", *[f"spend_{c}" for c in spend_categories(config)], "nursing_acts",
+            "experiment_hours"]
+
+
+def eol_daily_columns(config: StudyConfig) -> list[str]:
+    """Columns of clean/eol_daily.parquet the end-of-life indicators read (DCIR categories by care day)."""
+    from indicators.outcomes import dcir_categories
+
+    return ["person_id", "care_date", *[f"spend_{c}" for c in dcir_categories(config)], "nursing_acts",
             "experiment_hours"]
 
 

@@ -136,7 +136,8 @@ def run_indicators(build: Path, config: StudyConfig, data_dir: Path | None = Non
         write_params(
             config, outputs["params"], sections=["indicators", "economics", "study", "report"],
             perimeter=perimeter_categories(config),
-            inputs={p.name: _sha(p) for p in (paths.persons, paths.stays, paths.matching / "matched.parquet")},
+            inputs={p.name: _sha(p) for p in (paths.persons, paths.panel, paths.stays, paths.eol_daily,
+                                               paths.matching / "matched.parquet")},
             data_dir=None if data_dir is None else str(data_dir),
             extract_scale=extract_scale(data_dir),
             sizes={"treated": _mask(an.n_treated, min_cell), "controls": _mask(an.n_control, min_cell),

@@ -179,11 +179,13 @@ def indicators(
     out: OutOpt = Path("build"),
     config: ConfigOpt = None,
     replicates: Annotated[int | None, typer.Option(help="Bootstrap replicates (>= 999 for the report).")] = None,
-    eol_window_months: Annotated[int | None, typer.Option(help="End-of-life window in months.")] = None,
+    eol_window_days: Annotated[int | None, typer.Option(
+        help="End-of-life window: days before death, death day included (at most cleaning.eol_daily_days)."
+    )] = None,
 ) -> None:
     """Compute the claims indicators with confidence intervals from the cached matching outputs."""
     cfg = _config(config, indicators={"bootstrap_replicates": replicates,
-                                      "eol_window_months": eol_window_months})
+                                      "eol_window_days": eol_window_days})
     from indicators.study import run_indicators
     result = run_indicators(out, cfg, data_dir=data)
     console.print(result.render() if hasattr(result, "render") else "Indicators done.")

@@ -200,6 +200,10 @@ class BuildPaths:
         return self.clean / "stays.parquet"
 
     @property
+    def eol_daily(self) -> Path:
+        return self.clean / "eol_daily.parquet"
+
+    @property
     def cohort(self) -> Path:
         return self.clean / "cohort.parquet"
 

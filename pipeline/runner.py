@@ -222,11 +222,23 @@ def _run_dcir(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
     con = ctx.con
     prs = read_parquet(con, ctx.staged("ER_PRS_F"))
     key_map = read_parquet(con, ctx.out("ingest", "key_map"))
+    # Care days kept per day for eol_daily: the windows of every possible death date (IR_BEN_R, PMSI
+    # exits with SOR_MOD 9), a small table written first so the claims query joins a plain file.
+    deaths = dcir_stage.possible_deaths(
+        read_parquet(con, ctx.out("ingest", "persons_base")),
+        pmsi_stage.union_years(_pmsi_tables(ctx, "MCO_B"), pmsi_stage.MCO_B_TYPES, "T_MCOaaB"),
+        pmsi_stage.union_years(_pmsi_tables(ctx, "MCO_C"), pmsi_stage.MCO_C_TYPES, "T_MCOaaC"),
+        read_parquet(con, ctx.out("ingest", "nir_map")),
+    )
+    ranges_path = ctx.out("dcir", "eol_ranges")
+    write_parquet(con, dcir_stage.eol_day_ranges(deaths, ctx.config.cleaning.eol_daily_days), ranges_path,
+                  ["person_id"])
     out = ctx.out("dcir", "claims_summary")
-    summary = dcir_stage.dcir_stage(prs, key_map, ctx.config)
+    summary = dcir_stage.dcir_stage(prs, key_map, ctx.config, read_parquet(con, ranges_path))
     # Unsorted and unrounded: sorting or rounding tens of millions of rows would cost the stage time
     # for nothing (the outputs stage aggregates it again and rounds what it writes).
     write_parquet(con, summary, out, round_floats=False)
+    ranges_path.unlink(missing_ok=True)
     audit = dcir_stage.audit_dcir(read_parquet(con, out), ctx.config.cleaning)
     return {"claims_summary": out}, audit
 
@@ -268,8 +280,10 @@ def _run_outputs(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
     audit = deaths_stage.audit_deaths(death)
     write_parquet(con, outputs_stage.persons_table(persons_base, death, roster, cfg), paths.persons, ["person_id"])
     write_parquet(con, outputs_stage.panel_table(claims, stays, cfg), paths.panel, ["person_id", "month"])
+    write_parquet(con, outputs_stage.eol_daily_table(claims, read_parquet(con, paths.persons), cfg), paths.eol_daily,
+                  ["person_id", "care_date"])
     death_path.unlink(missing_ok=True)
-    return {"persons": paths.persons, "panel": paths.panel, "stays": paths.stays}, audit
+    return {"persons": paths.persons, "panel": paths.panel, "stays": paths.stays, "eol_daily": paths.eol_daily}, audit
 
 
 def _run_cohort(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
@@ -332,11 +346,13 @@ STAGES: list[StageDef] = [
         _run_ingest, "beneficiaries, person map, ALD periods, roster",
     ),
     StageDef(
-        "dcir", ("ER_PRS_F",), ("ingest",),
+        # T_MCOaaB/C only for the possible death dates (SOR_MOD 9 exits) of the end-of-life care days.
+        "dcir", ("ER_PRS_F", "MCO_B", "MCO_C"), ("ingest",),
         lambda c: {
             "window": {k: str(getattr(c.study, k)) for k in ("claims_start", "claims_end", "flux_lag_months")},
             "cleaning": _cleaning_subset(c, ["drop_dpn_qlf_71", "drop_bse_prs_nat_0", "net_regularisations",
-                                             "apply_flux_window", "categories", "experiment"]),
+                                             "apply_flux_window", "categories", "experiment",
+                                             "eol_daily_days"]),
         },
         _run_dcir, "ER_PRS_F rules, netting, categories",
     ),
@@ -354,10 +370,10 @@ STAGES: list[StageDef] = [
         lambda c: {
             "study": {"regions": c.study.regions, "claims_start": str(c.study.claims_start),
                       "claims_end": str(c.study.claims_end)},
-            "cleaning": _cleaning_subset(c, ["death_claim_tolerance_days", "categories"]),
+            "cleaning": _cleaning_subset(c, ["death_claim_tolerance_days", "categories", "eol_daily_days"]),
             "complex_flags": c.cohort.complex_flags,
         },
-        _run_outputs, "deaths, persons, panel, stays",
+        _run_outputs, "deaths, persons, panel, stays, end-of-life care days",
     ),
     StageDef(
         "cohort", (), ("ingest", "outputs"),

@@ -163,6 +163,17 @@ def test_outputs_follow_the_contract(built, cfg):
     cohort = pd.read_parquet(paths.cohort)
     assert list(cohort.columns) == cohort_stage.COHORT_COLUMNS
     assert cohort.unit_id.is_unique
+    # eol_daily: usable decedents only, care days inside [death − (eol_daily_days − 1), death]
+    eol = pd.read_parquet(paths.eol_daily)
+    assert list(eol.columns) == outputs_stage.eol_daily_columns(cfg)
+    assert len(eol) and not eol.duplicated(["person_id", "care_date"]).any()
+    dec = persons[persons.death_date.notna() & (persons.death_flag_error == 0)].set_index("person_id")
+    assert set(eol.person_id) <= set(dec.index)
+    death = pd.to_datetime(dec.loc[eol.person_id, "death_date"]).to_numpy()
+    care = pd.to_datetime(eol.care_date).to_numpy()
+    assert (care <= death).all()
+    assert (care >= death - pd.Timedelta(days=cfg.cleaning.eol_daily_days - 1).to_timedelta64()).all()
+    assert "PMSI" in set(dec.loc[eol.person_id.unique(), "death_source"])  # PMSI-only deaths are covered
 
 
 def test_cohort_rows(built, cfg):
@@ -222,7 +233,7 @@ def test_cohort_flow_rows(attrition, built):
 def test_manifest_and_log(built):
     paths = BuildPaths(built[0])
     manifest = json.loads(paths.clean_manifest.read_text())
-    assert set(manifest["outputs"]) == {"persons", "panel", "stays", "cohort", "attrition"}
+    assert set(manifest["outputs"]) == {"persons", "panel", "stays", "eol_daily", "cohort", "attrition"}
     assert set(manifest["parameters"]) == {"study", "extract", "cleaning", "cohort", "engine"}
     assert manifest["code"]["stages_sha256"] and manifest["code"]["package_version"]
     assert set(manifest["stages"]) == {"ingest", "dcir", "pmsi", "outputs", "cohort"}

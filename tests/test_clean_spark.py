@@ -16,7 +16,7 @@ from pipeline.runner import run_clean
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-OUTPUTS = ["persons", "panel", "stays", "cohort"]
+OUTPUTS = ["persons", "panel", "stays", "cohort", "eol_daily"]
 
 
 @pytest.fixture(scope="module")

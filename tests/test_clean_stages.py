@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from clean_helpers import NIR, D, run, table
+from clean_helpers import NIR, D, key_map, prs_row, run, table
 
 from pipeline.config import load_config
-from pipeline.stages import ald, cohort, deaths, outputs, pmsi
+from pipeline.stages import ald, cohort, dcir, deaths, outputs, pmsi
 
 
 @pytest.fixture(scope="module")
@@ -199,16 +199,106 @@ def test_panel_months_and_hospital_attribution(cfg):
     assert list(panel.reset_index().columns) == outputs.panel_columns(cfg)
 
 
+# -- end-of-life care days (eol_daily) -----------------------------------------------------------
+
+
+def test_possible_deaths_cover_ir_ben_r_and_every_pmsi_death_exit(cfg):
+    base = table([
+        {"person_id": "P1", "ben_death_date": D(2022, 6, 30)},
+        {"person_id": "P2", "ben_death_date": None},
+        {"person_id": "P3", "ben_death_date": None},
+    ], {"person_id": "string", "ben_death_date": "date"})
+    stays = [
+        _stay(1, nir=NIR["B"], entry=D(2022, 3, 1), exit_=D(2022, 3, 9), sor="9"),
+        # a SOR_MOD 9 stay a PMSI rule will drop (GHM 90) is still a possible death date
+        _stay(2, nir=NIR["B"], entry=D(2022, 8, 1), exit_=D(2022, 8, 2), sor="9", ghm="90Z00Z"),
+        _stay(3, nir=NIR["C"], entry=D(2022, 3, 1), exit_=D(2022, 3, 9), sor="8"),  # not a death
+    ]
+    bs, cs, _ = zip(*stays, strict=True)
+    b = pmsi.union_years([(22, table(list(bs), B_SCHEMA))], pmsi.MCO_B_TYPES, "B")
+    c = pmsi.union_years([(22, table(list(cs), C_SCHEMA))], pmsi.MCO_C_TYPES, "C")
+    nir_map = table([{"BEN_NIR_PSA": NIR["B"], "person_id": "P2"}, {"BEN_NIR_PSA": NIR["C"], "person_id": "P3"}],
+                    {"BEN_NIR_PSA": "string", "person_id": "string"})
+    cand = run(dcir.possible_deaths(base, b, c, nir_map))
+    assert sorted(zip(cand.person_id, pd.to_datetime(cand.death_date).dt.date, strict=True)) == [
+        ("P1", D(2022, 6, 30)), ("P2", D(2022, 3, 9)), ("P2", D(2022, 8, 2))]
+    ranges = run(dcir.eol_day_ranges(dcir.possible_deaths(base, b, c, nir_map), 10)).set_index("person_id")
+    assert pd.Timestamp(ranges.loc["P2", "eol_from"]).date() == D(2022, 2, 28)  # 9 Mar − 9 days
+    assert pd.Timestamp(ranges.loc["P2", "eol_to"]).date() == D(2022, 8, 2)
+    assert pd.Timestamp(ranges.loc["P1", "eol_from"]).date() == D(2022, 6, 21)
+
+
+def test_eol_daily_from_the_dcir_summary(cfg):
+    """Kept claims of a decedent are keyed by care day inside the possible-death range; eol_daily keeps
+    the final death's eol_daily_days days (death day included), per category, and only usable deaths."""
+    days = cfg.cleaning.eol_daily_days
+    death = D(2022, 6, 30)
+    first = death - pd.Timedelta(days=days - 1)
+    rows = [
+        prs_row(care=first, euros=10.0),                                   # first day of the window: in
+        prs_row(care=first - pd.Timedelta(days=1), euros=1000.0),          # the day before: out
+        prs_row(care=D(2022, 5, 2), euros=20.0, qty=2.0),                  # nursing acts, 2 acts
+        prs_row(care=D(2022, 5, 2), code=3311, euros=7.0),                 # pharmacy, same day
+        prs_row(care=D(2022, 5, 2), code=3311, euros=-7.0, qty=-1.0, flux=D(2022, 7, 1)),  # netted away
+        prs_row(care=D(2022, 5, 3), code=9951, euros=54.0, qty=1.0),       # experiment hour
+        prs_row(care=D(2022, 5, 4), euros=5.0, dpn=71),                    # dropped by a rule
+        prs_row(care=death, euros=30.0),                                   # death day: in
+        prs_row(care=D(2022, 7, 1), euros=40.0),                           # after death: out
+        prs_row(nir=NIR["B"], care=D(2022, 5, 2), euros=99.0),             # P2: death flagged as an error
+        prs_row(nir=NIR["C"], care=D(2022, 5, 2), euros=88.0),             # P3: alive
+    ]
+    from clean_helpers import PRS_SCHEMA
+
+    prs = table(rows, PRS_SCHEMA)
+    kmap = key_map([(NIR["A"], 1, "P1"), (NIR["B"], 1, "P2"), (NIR["C"], 1, "P3")])
+    ranges = table([
+        {"person_id": "P1", "eol_from": first, "eol_to": death},
+        {"person_id": "P2", "eol_from": first, "eol_to": death},
+    ], {"person_id": "string", "eol_from": "date", "eol_to": "date"})
+    summary = dcir.dcir_stage(prs, kmap, cfg, ranges)
+    kept = dcir.kept_claims(summary)
+    s = run(kept)
+    assert s.loc[s.person_id == "P3", "care_date"].isna().all()  # no possible death: months only
+    assert pd.Timestamp(s.loc[s.euros == 1000.0, "care_date"].iloc[0]) is pd.NaT  # outside the range
+    # The day key only splits rows: the panel's sums are those of the claims without it.
+    flat = run(dcir.kept_claims(dcir.dcir_stage(prs, kmap, cfg)))
+    assert flat["care_date"].isna().all()
+    stays = table([], {"person_id": "string", "entry_date": "date", "exit_date": "date", "SEJ_NBJ": "int32",
+                       "is_seance": "int8", "cost": "float64"})
+    p_split = run(outputs.panel_table(kept, stays, cfg)).sort_values(["person_id", "month"]).reset_index(drop=True)
+    p_flat = run(outputs.panel_table(dcir.kept_claims(dcir.dcir_stage(prs, kmap, cfg)), stays, cfg)).sort_values(
+        ["person_id", "month"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(p_split, p_flat)
+
+    persons = table([
+        {"person_id": "P1", "death_date": death, "death_flag_error": 0},
+        {"person_id": "P2", "death_date": death, "death_flag_error": 1},
+        {"person_id": "P3", "death_date": None, "death_flag_error": 0},
+    ], {"person_id": "string", "death_date": "date", "death_flag_error": "int8"})
+    e = run(outputs.eol_daily_table(kept, persons, cfg))
+    assert list(e.columns) == outputs.eol_daily_columns(cfg)
+    assert set(e.person_id) == {"P1"}
+    e = e.assign(care_date=pd.to_datetime(e.care_date).dt.date).set_index("care_date")
+    assert sorted(e.index) == [first, D(2022, 5, 2), D(2022, 5, 3), death]
+    assert e.loc[first, "spend_nursing_acts"] == 10.0
+    assert e.loc[D(2022, 5, 2), "spend_nursing_acts"] == 20.0 and e.loc[D(2022, 5, 2), "nursing_acts"] == 2.0
+    assert e.loc[D(2022, 5, 2), "spend_pharmacy"] == 0.0  # the regularisation nets the pharmacy line away
+    assert e.loc[D(2022, 5, 3), "spend_experiment"] == 54.0 and e.loc[D(2022, 5, 3), "experiment_hours"] == 1.0
+    assert e.loc[death, "spend_nursing_acts"] == 30.0
+    assert e[[c for c in e.columns if c.startswith("spend_")]].to_numpy().sum() == 10.0 + 20.0 + 54.0 + 30.0
+
+
 # -- cohort --------------------------------------------------------------------------------------
 
 PERSON_SCHEMA = {"person_id": "string", "BEN_SEX_COD": "int32", "birth_date": "date", "dpt": "string",
-                 "region": "string", "death_date": "date", "treated": "int8", "inclusion_date": "date",
+                 "region": "string", "death_date": "date", "death_flag_error": "int8", "treated": "int8",
+                 "inclusion_date": "date",
                  **{c: "int8" for c in cohort.ROSTER_CPX}, "complex": "int8"}
 
 
 def _person(pid, treated=0, inclusion=None, sex=2, birth=BIRTH, dpt="075", death=None, cpx=0):
     return {"person_id": pid, "BEN_SEX_COD": sex, "birth_date": birth, "dpt": dpt, "region": "Île-de-France",
-            "death_date": death, "treated": treated, "inclusion_date": inclusion,
+            "death_date": death, "death_flag_error": 0, "treated": treated, "inclusion_date": inclusion,
             **{c: (cpx if c == "CPX_SOCIAL" else 0) for c in cohort.ROSTER_CPX}, "complex": cpx}
 
 

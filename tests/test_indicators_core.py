@@ -60,6 +60,27 @@ def panel(config: StudyConfig) -> pd.DataFrame:
     return df
 
 
+def eol_daily(config: StudyConfig) -> pd.DataFrame:
+    """The decedents' DCIR spending per care day (clean/eol_daily): each panel month's DCIR amounts
+    dated the 15th, over the cleaning's eol_daily_days days before death."""
+    p = panel(config)
+    dcir = [f"spend_{c}" for c in config.cleaning.category_names]
+    death = persons().set_index("person_id")["death_date"]
+    p = p[p["person_id"].isin(death.dropna().index)].copy()
+    p["care_date"] = p["month"] + pd.Timedelta(days=14)
+    d = death.reindex(p["person_id"]).to_numpy()
+    first = d - pd.Timedelta(days=config.cleaning.eol_daily_days - 1).to_timedelta64()
+    p = p[(p["care_date"].to_numpy() >= first) & (p["care_date"].to_numpy() <= d)]
+    return p[["person_id", "care_date", *dcir, "nursing_acts", "experiment_hours"]].reset_index(drop=True)
+
+
+def claims_of(config: StudyConfig, p: pd.DataFrame | None = None) -> ClaimsData:
+    from indicators.outcomes import ClaimsData
+
+    return ClaimsData.from_frames(persons() if p is None else p, panel(config), stays(), config,
+                                  eol_daily=eol_daily(config))
+
+
 def stays() -> pd.DataFrame:
     rows = [
         ("T2", D("2022-07-01"), D("2022-07-10"), 9, "8", "05M091", 0, 3000.0),
@@ -108,7 +129,7 @@ def config() -> StudyConfig:
 
 @pytest.fixture(scope="module")
 def claims(config: StudyConfig) -> ClaimsData:
-    return ClaimsData.from_frames(persons(), panel(config), stays(), config)
+    return claims_of(config)
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +168,7 @@ def test_per_protocol_censors_at_exit(config):
     p.loc[p["person_id"] == "T1", "exit_date"] = D("2022-12-31")
     pp = config.with_overrides({"indicators": {"followup": "per_protocol"}})
     for cfg, days in ((config, 730), (pp, 365)):
-        a = analyse(matched(), ClaimsData.from_frames(p, panel(cfg), stays(), cfg), cfg)
+        a = analyse(matched(), claims_of(cfg, p), cfg)
         o = a.outcomes.set_index("person_id")
         assert o.loc["T1", "pyears"] == pytest.approx(days / Y)
         assert o.loc["C1a", "pyears"] == pytest.approx(730 / Y)  # controls are never censored at exit
@@ -199,14 +220,15 @@ def test_end_of_life(an):
     assert by_id(res.indicators, "eol_decedents").arm_values == {"treated": 2.0, "control": 1.0,
                                                                   "control_weighted": 1.0}
     rate = by_id(res.indicators, "eol_hosp_rate")
-    # T2's stay overlaps its window (2022-05-01..07-15), T3 has none; C2 has one → 0.5 / 1 − 1
+    # T2's stay overlaps its window (2022-04-17..07-15), T3 has none; C2 has one → 0.5 / 1 − 1
     assert rate.arm_values["treated"] == pytest.approx(0.5)
     assert rate.arm_values["control"] == pytest.approx(1.0)
     assert rate.value == pytest.approx(-0.5)
-    # window = death month and the 2 months before. T2: May, June 100 + July 100 + 3000 = 3300;
-    # T3: Jan–Mar 2023 = 300
+    # window = the 90 days before death (death day included); DCIR care is dated the 15th.
+    # T2 (†07-15, from 04-17): May, June, July 15th 100 each + the stay 07-01..07-10 wholly inside 3000
+    # = 3300; T3 (†2023-03-31, from 01-01): Jan–Mar 15th = 300
     assert by_id(res.indicators, "eol_spending_treated").value == pytest.approx((3300 + 300) / 2)
-    # C2: Jul–Sep 150 each + 5000 hospital
+    # C2 (†09-30, from 07-03): Jul–Sep 15th 150 each + the stay 09-20..09-30 5000
     assert by_id(res.indicators, "eol_spending_control").value == pytest.approx(5450)
     assert by_id(res.indicators, "eol_spending_difference").value == pytest.approx(1800 - 5450)
     days = by_id(res.indicators, "eol_hosp_days")
@@ -222,13 +244,15 @@ def test_end_of_life(an):
 
 
 def test_eol_window_is_a_parameter(claims, config):
-    cfg = config.with_overrides({"indicators": {"eol_window_months": 1}})
-    a = analyse(matched(), ClaimsData.from_frames(persons(), panel(cfg), stays(), cfg), cfg)
     from indicators.end_of_life import end_of_life
 
-    res = end_of_life(a)
-    # 1 month: the death month only. T2: July 3100; T3: March 2023 = 100
-    assert by_id(res.indicators, "eol_spending_treated").value == pytest.approx((3100 + 100) / 2)
+    for days, t2 in ((30, 3100), (31, 3200)):
+        cfg = config.with_overrides({"indicators": {"eol_window_days": days}})
+        res = end_of_life(analyse(matched(), claims_of(cfg), cfg))
+        # 30 days: T2 from 06-16 (July 15th 100 + stay 3000), T3 from 03-02 (March 15th 100);
+        # 31 days: T2 from 06-15 also takes June 15th
+        assert by_id(res.indicators, "eol_spending_treated").value == pytest.approx((t2 + 100) / 2), days
+        assert f"the {days} days before death, death day included" in res.indicators[1].definition
 
 
 def test_did(an):
@@ -299,17 +323,18 @@ def test_records_follow_contract(an, config):
     assert math.isclose(frame.loc[0, "estimate"], ind.value)
 
 
-def test_eol_window_start_whole_calendar_months():
-    from indicators.outcomes import eol_window_start
+def test_eol_first_day_counts_the_death_day():
+    from indicators.outcomes import eol_first_day
 
-    death = pd.Series(pd.to_datetime(["2022-07-01", "2022-07-31", "2023-03-15"]))
-    assert eol_window_start(death, 3).dt.strftime("%Y-%m-%d").tolist() == ["2022-05-01", "2022-05-01", "2023-01-01"]
-    assert eol_window_start(death, 1).dt.strftime("%Y-%m-%d").tolist() == ["2022-07-01", "2022-07-01", "2023-03-01"]
+    death = pd.Series(pd.to_datetime(["2022-07-15", "2023-03-31", None]))
+    assert eol_first_day(death, 90).dt.strftime("%Y-%m-%d").tolist()[:2] == ["2022-04-17", "2023-01-01"]
+    assert eol_first_day(death, 1).dt.strftime("%Y-%m-%d").tolist()[:2] == ["2022-07-15", "2023-03-31"]
+    assert pd.isna(eol_first_day(death, 90).iloc[2])
 
 
 def test_flagged_death_is_ignored(config):
     p = persons()
     p.loc[p["person_id"] == "C2", "death_flag_error"] = 1
-    a = analyse(matched(), ClaimsData.from_frames(p, panel(config), stays(), config), config)
+    a = analyse(matched(), claims_of(config, p), config)
     o = a.outcomes.set_index("person_id")
     assert o.loc["C2", "died"] == 0 and o.loc["C2", "pyears"] == pytest.approx(730 / Y)

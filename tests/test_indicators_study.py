@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_indicators_core import matched, panel, persons, stays
+from test_indicators_core import eol_daily, matched, panel, persons, stays
 
 from indicators.headline import HEADLINE_IDS, headline_effects
 from indicators.study import run_indicators, suppress_small_counts
@@ -36,6 +36,7 @@ def write_build(root: Path, config) -> Path:
     persons().to_parquet(paths.persons)
     panel(config).to_parquet(paths.panel)
     stays().to_parquet(paths.stays)
+    eol_daily(config).to_parquet(paths.eol_daily)
     m = matched()
     m.to_parquet(paths.matching / "matched.parquet")
     pd.DataFrame({"treated_id": ["T1@2022-01-01"] * 2 + ["T2@2022-01-01", "T3@2022-01-01"],
@@ -68,7 +69,7 @@ def test_outputs_and_records(built, config):
         assert r["published"] == config.published.get(r["id"])
     rate = next(r for r in records if r["id"] == "eol_hosp_rate")
     assert rate["value"] == pytest.approx(-0.5)
-    assert "matched-set cluster bootstrap" in rate["method"]
+    assert "bootstrap of matched sets" in rate["method"]
     params = json.loads((out / "params.json").read_text())
     assert params["indicators"]["bootstrap_replicates"] == 99
     assert params["sizes"]["matched_sets"] is None  # 3 sets < min_cell_count: masked
@@ -114,6 +115,20 @@ def test_missing_inputs_say_what_to_run(tmp_path, config):
     (BuildPaths(root).matching / "matched.parquet").unlink()
     with pytest.raises(PipelineError, match="equilibres match"):
         run_indicators(root, config)
+    # cleaning outputs from before eol_daily existed: say to re-run the cleaning
+    root = write_build(tmp_path / "c", config)
+    BuildPaths(root).eol_daily.unlink()
+    with pytest.raises(PipelineError, match=r"eol_daily\.parquet.*missing.*equilibres clean"):
+        run_indicators(root, config)
+    root = write_build(tmp_path / "d", config)
+    eol_daily(config).drop(columns=["spend_nursing_acts"]).to_parquet(BuildPaths(root).eol_daily)
+    with pytest.raises(PipelineError, match=r"eol_daily\.parquet.*spend_nursing_acts.*equilibres clean"):
+        run_indicators(root, config)
+    # cleaned with fewer days before death than the end-of-life window
+    root = write_build(tmp_path / "e", config)
+    BuildPaths(root).clean_manifest.write_text(json.dumps({"parameters": {"cleaning": {"eol_daily_days": 60}}}))
+    with pytest.raises(PipelineError, match=r"60 days.*eol_window_days = 90.*equilibres clean"):
+        run_indicators(root, config)
 
 
 def test_bad_perimeter_is_reported(tmp_path):
@@ -130,7 +145,7 @@ def test_cli_indicators(tmp_path, config):
 
     root = write_build(tmp_path / "b", config)
     r = CliRunner().invoke(app, ["indicators", "--out", str(root), "--replicates", "99",
-                                 "--eol-window-months", "1"])
+                                 "--eol-window-days", "30"])
     assert r.exit_code == 0, r.output
     params = json.loads((BuildPaths(root).indicators / "params.json").read_text())
-    assert params["indicators"]["eol_window_months"] == 1
+    assert params["indicators"]["eol_window_days"] == 30

@@ -5,6 +5,11 @@ identical lines are netted within their fate, linked to persons, and the result 
 kept claims by person, care month and spending category, dropped claims by fate. Spending, act
 counts and the audit trail (rows and euros per rule) all come from that summary, so the extract is
 read once and the audit costs no extra scan.
+
+Kept claims of a person who may have died are also keyed by care day (``care_date``) over the
+``cleaning.eol_daily_days`` days before each possible death date, so the outputs stage can write the
+end-of-life spending per care day (``clean/eol_daily.parquet``) from the same summary: the care-day
+key rides on the person join the stage already makes, and splits only those persons' last months.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import ibis.expr.types as ir
 
 from pipeline.config import CleaningSettings, StudyConfig
 from pipeline.stages.ingest import cast_to_contract
+from pipeline.stages.pmsi import DEATH_EXIT
 from pipeline.stages.rules import (
     DISABLED_PREFIX_FR,
     AuditRow,
@@ -163,6 +169,35 @@ def category_name_expr(code: ir.IntegerValue, cleaning: CleaningSettings) -> ir.
     return ibis.literal(["other", *cleaning.categories])[code]
 
 
+# -- end-of-life care days ----------------------------------------------------------------------
+
+
+def possible_deaths(persons_base: ir.Table, mco_b: ir.Table, mco_c: ir.Table, nir_map: ir.Table) -> ir.Table:
+    """person_id → death_date, one row per date a person may turn out to have died on: the IR_BEN_R
+    date (sentinel already null) and the exit of every PMSI stay with SOR_MOD 9, before any PMSI rule.
+
+    The death date the outputs stage settles on (IR_BEN_R if plausible, else the earliest valid PMSI
+    death exit) is always one of these; the DCIR stage cannot wait for it, since it also needs the PMSI
+    rules and this stage's own last care dates. ``mco_b`` and ``mco_c`` are the stacked yearly tables
+    (``pmsi.union_years``); the person link is the PMSI stage's (NIR_ANO_17 = BEN_NIR_PSA).
+    """
+    keys = ["pmsi_year", "ETA_NUM", "RSA_NUM"]
+    b = mco_b.filter(mco_b.SOR_MOD.strip() == DEATH_EXIT).select(*keys)
+    s = b.join(mco_c, keys).select(mco_c.NIR_ANO_17, death_date=mco_c.EXE_SOI_DTF)
+    pmsi = s.join(nir_map, s.NIR_ANO_17 == nir_map.BEN_NIR_PSA).select(nir_map.person_id, s.death_date)
+    ben = persons_base.select("person_id", death_date=persons_base.ben_death_date)
+    both = ibis.union(ben, pmsi, distinct=False)
+    return both.filter(both.death_date.notnull())
+
+
+def eol_day_ranges(deaths: ir.Table, days: int) -> ir.Table:
+    """person_id → eol_from, eol_to: the care days whose kept claims are keyed by day, from ``days − 1``
+    days before a person's earliest possible death to the latest one (one range per person, so the
+    person join never repeats a claim; persons whose sources disagree get a wider range)."""
+    g = deaths.group_by("person_id").aggregate(first=deaths.death_date.min(), last=deaths.death_date.max())
+    return g.select("person_id", eol_from=g["first"] - ibis.interval(days=days - 1), eol_to=g["last"])
+
+
 # -- stage functions -----------------------------------------------------------------------------
 
 
@@ -197,12 +232,15 @@ def claims_netted(lines: ir.Table, cleaning: CleaningSettings) -> ir.Table:
     )
 
 
-def claims_summary(netted: ir.Table, key_map: ir.Table, cleaning: CleaningSettings) -> ir.Table:
+def claims_summary(netted: ir.Table, key_map: ir.Table, cleaning: CleaningSettings,
+                   eol_ranges: ir.Table | None = None) -> ir.Table:
     """Netted claims linked to persons and summarised (the stage output): kept claims by person,
-    care month, category and audit flags; dropped claims by fate, category and flags only.
+    care month, care day (end-of-life ranges only), category and audit flags; dropped claims by fate,
+    category and flags only.
 
     Columns: person_id, month (both null on the rows of dropped claims: nothing downstream reads
     who they belonged to, and collapsing them keeps the summary to the size of the kept claims),
+    care_date (EXE_SOI_DTD for kept claims inside the person's ``eol_ranges`` range, else null),
     category, fate, regularised (1 for netted lines that contained a negative line), not_an_act (1
     for CPL_MAJ_TOP >= 2), n_lines (ER_PRS_F lines), n_groups (netted lines), euros (BSE_REM_MNT),
     acts (quantity of lines with CPL_MAJ_TOP < 2), hours (quantity of experiment payments),
@@ -211,9 +249,16 @@ def claims_summary(netted: ir.Table, key_map: ir.Table, cleaning: CleaningSettin
     Written for speed, since this aggregate is most of the stage's time: the two audit flags are
     grouping keys rather than counters (a summary row almost always holds one kind of line, and a
     key costs less than a sum per row); ``n_lines`` is summed as float64, which is exact for counts
-    below 2**53 and avoids DuckDB's 128-bit integer sum state.
+    below 2**53 and avoids DuckDB's 128-bit integer sum state. The end-of-life ranges are joined to
+    the (small) person map, not to the claims, so they travel with the person join already made.
     """
-    t = netted.left_join(key_map, ["BEN_NIR_PSA", "BEN_RNG_GEM"]).select(netted, key_map.person_id)
+    if eol_ranges is not None:
+        key_map = key_map.left_join(eol_ranges, "person_id").select(
+            key_map, eol_ranges.eol_from, eol_ranges.eol_to)
+    else:
+        key_map = key_map.mutate(eol_from=ibis.null("date"), eol_to=ibis.null("date"))
+    t = netted.left_join(key_map, ["BEN_NIR_PSA", "BEN_RNG_GEM"]).select(
+        netted, key_map.person_id, key_map.eol_from, key_map.eol_to)
     experiment_codes = list(cleaning.experiment.prs_nat_ref)
     is_act = (t.CPL_MAJ_TOP < 2).fill_null(True)
     fate = ibis.cases(((t.fate == 0) & link_to_beneficiary(t), ibis.literal(FATE_UNLINKED, "int8")),
@@ -222,13 +267,16 @@ def claims_summary(netted: ir.Table, key_map: ir.Table, cleaning: CleaningSettin
     t = t.mutate(
         person_id=ibis.cases((kept, t.person_id), else_=ibis.null("string")),
         month=ibis.cases((kept, month_of(t.EXE_SOI_DTD)), else_=ibis.null("date")),
+        care_date=ibis.cases((kept & t.EXE_SOI_DTD.between(t.eol_from, t.eol_to), t.EXE_SOI_DTD),
+                             else_=ibis.null("date")),
         category_code=category_code_expr(t, cleaning),
         fate=fate,
         not_an_act=(~is_act).cast("int8"),
         act_qty=ibis.cases((is_act, t.qty), else_=0.0),
         hour_qty=ibis.cases((in_list(t.PRS_NAT_REF, experiment_codes), t.qty), else_=0.0),
     )
-    s = t.group_by(["person_id", "month", "category_code", "fate", "regularised", "not_an_act"]).aggregate(
+    s = t.group_by(["person_id", "month", "care_date", "category_code", "fate", "regularised",
+                    "not_an_act"]).aggregate(
         n_lines=t.n_lines.cast("float64").sum(),
         n_groups=t.count().cast("int64"),
         euros=t.euros.sum(),
@@ -237,17 +285,19 @@ def claims_summary(netted: ir.Table, key_map: ir.Table, cleaning: CleaningSettin
         last_care=t.EXE_SOI_DTD.max(),
     )
     return s.select(
-        "person_id", "month", category=category_name_expr(s.category_code, cleaning), fate=s.fate,
+        "person_id", "month", "care_date", category=category_name_expr(s.category_code, cleaning), fate=s.fate,
         regularised=s.regularised, not_an_act=s.not_an_act, n_lines=s.n_lines.cast("int64"),
         n_groups=s.n_groups, euros=s.euros, acts=s.acts, hours=s.hours, last_care=s.last_care,
     )
 
 
-def dcir_stage(er_prs_f: ir.Table, key_map: ir.Table, config: StudyConfig) -> ir.Table:
-    """The DCIR stage: raw ER_PRS_F and the person map to the claims summary."""
+def dcir_stage(er_prs_f: ir.Table, key_map: ir.Table, config: StudyConfig,
+               eol_ranges: ir.Table | None = None) -> ir.Table:
+    """The DCIR stage: raw ER_PRS_F and the person map to the claims summary (kept claims keyed by
+    care day inside ``eol_ranges``, see ``eol_day_ranges``; none when it is not given)."""
     window = ClaimsWindow.from_config(config)
     lines = claims_with_fate(er_prs_f, window, config.cleaning)
-    return claims_summary(claims_netted(lines, config.cleaning), key_map, config.cleaning)
+    return claims_summary(claims_netted(lines, config.cleaning), key_map, config.cleaning, eol_ranges)
 
 
 def kept_claims(summary: ir.Table) -> ir.Table:

@@ -1,4 +1,5 @@
-"""The cleaning outputs of docs/CONTRACTS.md section 2: persons, the person × month panel, stays."""
+"""The cleaning outputs of docs/CONTRACTS.md section 2: persons, the person × month panel, stays and
+the decedents' DCIR spending per care day before death (eol_daily)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ def spend_columns(config: StudyConfig) -> list[str]:
 
 def panel_columns(config: StudyConfig) -> list[str]:
     return ["person_id", "month", *spend_columns(config), "hosp_stays", "hosp_days", "seances", "nursing_acts",
+            "experiment_hours"]
+
+
+def eol_daily_columns(config: StudyConfig) -> list[str]:
+    """Columns of eol_daily: the panel's DCIR columns, by care day instead of month."""
+    return ["person_id", "care_date", *[f"spend_{c}" for c in config.cleaning.category_names], "nursing_acts",
             "experiment_hours"]
 
 
@@ -73,22 +80,27 @@ def persons_table(persons: ir.Table, death: ir.Table, roster: ir.Table, config: 
     )
 
 
+def dcir_amounts(claims_kept: ir.Table, keys: list[str], config: StudyConfig) -> ir.Table:
+    """Kept DCIR claims (summary rows) summed by ``keys``: spending per category, nursing act count,
+    experiment hours — the one definition behind the panel and eol_daily."""
+    c = claims_kept
+    return c.group_by(keys).aggregate(
+        **{f"spend_{cat}": ibis.cases((c.category == cat, c.euros), else_=0.0).sum()
+           for cat in config.cleaning.category_names},
+        nursing_acts=ibis.cases((c.category == NURSING_ACTS_CATEGORY, c.acts), else_=0.0).sum(),
+        experiment_hours=c.hours.sum(),
+    )
+
+
 def panel_table(claims_kept: ir.Table, stays: ir.Table, config: StudyConfig) -> ir.Table:
     """Person × month activity: spending per category, hospital stays/days/séances, acts, hours.
 
     DCIR spending is attributed to the care month; hospital stays, days, séances and their cost
-    (MNT_TOT_AM) to the entry month, so a stay and its cost always fall in the same month and a
-    window "stays starting in the 3 months before death" counts the cost of exactly those stays.
+    (MNT_TOT_AM) to the entry month, so a stay and its cost always fall in the same month.
     Months outside the claims window are left out. Missing person-months mean zero.
     """
-    cats = config.cleaning.category_names
     spend = spend_columns(config)
-    c = claims_kept
-    dcir = c.group_by(["person_id", "month"]).aggregate(
-        **{f"spend_{cat}": ibis.cases((c.category == cat, c.euros), else_=0.0).sum() for cat in cats},
-        nursing_acts=ibis.cases((c.category == NURSING_ACTS_CATEGORY, c.acts), else_=0.0).sum(),
-        experiment_hours=c.hours.sum(),
-    ).mutate(
+    dcir = dcir_amounts(claims_kept, ["person_id", "month"], config).mutate(
         **{f"spend_{HOSPITAL}": ibis.literal(0.0)},
         hosp_stays=ibis.literal(0, "int64"), hosp_days=ibis.literal(0, "int64"), seances=ibis.literal(0, "int64"),
     )
@@ -120,3 +132,20 @@ def panel_table(claims_kept: ir.Table, stays: ir.Table, config: StudyConfig) -> 
         experiment_hours=allp.experiment_hours.sum(),
     )
     return out.select(*cols)
+
+
+def eol_daily_table(claims_kept: ir.Table, persons: ir.Table, config: StudyConfig) -> ir.Table:
+    """Kept DCIR spending per decedent × care day over the ``cleaning.eol_daily_days`` days before
+    death (death day included): same rules, netting, categories and sums as the panel.
+
+    Decedents are persons with a death date not flagged as an error. Their claims come from the
+    summary rows the DCIR stage keyed by day (``care_date``), which cover every possible death date;
+    the final death date picks its window here. Missing person-days mean zero.
+    """
+    days = config.cleaning.eol_daily_days
+    p = persons.filter(persons.death_date.notnull() & (persons.death_flag_error == 0))
+    p = p.select("person_id", "death_date")
+    c = claims_kept.filter(claims_kept.care_date.notnull())
+    j = c.join(p, "person_id")
+    j = j.filter((j.care_date >= j.death_date - ibis.interval(days=days - 1)) & (j.care_date <= j.death_date))
+    return dcir_amounts(j, ["person_id", "care_date"], config).select(*eol_daily_columns(config))
