@@ -14,11 +14,19 @@ the pool and binary searches for the treated units (O(m log m + n log m)), whate
 Tie-breaking (deterministic): equal keys keep the input row order (stable sorts); between a left and a
 right candidate at the same distance the left one (smaller value) wins; between treated units at the
 same distance the earlier treated row wins.
+
+Risk-set constraints (all optional): a *person* may own several control positions (one per period);
+its capacity (how many matched sets it may serve) is shared by all of them. A control position may
+be valid for some treated units only (``c_until[j] >= t_time[t]``: still at risk on the treated
+unit's time zero). Greedy matching skips invalid candidates by moving the treated unit's own cursor;
+optimal matching only builds valid edges (:func:`nearest_candidates` widens its scan until it has k
+valid candidates per side).
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,6 +157,12 @@ def greedy_match(
     ratio: int,
     capacity: int,
     sequence: np.ndarray | None,
+    *,
+    blocks: Sequence[np.ndarray] | None = None,
+    person: np.ndarray | None = None,
+    c_until: np.ndarray | None = None,
+    t_time: np.ndarray | None = None,
+    distinct_persons: bool = False,
 ) -> Assignment:
     """Greedy nearest-neighbour matching, exact, in ``ratio`` rounds.
 
@@ -163,7 +177,19 @@ def greedy_match(
       materialising them.
     * otherwise treated units are served in ``sequence`` order, each taking its nearest available.
 
-    ``capacity`` = how many treated units one control may serve (1 without replacement, 0 unlimited).
+    ``capacity`` = how many treated units one control *person* may serve (1 without replacement, 0
+    unlimited). ``person`` gives the person code of each sorted position (None: every position is its
+    own person); when a person reaches its capacity all of its positions become unavailable — lazily:
+    a position of an exhausted person is removed the first time a cursor or a heap pop meets it.
+
+    ``blocks`` = lists of treated indices matched one after the other (risk-set matching period by
+    period); the availability of persons carries over from one block to the next. None = one block.
+
+    Per-pair restrictions (``c_until``/``t_time``: position j is a candidate of treated t only if
+    ``c_until[j] >= t_time[t]``; ``distinct_persons``: a treated unit never takes two positions of one
+    person) never change over time for a given pair, so a treated unit simply moves its own cursor past
+    a candidate that is not valid for it.
+
     Each treated unit keeps two cursors moving outward from its position, so it never takes the same
     control twice even when controls are reused.
     """
@@ -176,22 +202,47 @@ def greedy_match(
     tv = np.asarray(t_value, dtype=np.float64).tolist()
     avail = _Availability()
     uses: dict[int, int] = {}
+    exhausted: set[int] = set()
     count = [0] * n
     out_t: list[int] = []
     out_c: list[int] = []
     out_d: list[float] = []
+    by_person = person is not None and capacity != 0
+    until = None if c_until is None else np.asarray(c_until, dtype=np.int64)
+    tt = None if t_time is None else np.asarray(t_time, dtype=np.int64).tolist()
+    taken: dict[int, set[int]] | None = {} if (distinct_persons and person is not None) else None
+    checked = by_person or until is not None or taken is not None
+
+    def valid(t: int, j: int) -> bool:
+        if by_person and int(person[j]) in exhausted:
+            avail.remove(j)  # lazily: the person's capacity was reached through another position
+            return False
+        if until is not None and until[j] < tt[t]:
+            return False
+        return taken is None or int(person[j]) not in taken.get(t, ())
 
     def nearest(t: int) -> tuple[float, int]:
         best_d, best_j = np.inf, -1
         j = avail.next_left(left[t])
+        if checked:
+            while j >= lo[t] and not valid(t, j):
+                left[t] = j - 1  # never valid for t again: move its own cursor past it
+                j = avail.next_left(j - 1)
         if j >= lo[t]:
             best_d, best_j = tv[t] - float(values[j]), j
         j = avail.next_right(right[t])
+        if checked:
+            while j < hi[t] and not valid(t, j):
+                right[t] = j + 1
+                j = avail.next_right(j + 1)
         if j < hi[t]:
             d = float(values[j]) - tv[t]
             if d < best_d:
                 best_d, best_j = d, j
         return best_d, best_j
+
+    def gone(j: int) -> bool:
+        return avail.removed(j) or (by_person and int(person[j]) in exhausted)
 
     def assign(t: int, j: int, d: float) -> None:
         out_t.append(t)
@@ -202,63 +253,76 @@ def greedy_match(
             right[t] = j + 1
         else:
             left[t] = j - 1
+        p = j if person is None else int(person[j])
+        if taken is not None:
+            taken.setdefault(t, set()).add(p)
         if capacity:
-            u = uses.get(j, 0) + 1
-            uses[j] = u
+            u = uses.get(p, 0) + 1
+            uses[p] = u
             if u >= capacity:
+                exhausted.add(p)
                 avail.remove(j)
 
-    candidates = [t for t in range(n) if hi[t] > lo[t]]
     group = None
     if capacity == 1 and sequence is None and n:
-        keys = np.column_stack([layout.lo, layout.hi, layout.pos]).astype(np.float64)
-        keys = np.column_stack([keys, np.asarray(t_value, dtype=np.float64)])
+        keys = [layout.lo, layout.hi, layout.pos, np.asarray(t_value, dtype=np.float64)]
+        if t_time is not None:  # same window, value and time zero: same valid candidates
+            keys.append(np.asarray(t_time))
+        keys = np.column_stack([np.asarray(k, dtype=np.float64) for k in keys])
         group = np.unique(keys, axis=0, return_inverse=True)[1].ravel().tolist()
-    seq = None if sequence is None else [t for t in np.asarray(sequence).tolist() if hi[t] > lo[t]]
-    for rnd in range(ratio):
-        if seq is not None:
-            for t in seq:
+    rank = None
+    if sequence is not None:
+        rank = np.empty(n, dtype=np.int64)
+        rank[np.asarray(sequence, dtype=np.int64)] = np.arange(n)
+    for block in ([np.arange(n)] if blocks is None else blocks):
+        block = np.asarray(block, dtype=np.int64)
+        if rank is not None:
+            block = block[np.argsort(rank[block], kind="stable")]
+        members = [t for t in block.tolist() if hi[t] > lo[t]]
+        for rnd in range(ratio):
+            if rank is not None:
+                for t in members:
+                    if count[t] != rnd:
+                        continue
+                    d, j = nearest(t)
+                    if j >= 0:
+                        assign(t, j, d)
+                continue
+            # Treated units with identical windows and values are interchangeable: without reuse they
+            # share one frontier, and ties go to the earlier row, so only the earliest waiting member of
+            # such a group is kept in the heap (the next one enters when it is served). Without this, k
+            # tied units would all chase the same frontier: O(k²) stale pops.
+            follower: dict[int, int] = {}
+            heads = []
+            last: dict[int, int] = {}
+            for t in members:
                 if count[t] != rnd:
                     continue
+                g = group[t] if group is not None else t
+                if g in last:
+                    follower[last[g]] = t
+                else:
+                    heads.append(t)
+                last[g] = t
+            heap = []
+            for t in heads:
                 d, j = nearest(t)
                 if j >= 0:
-                    assign(t, j, d)
-            continue
-        # Treated units with identical windows and values are interchangeable: without reuse they share
-        # one frontier, and ties go to the earlier row, so only the earliest waiting member of such a
-        # group is kept in the heap (the next one enters when it is served). Without this, k tied units
-        # would all chase the same frontier: O(k²) stale pops.
-        follower = [-1] * n
-        heads = []
-        last: dict[int, int] = {}
-        for t in candidates:
-            if count[t] != rnd:
-                continue
-            g = group[t] if group is not None else t
-            if g in last:
-                follower[last[g]] = t
-            else:
-                heads.append(t)
-            last[g] = t
-        heap = []
-        for t in heads:
-            d, j = nearest(t)
-            if j >= 0:
-                heap.append((d, t, j))
-        heapq.heapify(heap)
-        while heap:
-            d, t, j = heapq.heappop(heap)
-            if avail.removed(j):
-                d, j = nearest(t)
-                if j >= 0:
-                    heapq.heappush(heap, (d, t, j))
-                continue
-            assign(t, j, d)
-            nxt = follower[t]
-            if nxt >= 0:
-                d, j = nearest(nxt)
-                if j >= 0:  # otherwise no later member of the group can find a control either
-                    heapq.heappush(heap, (d, nxt, j))
+                    heap.append((d, t, j))
+            heapq.heapify(heap)
+            while heap:
+                d, t, j = heapq.heappop(heap)
+                if gone(j):
+                    d, j = nearest(t)
+                    if j >= 0:
+                        heapq.heappush(heap, (d, t, j))
+                    continue
+                assign(t, j, d)
+                nxt = follower.get(t, -1)
+                if nxt >= 0:
+                    d, j = nearest(nxt)
+                    if j >= 0:  # otherwise no later member of the group can find a control either
+                        heapq.heappush(heap, (d, nxt, j))
     return Assignment(
         treated=np.asarray(out_t, dtype=np.int64),
         position=np.asarray(out_c, dtype=np.int64),
@@ -266,27 +330,87 @@ def greedy_match(
     )
 
 
-def nearest_candidates(layout: SearchLayout, t_value: np.ndarray, n_nearest: np.ndarray) -> Assignment:
-    """For each treated unit its ``n_nearest[t]`` nearest controls inside the caliper (vectorised).
-
-    The k nearest of a sorted window lie within k positions on either side of ``pos``, so only the
-    window ``[max(lo, pos - k), min(hi, pos + k))`` is scanned; edges are then ranked per treated unit.
-    """
-    k = np.asarray(n_nearest, dtype=np.int64)
-    start = np.maximum(layout.lo, layout.pos - k)
-    stop = np.minimum(layout.hi, layout.pos + k)
+def _window_edges(rows: np.ndarray, start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (row, position) with start[i] <= position < stop[i], for the given rows (vectorised)."""
     size = np.maximum(stop - start, 0)
-    total = int(size.sum())
-    treated = np.repeat(np.arange(len(size), dtype=np.int64), size)
     offsets = np.cumsum(size) - size
-    position = np.arange(total, dtype=np.int64) - np.repeat(offsets - start, size)
-    distance = np.abs(layout.values[position] - np.asarray(t_value, dtype=np.float64)[treated])
+    row = np.repeat(rows, size)
+    position = np.arange(int(size.sum()), dtype=np.int64) - np.repeat(offsets - start, size)
+    return row, position
+
+
+def nearest_candidates(
+    layout: SearchLayout,
+    t_value: np.ndarray,
+    n_nearest: np.ndarray,
+    *,
+    treated: np.ndarray | None = None,
+    person: np.ndarray | None = None,
+    uses: np.ndarray | None = None,
+    capacity: int = 0,
+    c_until: np.ndarray | None = None,
+    t_time: np.ndarray | None = None,
+) -> Assignment:
+    """For each treated unit its ``n_nearest[t]`` nearest *valid* controls inside the caliper (vectorised).
+
+    Valid: the person of the position has capacity left (``uses[person[j]] < capacity`` when ``uses``
+    is given) and the control is at risk on the treated unit's time zero (``c_until[j] >= t_time[t]``).
+    On each side of ``pos`` the k nearest valid candidates are the first k valid ones met moving
+    outward, so a window of k positions on either side of ``pos`` is scanned first and, for units that
+    found fewer than k valid candidates on a side that the caliper window does not end, widened
+    (doubled) until they do: the scan costs at most about twice the positions needed. The valid edges
+    found are then ranked per treated unit by (distance, position) and the first k kept.
+    ``treated`` restricts the search to those treated indices (default: all).
+    """
+    idx = np.arange(len(layout.lo), dtype=np.int64) if treated is None else np.asarray(treated, dtype=np.int64)
+    k = np.asarray(n_nearest, dtype=np.int64)[idx]
+    lo, hi, pos = layout.lo[idx], layout.hi[idx], layout.pos[idx]
+    tv = np.asarray(t_value, dtype=np.float64)
+    constrained = uses is not None or c_until is not None
+
+    def valid(local: np.ndarray, position: np.ndarray) -> np.ndarray:
+        ok = np.ones(len(local), dtype=bool)
+        if uses is not None:
+            ok &= uses[person[position]] < capacity
+        if c_until is not None:
+            ok &= c_until[position] >= t_time[idx[local]]
+        return ok
+
+    width = k.copy()
+    if constrained:
+        active = np.flatnonzero((k > 0) & (hi > lo))
+        while len(active):
+            start = np.maximum(lo[active], pos[active] - width[active])
+            stop = np.minimum(hi[active], pos[active] + width[active])
+            local, position = _window_edges(active, start, stop)
+            ok = valid(local, position)
+            on_left = position < pos[local]
+            n_left = np.bincount(local[ok & on_left], minlength=len(idx))[active]
+            n_right = np.bincount(local[ok & ~on_left], minlength=len(idx))[active]
+            kk = k[active]
+            more = ((n_left < kk) & (start > lo[active])) | ((n_right < kk) & (stop < hi[active]))
+            active = active[more]
+            width[active] *= 2
+    start = np.maximum(lo, pos - width)
+    stop = np.minimum(hi, pos + width)
+    local, position = _window_edges(np.arange(len(idx), dtype=np.int64), start, stop)
+    if constrained:
+        ok = valid(local, position)
+        local, position = local[ok], position[ok]
+    distance = np.abs(layout.values[position] - tv[idx[local]])
     # rank within treated by (distance, position): lexsort keys are given last-primary
-    idx = np.lexsort((position, distance, treated))
-    treated, position, distance = treated[idx], position[idx], distance[idx]
-    first = np.repeat(offsets, size)
-    keep = (np.arange(total) - first) < np.repeat(k, size)
-    return Assignment(treated[keep], position[keep], distance[keep])
+    order = np.lexsort((position, distance, local))
+    local, position, distance = local[order], position[order], distance[order]
+    first = np.flatnonzero(np.r_[True, local[1:] != local[:-1]]) if len(local) else np.zeros(0, np.int64)
+    rank = np.arange(len(local)) - np.repeat(first, np.diff(np.r_[first, len(local)]))
+    keep = rank < k[local]
+    return Assignment(idx[local[keep]], position[keep], distance[keep])
+
+
+#: Largest number of rows (treated units × ratio) of one stratum in an optimal problem: with R rows the
+#: dummy penalties reach about 2R², the solver's sums about 4R³, and float64 must resolve the gap of 1
+#: between the lexicographic levels (4R³ · 2⁻⁵³ ≤ 2⁻⁸ for R ≤ 20 000).
+OPTIMAL_MAX_ROWS_PER_STRATUM = 20_000
 
 
 def optimal_match(
@@ -295,59 +419,99 @@ def optimal_match(
     t_stratum: np.ndarray,
     ratio: int,
     capacity: int,
+    *,
+    treated: np.ndarray | None = None,
+    person: np.ndarray | None = None,
+    uses: np.ndarray | None = None,
+    c_until: np.ndarray | None = None,
+    t_time: np.ndarray | None = None,
     max_edges: int = 50_000_000,
 ) -> Assignment:
-    """Optimal matching: maximum number of pairs, then minimum total distance, within each stratum.
+    """Optimal matching within each stratum, lexicographically: (1) the most treated units matched,
+    (2) then the most controls, (3) then the least total distance.
 
     One sparse minimum-weight full bipartite matching (scipy's LAPJVsp) is solved on the block-diagonal
     graph of all strata at once:
 
     * rows = treated units replicated ``ratio`` times (replica j stands for the j-th control);
-    * columns = candidate controls (replicated ``capacity`` times when reuse is capped) plus one private
-      dummy column per row, so a full matching always exists (a treated unit may stay unmatched);
-    * edges = only within-caliper controls among the ``ratio × m_s`` nearest of each treated unit, where
-      m_s is the number of treated units of its stratum. This restriction is exact: a row matched to a
-      control outside its R nearest (R = number of rows of its stratum) could be moved to one of those R
-      nearest left free by the R - 1 other rows, which lowers the cost;
-    * weights = distance + 1 for real edges (scipy needs non-zero weights; a constant per real edge does
-      not change the optimum once the number of pairs is fixed) and a penalty P > (max weight) × (rows of
-      the largest stratum) for dummies, so any matching with more real pairs is cheaper: the number of
-      pairs is maximised first, then the total distance is minimised.
+    * columns = candidate controls (replicated by their remaining capacity when reuse is capped) plus
+      one private dummy column per row, so a full matching always exists (a treated unit may stay
+      unmatched);
+    * edges = only *valid* within-caliper controls (person with capacity left, at risk on the treated
+      unit's time zero) among the R nearest valid ones of each treated unit, R = ``ratio × m_s`` rows of
+      its stratum. This restriction is exact: a row matched to a control outside its R nearest could be
+      moved to one of those R left free by the R - 1 other rows, keeping (1) and (2) and lowering (3);
+    * weights: real edge = d / d_max + 1 ∈ [1, 2] (scipy needs non-zero weights; scaling the distances
+      does not change the optimum). Dummy of a non-first replica: P2 = 2R + 1 > (any total of real
+      weights of the stratum), so one more control always pays. Dummy of the first replica:
+      P1 = (R + 1)·P2 + 2R + 1, so one more treated unit matched always pays, even at the cost of every
+      other replica (P1 > R·P2 + 2R). Since P1 > P2 the first replica is the one used when a treated unit
+      gets a single control. In a stratum of R rows costs stay below about 2R² and the solver's sums
+      below about 4R³, so float64 resolves the level gaps (≥ 1) exactly for R ≤
+      ``OPTIMAL_MAX_ROWS_PER_STRATUM`` (checked) and the distances to about 4R³·2⁻⁵³ of d_max.
+
+    ``treated`` restricts the problem to those treated indices; ``uses``/``person``/``capacity`` give the
+    capacity already consumed by each person (risk-set matching, period by period).
     """
     n = len(t_value)
-    has_candidates = layout.hi > layout.lo
+    idx = np.arange(n, dtype=np.int64) if treated is None else np.asarray(treated, dtype=np.int64)
+    has_candidates = idx[layout.hi[idx] > layout.lo[idx]]
     _, inv, per_stratum = np.unique(t_stratum[has_candidates], return_inverse=True, return_counts=True)
     rows_per_stratum = np.zeros(n, dtype=np.int64)
-    rows_per_stratum[has_candidates] = per_stratum[inv] * ratio
-    edges = nearest_candidates(layout, t_value, rows_per_stratum)
-    n_edges = len(edges.treated) * ratio * max(capacity, 1)
+    rows_per_stratum[has_candidates] = per_stratum[inv.ravel()] * ratio
+    max_rows = int(rows_per_stratum.max(initial=0))
+    if max_rows > OPTIMAL_MAX_ROWS_PER_STRATUM:
+        raise ValueError(
+            f"optimal matching: one stratum has {max_rows:,} rows (treated × ratio), more than "
+            f"{OPTIMAL_MAX_ROWS_PER_STRATUM:,} for which the lexicographic objective is exact in float64: "
+            "use finer exact strata or method='nearest'"
+        )
+    edges = nearest_candidates(layout, t_value, rows_per_stratum, treated=has_candidates, person=person,
+                               uses=uses, capacity=capacity, c_until=c_until, t_time=t_time)
+    if len(edges.treated) == 0:
+        return Assignment(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    col_pos, col_of_edge = np.unique(edges.position, return_inverse=True)
+    col_of_edge = col_of_edge.ravel()
+    if uses is not None:
+        copies = (capacity - uses[person[col_pos]]).astype(np.int64)
+    else:
+        copies = np.full(len(col_pos), max(capacity, 1), dtype=np.int64)
+    per_edge = copies[col_of_edge] * ratio
+    n_edges = int(per_edge.sum())
     if n_edges > max_edges:
         raise MemoryError(
             f"optimal matching would need {n_edges:,} candidate edges (more than {max_edges:,}): use "
             "finer exact strata, a narrower caliper, or method='nearest'"
         )
-    if len(edges.treated) == 0:
-        return Assignment(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    copies = max(capacity, 1)
-    col_pos, col_of_edge = np.unique(edges.position, return_inverse=True)
-    n_real_cols = len(col_pos) * copies
-    n_rows = n * ratio
-    # real edges: each (treated, control) edge becomes ratio × copies (row, column) entries
-    rep = np.arange(ratio)
-    cpy = np.arange(copies)
-    e_rows = (edges.treated[:, None, None] * ratio + rep[None, :, None]).repeat(copies, axis=2)
-    e_cols = (col_of_edge[:, None, None] * copies + cpy[None, None, :]).repeat(ratio, axis=1)
-    e_w = np.broadcast_to(edges.distance[:, None, None] + 1.0, e_rows.shape)
-    max_rows = int(rows_per_stratum.max()) if n else 1
-    penalty = (float(edges.distance.max()) + 1.0) * (max_rows + 1) + 1.0
-    rows = np.concatenate([e_rows.ravel(), np.arange(n_rows)])
-    cols = np.concatenate([e_cols.ravel(), n_real_cols + np.arange(n_rows)])
-    weights = np.concatenate([e_w.ravel(), np.full(n_rows, penalty)])
+    # rows: only treated units with at least one valid edge (the others keep just their dummy)
+    t_with, t_local = np.unique(edges.treated, return_inverse=True)
+    t_local = t_local.ravel()
+    n_rows = len(t_with) * ratio
+    col_start = np.cumsum(copies) - copies
+    n_real_cols = int(copies.sum())
+    # each (treated, control) edge becomes ratio × copies (row, column) entries
+    e = np.repeat(np.arange(len(per_edge)), per_edge)
+    within = np.arange(n_edges) - np.repeat(np.cumsum(per_edge) - per_edge, per_edge)
+    q = copies[col_of_edge][e]
+    e_rows = t_local[e] * ratio + within // q
+    e_cols = col_start[col_of_edge[e]] + within % q
+    d_max = float(edges.distance.max())
+    scale = 1.0 / d_max if d_max > 0 else 1.0
+    e_w = edges.distance[e] * scale + 1.0
+    r = rows_per_stratum[t_with].astype(np.float64)
+    p2 = 2.0 * r + 1.0
+    p1 = (r + 1.0) * p2 + 2.0 * r + 1.0
+    dummy_w = np.where(np.arange(n_rows) % ratio == 0, np.repeat(p1, ratio), np.repeat(p2, ratio))
+    rows = np.concatenate([e_rows, np.arange(n_rows)])
+    cols = np.concatenate([e_cols, n_real_cols + np.arange(n_rows)])
+    weights = np.concatenate([e_w, dummy_w])
     graph = sparse.csr_matrix((weights, (rows, cols)), shape=(n_rows, n_real_cols + n_rows))
     row_ind, col_ind = min_weight_full_bipartite_matching(graph)
     real = col_ind < n_real_cols
-    treated = row_ind[real] // ratio
-    position = col_pos[col_ind[real] // copies]
-    distance = np.abs(layout.values[position] - np.asarray(t_value, dtype=np.float64)[treated])
-    idx = np.lexsort((position, treated))
-    return Assignment(treated[idx].astype(np.int64), position[idx].astype(np.int64), distance[idx])
+    treated_out = t_with[row_ind[real] // ratio]
+    column = np.searchsorted(col_start, col_ind[real], side="right") - 1
+    position = col_pos[column]
+    distance = np.abs(layout.values[position] - np.asarray(t_value, dtype=np.float64)[treated_out])
+    idx_sorted = np.lexsort((position, treated_out))
+    return Assignment(treated_out[idx_sorted].astype(np.int64), position[idx_sorted].astype(np.int64),
+                      distance[idx_sorted])

@@ -12,6 +12,10 @@ Conventions (stated in the output):
   after matching.
 * flags: |SMD| > 0.1; variance ratio outside [0.5, 2] (numeric, non-binary covariates only).
 * categorical (non-numeric) covariates are expanded into one 0/1 dummy per level, named ``col=level``.
+* after matching, statistics are over *units*: a control serving several matched sets has one row per
+  set in ``Matcher.matched_`` and weighs the sum of its per-set weights (:func:`unit_rows`). Means and
+  eCDFs would not change if rows were kept split, but Σw² would (variance denominators, Kish ESS —
+  a reused control would look like several independent ones).
 """
 
 from __future__ import annotations
@@ -32,6 +36,17 @@ def kish_ess(weights: np.ndarray) -> float:
     w = np.asarray(weights, dtype=float)
     s2 = float((w * w).sum())
     return float(w.sum() ** 2 / s2) if s2 > 0 else 0.0
+
+
+def unit_rows(matched: pd.DataFrame, id: str, weight: str = "weight") -> pd.DataFrame:
+    """One row per unit of a matched table with one row per (unit, matched set): the first row of each
+    unit, weighing the sum of its rows' weights. Returns ``matched`` itself when no unit repeats."""
+    if id not in matched.columns or not matched[id].duplicated().any():
+        return matched
+    total = matched.groupby(id, sort=False)[weight].sum()
+    out = matched.drop_duplicates(id).copy()
+    out[weight] = out[id].map(total).to_numpy(dtype=float)
+    return out.reset_index(drop=True)
 
 
 def weighted_mean_var(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
@@ -127,8 +142,12 @@ def balance_table(
     treatment: str,
     stages: Sequence[str] = ("before", "after"),
     weight: str = "weight",
+    id: str | None = None,
 ) -> pd.DataFrame:
     """One row per covariate (dummy) and stage: means, SMD, variance ratio, eCDF stats, flags, ESS.
+
+    ``id``: the unit id column of ``matched``; units repeated over matched sets are collapsed first
+    (:func:`unit_rows`).
 
     Without the 'before' stage the candidate pool is not scanned: denominators come from the treated
     rows and dummy levels from the treated and matched rows (the pool is read only for the pooled-SD
@@ -136,6 +155,8 @@ def balance_table(
     """
     full_frame = frame
     covariates = list(dict.fromkeys(covariates))
+    if id is not None:
+        matched = unit_rows(matched, id, weight)
     if "before" not in stages:
         is_t = frame[treatment].to_numpy().astype(bool)
         cols = [*covariates, treatment]
@@ -224,11 +245,13 @@ class MatchSummary:
 
     @classmethod
     def from_matcher(cls, m, balance: pd.DataFrame) -> MatchSummary:
-        w = m.matched_.loc[m.matched_[m.treatment_] == 0, "weight"].to_numpy(dtype=float)
+        units = unit_rows(m.matched_, m.id_)
+        w = units.loc[units[m.treatment_] == 0, "weight"].to_numpy(dtype=float)
         sizes = pd.DataFrame(
             [
                 ("treated", m.n_treated_, m.n_treated_matched_),
                 ("controls", m.n_controls_, m.n_controls_matched_),
+                ("control persons", None, m.n_control_persons_),
                 ("controls (effective, Kish)", m.n_controls_, round(kish_ess(w), 1)),
                 ("unmatched treated", None, m.n_unmatched_),
                 ("partial sets (< ratio controls)", None, m.n_partial_),
@@ -248,7 +271,8 @@ class MatchSummary:
     def render(self) -> str:
         lines = [f"Matching ({self.method}): " + ", ".join(
             f"{k}={v}" for k, v in self.params.items() if k in (
-                "exact", "on", "transform", "caliper", "caliper_scale", "ratio", "replace", "max_reuse", "order")
+                "exact", "on", "transform", "caliper", "caliper_scale", "ratio", "replace", "max_reuse", "person",
+                "period", "time_zero", "order")
         )]
         if self.caliper_width is not None:
             lines.append(f"caliper width on the distance scale: {self.caliper_width:.4g}")

@@ -3,13 +3,16 @@
 Parameters are stored by ``__init__`` and validated by ``fit`` (so ``get_params``/``set_params``/
 ``clone`` make re-running with other settings free). ``fit`` returns ``self`` with fitted attributes
 ending in ``_``. The estimator is generic over any table: one row per unit, a 0/1 treatment column and a
-unique id column. See docs/matching.md for the exact algorithms.
+unique id column; optionally a person column (several rows of one person share its capacity), a period
+column (risk-set matching period by period) and a time-zero / at-risk-until pair of date columns. See
+docs/matching.md for the exact algorithms.
 """
 
 from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -26,11 +29,27 @@ ORDERS = ("closest", "data", "random")
 PROPENSITY_DEFAULT_CALIPER = 0.2
 
 UNMATCHED_REASONS = {
-    "missing_value": "a matching variable is missing",
+    "missing_value": "a matching variable (or its time zero) is missing",
     "no_control_in_stratum": "no candidate control in its exact stratum",
     "no_control_within_caliper": "candidate controls in its stratum, none within the caliper",
-    "controls_taken": "its within-caliper controls were all used by other treated units",
+    "no_control_at_risk": "candidate controls within the caliper, none still at risk on its time zero",
+    "controls_taken": "its within-caliper controls at risk were all used by other treated units (or "
+                      "their persons by matched sets of earlier periods)",
 }
+_NO_TIME = np.iinfo(np.int64).min  # a missing date, as int64 seconds (NaT)
+
+
+@dataclass(frozen=True)
+class ReuseStats:
+    """How many matched sets each matched control person serves (``Matcher.reuse_``)."""
+
+    persons_once: int  # control persons serving exactly one matched set
+    persons_reused: int  # control persons serving two matched sets or more
+    max_uses: int  # most matched sets served by one person (0 when nothing matched)
+    share_rows_reused: float  # share of the control rows of ``matched_`` that come from reused persons
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class Matcher(BaseEstimator):
@@ -39,10 +58,11 @@ class Matcher(BaseEstimator):
     Parameters
     ----------
     method : {'nearest', 'optimal', 'propensity', 'cem'}
-        'nearest' greedy nearest neighbour; 'optimal' maximum number of pairs then minimum total
-        distance within each stratum (sparse assignment); 'propensity' greedy nearest neighbour on the
-        logit of a logistic propensity score, inside the exact strata; 'cem' coarsened exact matching
-        on ``exact`` + ``on`` cut into ``cem_bins`` equal-width bins.
+        'nearest' greedy nearest neighbour; 'optimal' within each stratum the most treated units
+        matched, then the most controls, then the least total distance (sparse assignment);
+        'propensity' greedy nearest neighbour on the logit of a logistic propensity score, inside the
+        exact strata; 'cem' coarsened exact matching on ``exact`` + ``on`` cut into ``cem_bins``
+        equal-width bins.
     exact : list of str
         Columns matched exactly (strata are never crossed). Rows with a missing value cannot match.
     on : str
@@ -58,9 +78,22 @@ class Matcher(BaseEstimator):
     ratio : int >= 1
         Controls per treated unit (1:k). Treated units that find fewer are kept (partial sets).
     replace : bool
-        Whether a control may serve several treated units.
+        Whether a control (person) may serve several matched sets.
     max_reuse : int >= 0
-        With ``replace=True``: maximum number of treated units per control (0 = unlimited).
+        With ``replace=True``: maximum number of matched sets per control person (0 = unlimited).
+    person : str or None
+        Column identifying the person behind a row. Capacity (one matched set without replacement,
+        ``max_reuse`` with) is counted per person across all of its rows. None: each row is a person.
+    period : str or None
+        Column of sortable period labels (e.g. the index quarter). Risk-set matching: periods are
+        matched one after the other in ascending order, each on its treated rows and on the control
+        rows whose person still has capacity; the period is implicitly an exact variable. A person may
+        have at most one control row per period.
+    time_zero, at_risk_until : str or None
+        Date columns, both or neither. A control row c is a candidate for treated row t only if
+        ``at_risk_until[c] >= time_zero[t]`` (still at risk on the treated unit's time zero). In
+        ``matched_`` each control row then takes the ``time_zero`` of its set's treated unit and keeps
+        its own in ``candidate_<time_zero>``.
     order : {'closest', 'data', 'random'}
         Greedy order: closest pair first (global), data order, or a random order (``random_state``).
     ps_covariates : list of str or None
@@ -88,6 +121,10 @@ class Matcher(BaseEstimator):
         ratio: int = 1,
         replace: bool = False,
         max_reuse: int = 0,
+        person: str | None = None,
+        period: str | None = None,
+        time_zero: str | None = None,
+        at_risk_until: str | None = None,
         order: str = "closest",
         ps_covariates: Sequence[str] | None = None,
         ps_max_controls: int = 250_000,
@@ -103,6 +140,10 @@ class Matcher(BaseEstimator):
         self.ratio = ratio
         self.replace = replace
         self.max_reuse = max_reuse
+        self.person = person
+        self.period = period
+        self.time_zero = time_zero
+        self.at_risk_until = at_risk_until
         self.order = order
         self.ps_covariates = ps_covariates
         self.ps_max_controls = ps_max_controls
@@ -162,16 +203,25 @@ class Matcher(BaseEstimator):
             raise bad("on", "a column name (the distance variable)", self.on)
         if self.on is not None and not isinstance(self.on, str):
             raise bad("on", "a column name (str)", self.on)
+        for name in ("person", "period", "time_zero", "at_risk_until"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, str) and v):
+                raise bad(name, "a column name (str) or None", v)
+        if self.time_zero is not None and self.at_risk_until is None:
+            raise bad("at_risk_until", "a column name when time_zero is set (both or neither)", None)
+        if self.at_risk_until is not None and self.time_zero is None:
+            raise bad("time_zero", "a column name when at_risk_until is set (both or neither)", None)
 
         if not isinstance(frame, pd.DataFrame):
             raise TypeError(f"Matcher.fit expects a pandas DataFrame; got {type(frame).__name__}.")
-        needed = [treatment, id, *self._exact, *([self.on] if self.on else []), *self._ps_covariates]
+        needed = [treatment, id, *self._exact, *([self.on] if self.on else []), *self._ps_covariates,
+                  *[c for c in (self.person, self.period, self.time_zero, self.at_risk_until) if c]]
         missing = [c for c in dict.fromkeys(needed) if c not in frame.columns]
         if missing:
             raise ValueError(
                 f"Matcher.fit: column(s) {missing} not found in the frame ({len(frame.columns)} columns: "
-                f"{list(frame.columns)[:12]}...). Pass the right names to exact/on/ps_covariates or "
-                f"treatment=/id=."
+                f"{list(frame.columns)[:12]}...). Pass the right names to exact/on/ps_covariates/person/"
+                f"period/time_zero/at_risk_until or treatment=/id=."
             )
         tr = frame[treatment]
         if pd.api.types.is_numeric_dtype(tr) or pd.api.types.is_bool_dtype(tr):
@@ -195,6 +245,11 @@ class Matcher(BaseEstimator):
                 f"Matcher.fit: the distance variable '{self.on}' must be numeric; found dtype "
                 f"{frame[self.on].dtype}."
             )
+        if self.time_zero is not None and f"candidate_{self.time_zero}" in frame.columns:
+            raise ValueError(
+                f"Matcher.fit: the frame already has a column 'candidate_{self.time_zero}', which matched_ "
+                f"uses for the candidate's own {self.time_zero}; rename or drop it."
+            )
         if self.on is not None and self.transform == "log1p":
             neg = int((frame[self.on] < 0).sum())
             if neg:
@@ -215,6 +270,10 @@ class Matcher(BaseEstimator):
             return list(self.ps_covariates)
         return [*self._exact, *([self.on] if self.on else [])]
 
+    @property
+    def _strata_columns(self) -> list[str]:
+        return list(dict.fromkeys([*([self.period] if self.period else []), *self._exact]))
+
     def _caliper_value(self) -> float | None:
         if self.caliper == "auto":
             return PROPENSITY_DEFAULT_CALIPER if self.method == "propensity" else None
@@ -228,12 +287,20 @@ class Matcher(BaseEstimator):
         self.id_ = id
         self._frame = frame
         is_treated = frame[treatment].to_numpy().astype(bool)
+        time = self._time_values(frame, is_treated)
+        person = self._person_codes(frame, is_treated)
+        period, period_labels = self._period_codes(frame)
+        self._check_persons(person, period, is_treated)
 
         raw, value = self._distance_variable(frame, is_treated)
-        stratum = exact_stratum = stratum_codes(frame, self._exact)
+        # the period is implicitly exact; it leads the stratum code, so strata are ordered by period
+        known = {self.period: (period, len(period_labels))} if period is not None else None
+        stratum = exact_stratum = stratum_codes(frame, self._strata_columns, known)
         if self.method == "cem":
             stratum = self._cem_strata(stratum, value)
         valid = (stratum >= 0) & np.isfinite(value)
+        if time is not None:
+            valid &= time != _NO_TIME  # treated: time zero; control: at-risk-until date
 
         t_rows = np.flatnonzero(is_treated)
         c_rows_all = np.flatnonzero(~is_treated & valid)
@@ -261,19 +328,45 @@ class Matcher(BaseEstimator):
         layout = algorithms.SearchLayout(layout.values, layout.order, layout.pos, lo, hi,
                                          np.where(t_ok, layout.stratum_lo, 0),
                                          np.where(t_ok, layout.stratum_hi, 0))
+        pos_rows = c_rows[layout.order]  # frame row of each sorted control position
+        constraints = {}
+        if time is not None:
+            constraints = {"c_until": time[pos_rows], "t_time": time[t_rows]}
+        pos_person = None
+        if person is not None and len(pos_rows):
+            codes = person[pos_rows]
+            if np.bincount(codes).max() > 1:  # a person owns several candidate rows: shared capacity
+                pos_person = codes
+        t_period = period[t_rows] if period is not None else None
+        blocks = _blocks(t_period) if t_period is not None else None
 
+        capacity = self._capacity()
         if self.method == "cem":
-            t_idx, c_pos, dist = self._cem_pairs(layout, tv)
+            t_idx, c_pos, dist = self._cem_pairs(layout, tv, t_period, pos_person, capacity, **constraints)
+        elif self.method == "optimal" and capacity != 0:
+            if pos_person is None:  # strata are independent: one problem for all periods at once
+                assignment = algorithms.optimal_match(layout, tv, t_strata, self.ratio, capacity, **constraints)
+            else:  # risk sets, period by period: persons used earlier have less capacity left
+                uses = np.zeros(int(pos_person.max()) + 1, dtype=np.int64)
+                parts = []
+                for block in blocks:
+                    part = algorithms.optimal_match(layout, tv, t_strata, self.ratio, capacity, treated=block,
+                                                    person=pos_person, uses=uses, **constraints)
+                    np.add.at(uses, pos_person[part.position], 1)
+                    parts.append(part)
+                assignment = _concat(parts)
         else:
-            capacity = 0 if (self.replace and self.max_reuse == 0) else (self.max_reuse if self.replace else 1)
-            if self.method == "optimal" and capacity != 0:
-                assignment = algorithms.optimal_match(layout, tv, t_strata, self.ratio, capacity)
-            else:
-                # with unlimited reuse every treated unit simply takes its k nearest: greedy is optimal
-                assignment = algorithms.greedy_match(layout, tv, self.ratio, capacity, self._sequence(len(tv)))
+            # with unlimited reuse every treated unit simply takes its k nearest: greedy is optimal
+            assignment = algorithms.greedy_match(
+                layout, tv, self.ratio, capacity, self._sequence(len(tv)), blocks=blocks, person=pos_person,
+                distinct_persons=pos_person is not None and capacity != 1 and period is None, **constraints,
+            )
+        if self.method != "cem":
             t_idx, c_pos, dist = assignment.treated, assignment.position, assignment.distance
 
-        self._build_outputs(frame, t_rows, c_rows, layout, t_ok, t_idx, c_pos, dist, id, stratum, exact_stratum)
+        self._build_outputs(frame, t_rows, pos_rows, layout, t_ok, t_idx, c_pos, dist, id, stratum, exact_stratum,
+                            constraints)
+        self._reuse_statistics(person, period, period_labels, t_rows, t_idx, c_rows_all, capacity)
         return self
 
     # ------------------------------------------------------------------ pieces of fit
@@ -359,84 +452,245 @@ class Matcher(BaseEstimator):
             return np.arange(n)
         return np.random.default_rng(self.random_state).permutation(n)
 
-    def _cem_pairs(self, layout: algorithms.SearchLayout, tv: np.ndarray):
+    def _capacity(self) -> int:
+        """Matched sets one control person may serve: 1 without replacement, max_reuse with (0 = unlimited)."""
+        if not self.replace:
+            return 1
+        return int(self.max_reuse)
+
+    def _time_values(self, frame: pd.DataFrame, is_treated: np.ndarray) -> np.ndarray | None:
+        """Per row, int64 seconds: the time zero of treated rows, the at-risk-until date of control rows."""
+        if self.time_zero is None:
+            return None
+        t0 = _as_seconds(frame[self.time_zero], "time_zero", self.time_zero)
+        until = _as_seconds(frame[self.at_risk_until], "at_risk_until", self.at_risk_until)
+        return np.where(is_treated, t0, until)
+
+    def _person_codes(self, frame: pd.DataFrame, is_treated: np.ndarray) -> np.ndarray | None:
+        """Per row, a code of the person behind each control row (-1 on treated rows)."""
+        if self.person is None:
+            return None
+        codes = np.full(len(frame), -1, dtype=np.int64)
+        codes[~is_treated] = pd.factorize(frame[self.person].to_numpy()[~is_treated])[0]
+        missing = int((codes[~is_treated] < 0).sum())
+        if missing:
+            raise ValueError(
+                f"Matcher.fit: the person column '{self.person}' is missing on {missing} of "
+                f"{int((~is_treated).sum())} control rows; every control row needs a person (its capacity "
+                "is counted per person). Fill or drop those rows."
+            )
+        return codes
+
+    def _period_codes(self, frame: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Per row, the rank of its period label (-1 when missing), and the sorted labels."""
+        if self.period is None:
+            return None, None
+        try:
+            codes, labels = pd.factorize(frame[self.period], sort=True)
+        except TypeError:
+            raise ValueError(
+                f"Matcher.fit: the period column '{self.period}' must hold sortable labels of one type "
+                f"(e.g. '2021Q3'); found dtype {frame[self.period].dtype} with mixed types."
+            ) from None
+        return codes.astype(np.int64), np.asarray(labels)
+
+    def _check_persons(self, person: np.ndarray | None, period: np.ndarray | None, is_treated: np.ndarray) -> None:
+        """At most one control row per person and period; a person with several rows needs a period for
+        'optimal' and 'cem' (greedy methods handle it by removing all rows of an exhausted person)."""
+        if person is None:
+            return
+        pc = person[~is_treated]
+        if period is not None:
+            pp = period[~is_treated]
+            ok = pp >= 0
+            key = pc[ok] * (int(pp.max(initial=0)) + 1) + pp[ok]
+            if len(key) and key.max() < 4 * len(key) + 1024:  # dense codes: a count is cheaper than a hash
+                if np.bincount(key).max() <= 1:
+                    return
+            dup = pd.Series(key).duplicated().to_numpy()
+            if dup.any():
+                n_persons = int(pd.Series(pc[ok][dup]).nunique())
+                raise ValueError(
+                    f"Matcher.fit: {n_persons} person(s) ('{self.person}') have several control rows in one "
+                    f"period of '{self.period}' ({int(dup.sum())} extra row(s)); risk-set matching needs at "
+                    f"most one candidate row per person and period. Keep one row per ({self.person}, "
+                    f"{self.period})."
+                )
+            return
+        several = pd.Series(pc).duplicated().to_numpy()
+        if several.any() and (self.method == "cem" or (self.method == "optimal" and self._capacity() != 0)):
+            n_persons = int(pd.Series(pc[several]).nunique())
+            raise ValueError(
+                f"Matcher.fit (method='{self.method}'): {n_persons} person(s) ('{self.person}') have several "
+                "control rows and period=None, so the capacity of a person cannot be shared between its rows "
+                "in one problem. Set period= (e.g. 'index_quarter') to match period by period (risk-set "
+                "matching), or use method='nearest'."
+            )
+
+    def _cem_pairs(self, layout: algorithms.SearchLayout, tv: np.ndarray, t_period: np.ndarray | None,
+                   pos_person: np.ndarray | None, capacity: int, c_until: np.ndarray | None = None,
+                   t_time: np.ndarray | None = None):
+        """Every (treated, control) pair of a cell, at risk; persons capped at ``capacity`` cells, earliest
+        periods first."""
         size = layout.stratum_hi - layout.stratum_lo
         size = np.where(layout.hi > layout.lo, size, 0)
-        t_idx = np.repeat(np.arange(len(tv)), size)
-        offsets = np.cumsum(size) - size
-        c_pos = np.arange(int(size.sum())) - np.repeat(offsets - layout.stratum_lo, size)
+        t_idx, c_pos = algorithms._window_edges(np.arange(len(tv), dtype=np.int64), layout.stratum_lo,
+                                                layout.stratum_lo + size)
+        if c_until is not None:
+            keep = c_until[c_pos] >= t_time[t_idx]
+            t_idx, c_pos = t_idx[keep], c_pos[keep]
+        if pos_person is not None and capacity != 0:
+            uses = np.zeros(int(pos_person.max()) + 1, dtype=np.int64)
+            by_period = np.argsort(t_period[t_idx], kind="stable")
+            t_idx, c_pos = t_idx[by_period], c_pos[by_period]
+            keep = np.ones(len(t_idx), dtype=bool)
+            bounds = np.flatnonzero(np.diff(t_period[t_idx])) + 1
+            for part in np.split(np.arange(len(t_idx)), bounds):
+                ok = uses[pos_person[c_pos[part]]] < capacity
+                keep[part] = ok
+                np.add.at(uses, pos_person[np.unique(c_pos[part[ok]])], 1)  # one use per cell
+            t_idx, c_pos = t_idx[keep], c_pos[keep]
+            back = np.lexsort((c_pos, t_idx))
+            t_idx, c_pos = t_idx[back], c_pos[back]
         dist = np.abs(layout.values[c_pos] - tv[t_idx])
         return t_idx.astype(np.int64), c_pos.astype(np.int64), dist
 
-    def _build_outputs(self, frame, t_rows, c_rows, layout, t_ok, t_idx, c_pos, dist, id, stratum,
-                       exact_stratum) -> None:
+    def _build_outputs(self, frame, t_rows, pos_rows, layout, t_ok, t_idx, c_pos, dist, id, stratum,
+                       exact_stratum, constraints) -> None:
         ids = frame[id].to_numpy()
-        c_frame_rows = c_rows[layout.order[c_pos]]
+        c_frame_rows = pos_rows[c_pos]
         n_t = len(t_rows)
         per_treated = np.bincount(t_idx, minlength=n_t)
         matched_t = np.flatnonzero(per_treated > 0)
         # subclass = 1..n in treated data order (nearest/optimal) or the CEM cell
+        subclass_of_t = np.zeros(n_t, dtype=np.int64)
         if self.method == "cem":
             _, cell = np.unique(stratum[t_rows[matched_t]], return_inverse=True)
-            subclass_of_t = np.zeros(n_t, dtype=np.int64)
-            subclass_of_t[matched_t] = cell + 1
+            subclass_of_t[matched_t] = cell.ravel() + 1
         else:
-            subclass_of_t = np.zeros(n_t, dtype=np.int64)
             subclass_of_t[matched_t] = np.arange(1, len(matched_t) + 1)
+        pair_subclass = subclass_of_t[t_idx]
         self.pairs_ = pd.DataFrame({
             "treated_id": ids[t_rows[t_idx]],
             "control_id": ids[c_frame_rows],
-            "subclass": subclass_of_t[t_idx],
+            "subclass": pair_subclass,
             "distance": dist,
         })
 
-        # ATT weights: treated 1; each control 1/k of its set (k = controls of that treated), summed
+        t_time = constraints.get("t_time")
         if self.method == "cem":
-            cells = subclass_of_t[t_idx]
-            # CEM weights (Iacus, King & Porro): (m_T^s / m_C^s) × (m_C / m_T) for controls
+            # one row per control (a row lies in one cell); weights (m_T^s / m_C^s) × (m_C / m_T) (Iacus,
+            # King & Porro), m counted over units with at least one pair
+            control_rows, c_first, c_inv = np.unique(c_frame_rows, return_index=True, return_inverse=True)
+            c_inv = c_inv.ravel()
+            c_subclass = pair_subclass[c_first]
             t_cells = subclass_of_t[matched_t]
-            c_unique_rows, c_first = np.unique(c_frame_rows, return_index=True)
-            c_cells = cells[c_first]
             n_cells = int(t_cells.max()) + 1 if len(t_cells) else 1
             mt = np.bincount(t_cells, minlength=n_cells).astype(float)
-            mc = np.bincount(c_cells, minlength=n_cells).astype(float)
-            c_weight = (mt[c_cells] / mc[c_cells]) * (len(c_unique_rows) / max(len(matched_t), 1))
-            c_subclass = c_cells
+            mc = np.bincount(c_subclass, minlength=n_cells).astype(float)
+            c_weight = (mt[c_subclass] / mc[c_subclass]) * (len(control_rows) / max(len(matched_t), 1))
+            source_t = None
+            if t_time is not None:
+                # time zero of a CEM control: the lower median of the time zeros of its cell's treated
+                # units it is at risk for (an actual treated date, so it is still at risk on it)
+                by_time = np.lexsort((t_time[t_idx], c_inv))
+                n_per = np.bincount(c_inv, minlength=len(control_rows))
+                first = np.cumsum(n_per) - n_per
+                source_t = t_idx[by_time[first + (n_per - 1) // 2]]
         else:
-            share = 1.0 / per_treated[t_idx]
-            c_unique_rows, inv = np.unique(c_frame_rows, return_inverse=True)
-            c_weight = np.bincount(inv, weights=share, minlength=len(c_unique_rows))
-            # a reused control keeps the subclass of its first (lowest) set; pairs_ has every set
-            c_subclass = np.full(len(c_unique_rows), np.iinfo(np.int64).max)
-            np.minimum.at(c_subclass, inv, subclass_of_t[t_idx])
-        treated_part = frame.iloc[t_rows[matched_t]].copy()
+            # one row per (control, matched set): weight 1/k of its set, subclass = the set
+            by_set = np.argsort(pair_subclass, kind="stable")
+            control_rows = c_frame_rows[by_set]
+            c_weight = 1.0 / per_treated[t_idx[by_set]]
+            c_subclass = pair_subclass[by_set]
+            source_t = t_idx[by_set]
+        treated_part = frame.iloc[t_rows[matched_t]].reset_index(drop=True)
         treated_part["weight"] = 1.0
         treated_part["subclass"] = subclass_of_t[matched_t]
-        control_part = frame.iloc[c_unique_rows].copy()
+        control_part = frame.iloc[control_rows].reset_index(drop=True)
         control_part["weight"] = c_weight
         control_part["subclass"] = c_subclass
+        if self.time_zero is not None:
+            tz = self.time_zero
+            at = frame.columns.get_loc(tz) + 1
+            treated_part.insert(at, f"candidate_{tz}", treated_part[tz].array)
+            control_part.insert(at, f"candidate_{tz}", control_part[tz].array)
+            control_part[tz] = frame[tz].iloc[t_rows[source_t]].array
         self.matched_ = pd.concat([treated_part, control_part], ignore_index=True)
+        self._matched_control_rows = control_rows
 
         unmatched_t = np.flatnonzero(per_treated == 0)
         n_stratum = (layout.stratum_hi - layout.stratum_lo)[unmatched_t]
         n_caliper = (layout.hi - layout.lo)[unmatched_t]
-        reason = np.where(
-            ~t_ok[unmatched_t], "missing_value",
-            np.where(n_stratum == 0, "no_control_in_stratum",
-                     np.where(n_caliper == 0, "no_control_within_caliper", "controls_taken")),
+        n_at_risk = n_caliper
+        if t_time is not None:
+            n_at_risk = _count_at_risk(layout, unmatched_t, constraints["c_until"], t_time)
+        ok = t_ok[unmatched_t]
+        reason = np.select(
+            [~ok, n_stratum == 0, n_caliper == 0, n_at_risk == 0],
+            ["missing_value", "no_control_in_stratum", "no_control_within_caliper", "no_control_at_risk"],
+            "controls_taken",
         )
         unmatched = frame.iloc[t_rows[unmatched_t]].copy()
         unmatched["unmatched_reason"] = reason
-        unmatched["n_controls_in_stratum"] = np.where(t_ok[unmatched_t], n_stratum, 0)
-        unmatched["n_controls_within_caliper"] = np.where(t_ok[unmatched_t], n_caliper, 0)
+        unmatched["n_controls_in_stratum"] = np.where(ok, n_stratum, 0)
+        unmatched["n_controls_within_caliper"] = np.where(ok, n_caliper, 0)
+        unmatched["n_controls_at_risk"] = np.where(ok, n_at_risk, 0)
         self.unmatched_ = unmatched.reset_index(drop=True)
 
         self.n_treated_matched_ = int(len(matched_t))
-        self.n_controls_matched_ = int(len(c_unique_rows))
+        self.n_controls_matched_ = int(len(np.unique(c_frame_rows)))
         self.n_unmatched_ = int(len(unmatched_t))
         self.n_partial_ = int(((per_treated > 0) & (per_treated < self.ratio)).sum()) if self.method != "cem" else 0
         self.n_pairs_ = int(len(t_idx))
         self.n_strata_matched_ = int(len(np.unique(exact_stratum[t_rows[matched_t]])))
+
+    def _reuse_statistics(self, person, period, period_labels, t_rows, t_idx, c_rows_all, capacity) -> None:
+        """``n_control_persons_``, ``reuse_`` and ``period_counts_`` from the control rows of ``matched_``."""
+        rows = self._matched_control_rows  # frame row of each control row of matched_ (one per set)
+        pers = person[rows] if person is not None else rows
+        persons, uses = np.unique(pers, return_counts=True)
+        self.n_control_persons_ = int(len(persons))
+        self.reuse_ = ReuseStats(
+            persons_once=int((uses == 1).sum()),
+            persons_reused=int((uses >= 2).sum()),
+            max_uses=int(uses.max(initial=0)),
+            share_rows_reused=float(uses[uses >= 2].sum() / len(rows)) if len(rows) else 0.0,
+        )
+        if period is None:
+            self.period_counts_ = None
+            return
+        n_p = len(period_labels)
+
+        def per_period(codes: np.ndarray) -> np.ndarray:
+            return np.bincount(codes[codes >= 0], minlength=n_p)
+
+        t_period = period[t_rows]
+        matched = np.unique(t_idx)
+        c_period = period[c_rows_all]  # valid rows: never a missing period
+        candidates = np.bincount(c_period, minlength=n_p)
+        available = candidates
+        if person is not None and capacity != 0 and len(rows):
+            # a person is available in every period up to the one where it reached its capacity
+            use_period = period[rows]
+            order = np.lexsort((use_period, pers))
+            p_sorted, u_sorted = pers[order], use_period[order]
+            first = np.flatnonzero(np.r_[True, p_sorted[1:] != p_sorted[:-1]])
+            rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+            exhausted_at = np.full(int(person.max()) + 1, n_p, dtype=np.int64)
+            last = rank == capacity - 1
+            exhausted_at[p_sorted[last]] = u_sorted[last]
+            keep = c_period <= exhausted_at[person[c_rows_all]]
+            available = np.bincount(c_period[keep], minlength=n_p)
+        self.period_counts_ = pd.DataFrame({
+            self.period: period_labels,
+            "treated": per_period(t_period),
+            "treated_matched": per_period(t_period[matched]),
+            "pairs": per_period(t_period[t_idx]),
+            "control_rows": candidates,
+            "control_rows_available": available,
+            "controls_matched": per_period(period[np.unique(rows)]),
+        })
 
     # ------------------------------------------------------------------ diagnostics
     def _check_fitted(self) -> None:
@@ -449,7 +703,7 @@ class Matcher(BaseEstimator):
 
         self._check_fitted()
         covs = list(covariates) if covariates is not None else self.default_covariates()
-        return balance_table(self._frame, self.matched_, covs, self.treatment_, stages=stages)
+        return balance_table(self._frame, self.matched_, covs, self.treatment_, stages=stages, id=self.id_)
 
     def default_covariates(self) -> list[str]:
         covs = [*self._exact, *([self.on] if self.on else []), *self._ps_covariates]
@@ -469,18 +723,73 @@ class Matcher(BaseEstimator):
         return MatchSummary.from_matcher(self, self.balance(covariates))
 
 
-def stratum_codes(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    """Integer code of each row's exact stratum (-1 when any column is missing); sorted, deterministic."""
+def _as_seconds(column: pd.Series, role: str, name: str) -> np.ndarray:
+    """A date-like column as int64 seconds (missing = the int64 minimum); ValueError for anything else."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+    if pd.api.types.is_datetime64_dtype(column):
+        return column.to_numpy().astype("datetime64[s]").astype(np.int64)
+    if column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) in ("date", "datetime", "empty"):
+        values = column.to_numpy().copy()
+        values[pd.isna(column).to_numpy()] = None
+        return np.array(values, dtype="datetime64[s]").astype(np.int64)
+    raise ValueError(
+        f"Matcher.fit: the {role} column '{name}' must hold dates (datetime64, or datetime.date values); "
+        f"found dtype {column.dtype}. Convert it with pd.to_datetime."
+    )
+
+
+def _blocks(t_period: np.ndarray) -> list[np.ndarray]:
+    """Treated indices grouped by period, periods in ascending order (missing periods first)."""
+    order = np.argsort(t_period, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(t_period[order])) + 1)
+
+
+def _concat(parts: list[algorithms.Assignment]) -> algorithms.Assignment:
+    if not parts:
+        return algorithms.Assignment(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    return algorithms.Assignment(*(np.concatenate([getattr(a, f) for a in parts])
+                                   for f in ("treated", "position", "distance")))
+
+
+def _count_at_risk(layout: algorithms.SearchLayout, treated: np.ndarray, c_until: np.ndarray,
+                   t_time: np.ndarray, chunk: int = 4_000_000) -> np.ndarray:
+    """For the given treated units, the number of controls in their caliper window at risk on their time
+    zero (windows scanned in chunks of about ``chunk`` positions)."""
+    out = np.zeros(len(treated), dtype=np.int64)
+    size = (layout.hi - layout.lo)[treated]
+    ends = np.cumsum(size)
+    start = 0
+    while start < len(treated):
+        stop = max(start + 1, int(np.searchsorted(ends, ends[start] - size[start] + chunk, side="right")))
+        sel = np.arange(start, min(stop, len(treated)))
+        local, position = algorithms._window_edges(sel, layout.lo[treated[sel]], layout.hi[treated[sel]])
+        ok = c_until[position] >= t_time[treated[local]]
+        out += np.bincount(local[ok], minlength=len(treated))
+        start = int(sel[-1]) + 1
+    return out
+
+
+def stratum_codes(frame: pd.DataFrame, columns: Sequence[str],
+                  known: dict[str, tuple[np.ndarray, int]] | None = None) -> np.ndarray:
+    """Integer code of each row's exact stratum (-1 when any column is missing); sorted, deterministic.
+
+    ``known`` = codes already computed for some columns (sorted level ranks, -1 missing; number of levels).
+    """
     n = len(frame)
     if not columns:
         return np.zeros(n, dtype=np.int64)
     code = np.zeros(n, dtype=np.int64)
     missing = np.zeros(n, dtype=bool)
     for col in columns:
-        c, uniques = pd.factorize(frame[col], sort=True)
+        if known and col in known:
+            c, n_levels = known[col]
+        else:
+            c, uniques = pd.factorize(frame[col], sort=True)
+            n_levels = len(uniques)
         missing |= c < 0
-        code = code * (len(uniques) + 1) + np.maximum(c, 0)
-        if len(uniques) and code.max() > 2**40:  # keep the mixed-radix code small
+        code = code * (n_levels + 1) + np.maximum(c, 0)
+        if n_levels and code.max() > 2**40:  # keep the mixed-radix code small
             code = pd.factorize(code, sort=True)[0].astype(np.int64)
     # hash-based and sorted: codes follow the sorted order of the exact columns' values
     code = pd.factorize(code, sort=True)[0].astype(np.int64)

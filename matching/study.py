@@ -7,7 +7,6 @@ Both read the cached cohort table written by cleaning (``build/clean/cohort.parq
 from __future__ import annotations
 
 import hashlib
-import inspect
 import itertools
 import json
 import time
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from matching.balance import MatchSummary, balance_overview, kish_ess
+from matching.balance import MatchSummary, balance_overview, kish_ess, unit_rows
 from matching.matcher import Matcher
 from matching.profiles import INDICATOR_ID, is_small, unmatched_indicator, unmatched_profiles
 from pipeline.config import StudyConfig
@@ -54,7 +53,8 @@ def load_cohort(build: Path, config: StudyConfig, data_dir: Path | None = None) 
 
     # date32 columns as datetime64 (midnight) rather than Python date objects: much faster to load
     cohort = pq.read_table(path).to_pandas(date_as_object=False)
-    needed = list(dict.fromkeys([*COHORT_REQUIRED, *config.matching.exact, config.matching.on]))
+    risk_set = ["at_risk_until"] if config.matching.time_zero == "treated_index" else []
+    needed = list(dict.fromkeys([*COHORT_REQUIRED, *risk_set, *config.matching.exact, config.matching.on]))
     needed = [c for c in needed if c != "age_band"]
     missing = [c for c in needed if c not in cohort.columns]
     if missing:
@@ -76,13 +76,39 @@ def with_age_band(cohort: pd.DataFrame, width: int, max_age_band: int) -> pd.Dat
     return out
 
 
+#: Cohort columns of risk-set matching (docs/CONTRACTS.md §2): a treated patient's time zero is its
+#: inclusion date (``index_date``); a candidate control must still be at risk (``at_risk_until``: death
+#: date, or study end) on that day.
+TIME_ZERO_COLUMN = "index_date"
+AT_RISK_UNTIL_COLUMN = "at_risk_until"
+
+
 def matcher_from_config(config: StudyConfig) -> Matcher:
+    """The `Matcher` of the [matching] settings. ``time_zero = "treated_index"`` makes matched controls
+    start follow-up on their treated patient's index date (risk-set matching); ``"candidate_index"``
+    keeps each candidate row's own index date. An empty ``person``/``period`` means none."""
     m = config.matching
+    time_zero = ({"time_zero": TIME_ZERO_COLUMN, "at_risk_until": AT_RISK_UNTIL_COLUMN}
+                 if m.time_zero == "treated_index" else {})
     return Matcher(
         method=m.method, exact=list(m.exact), on=m.on, transform=m.transform, caliper=m.caliper,
         caliper_scale=m.caliper_scale, ratio=m.ratio, replace=m.replace, max_reuse=m.max_reuse,
-        order=m.order, random_state=m.seed,
+        person=m.person or None, period=m.period or None, order=m.order, random_state=m.seed, **time_zero,
     )
+
+
+def reuse_sizes(matcher: Matcher, min_cell: int) -> dict[str, Any]:
+    """How matched control persons are reused, for params.json: counts of persons below ``min_cell`` are
+    masked (None), and so is the share of rows from reused persons when their count is masked."""
+    r = matcher.reuse_
+    reused = masked(r.persons_reused, min_cell)
+    return {
+        "control_persons_matched": masked(matcher.n_control_persons_, min_cell),
+        "control_persons_used_once": masked(r.persons_once, min_cell),
+        "control_persons_reused": reused,
+        "control_max_uses": r.max_uses,  # a number of matched sets, not of people
+        "control_rows_share_from_reused": round(r.share_rows_reused, 4) if reused is not None else None,
+    }
 
 
 def file_fingerprint(path: Path) -> str:
@@ -149,6 +175,7 @@ class FitOutcome:
 
     matcher: Matcher
     frame: pd.DataFrame
+    matched: pd.DataFrame        # matched rows keyed by unit = person at time zero (matched_units)
     balance: pd.DataFrame
     profiles: pd.DataFrame
     indicator: dict[str, Any]
@@ -191,7 +218,9 @@ def fit_specification(cohort: pd.DataFrame, config: StudyConfig, stages=("before
                                   reasons=reasons)
     indicator = unmatched_indicator(treated, mask, flags, min_cell, config.published.get(INDICATOR_ID),
                                     method_description(config), level, method_fr=method_description_fr(config))
-    w = matcher.matched_.loc[matcher.matched_["treated"] == 0, "weight"].to_numpy(dtype=float)
+    matched = matched_units(matcher.matched_)
+    per_unit = unit_rows(matched, "unit_id")
+    w = per_unit.loc[per_unit["treated"] == 0, "weight"].to_numpy(dtype=float)
     sizes = {
         "eligible_rows": int(len(frame)),
         "treated": matcher.n_treated_, "controls": matcher.n_controls_,
@@ -200,7 +229,17 @@ def fit_specification(cohort: pd.DataFrame, config: StudyConfig, stages=("before
         "pairs": matcher.n_pairs_, "strata_with_treated": matcher.n_strata_,
         "strata_matched": matcher.n_strata_matched_, "ess_controls": round(kish_ess(w), 1),
     }
-    return FitOutcome(matcher, frame, bal, profiles, indicator, sizes)
+    return FitOutcome(matcher, frame, matched, bal, profiles, indicator, sizes)
+
+
+def matched_units(matched: pd.DataFrame) -> pd.DataFrame:
+    """The matcher's rows keyed by *unit* = a person at a time zero: ``unit_id`` becomes
+    ``<person_id>@<index_date>`` (a control's index date is its treated patient's, under risk-set
+    matching) and the cohort row it came from is kept in ``cohort_unit_id``."""
+    m = matched.rename(columns={"unit_id": "cohort_unit_id"})
+    day = pd.to_datetime(m["index_date"]).dt.strftime("%Y-%m-%d")
+    m.insert(0, "unit_id", m["person_id"].astype(str) + "@" + day)
+    return m
 
 
 def cohort_flow(sizes: dict[str, int]) -> pd.DataFrame:
@@ -289,7 +328,7 @@ def run_match(build: Path, config: StudyConfig, data_dir: Path | None = None) ->
             "attrition": out / "attrition_matching.csv",
         }
         atomic_write_parquet(outputs["pairs"], m.pairs_)
-        atomic_write_parquet(outputs["matched"], m.matched_)
+        atomic_write_parquet(outputs["matched"], outcome.matched)
         published_balance = suppress_balance(outcome.balance, min_cell)
         atomic_write_csv(outputs["balance"], published_balance)
         atomic_write_csv(outputs["unmatched_profiles"], outcome.profiles)
@@ -308,7 +347,7 @@ def run_match(build: Path, config: StudyConfig, data_dir: Path | None = None) ->
             "caliper_width": m.caliper_width_,
             "pooled_sd": getattr(m, "pooled_sd_", None),
             "sizes": {k: (masked(v, min_cell) if isinstance(v, int) and not k.startswith("strata") else v)
-                      for k, v in outcome.sizes.items()},
+                      for k, v in outcome.sizes.items()} | reuse_sizes(m, min_cell),
             "cohort_file": str(paths.cohort),
             "cohort_fingerprint": fingerprint,
             "config_fingerprint": config.fingerprint("matching", "cohort"),
@@ -386,7 +425,6 @@ def run_sweep(build: Path, config: StudyConfig, data_dir: Path | None = None) ->
     with build_lock(build, "sweep"), restore_on_failure(build, BuildPaths(build).sweep):
         cohort = load_cohort(build, config, data_dir)
         rows = []
-        accepts_pairs = headline is not None and "pairs" in inspect.signature(headline).parameters
         for i, spec in enumerate(specs, start=1):
             t0 = time.perf_counter()
             cfg = config.with_overrides({
@@ -404,9 +442,8 @@ def run_sweep(build: Path, config: StudyConfig, data_dir: Path | None = None) ->
                        share_flagged_after=ov["share_flagged"], unmatched_share_complex=ind["value"],
                        unmatched_share_complex_ci_low=ind["ci_low"], unmatched_share_complex_ci_high=ind["ci_high"])
             if headline is not None:
-                extra = {"pairs": outcome.matcher.pairs_} if accepts_pairs else {}
                 try:
-                    for rec in headline(outcome.matcher.matched_, build, cfg, **extra):
+                    for rec in headline(outcome.matched, build, cfg):
                         row[rec["id"]] = rec.get("value")
                         row[f"{rec['id']}_ci_low"] = rec.get("ci_low")
                         row[f"{rec['id']}_ci_high"] = rec.get("ci_high")

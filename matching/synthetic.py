@@ -55,6 +55,8 @@ def synthetic_cohort(n_treated: int, n_controls: int, seed: int = 0, n_quarters:
     for j, f in enumerate(FLAGS):
         frame[f] = flags[:, j]
     frame["complex"] = is_complex.astype(np.int8)
+    # controls are alive to the end of the study; a treated row's at-risk date is its index date
+    frame["at_risk_until"] = np.where(treated == 1, frame["index_date"], pd.Timestamp("2023-12-31").date())
     frame["eligible"] = np.int8(1)
     frame["ineligible_reason"] = None
     return frame

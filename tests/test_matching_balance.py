@@ -49,7 +49,11 @@ def test_balance_against_independent_computation(fitted, stage, cov):
         xt, xc = t_all, values(df[df.treated == 0])
         wt, wc = np.ones(len(xt)), np.ones(len(xc))
     else:
-        mt, mc = m.matched_[m.matched_.treated == 1], m.matched_[m.matched_.treated == 0]
+        # a control reused by several sets has one row per set in matched_: one unit, summed weight
+        units = m.matched_.groupby("unit_id", sort=False).agg(
+            treated=("treated", "first"), x=("x", "first"), age=("age", "first"), g=("g", "first"),
+            weight=("weight", "sum"))
+        mt, mc = units[units.treated == 1], units[units.treated == 0]
         xt, xc = values(mt), values(mc)
         wt, wc = mt.weight.to_numpy(), mc.weight.to_numpy()
     mean_t, mean_c = np.average(xt, weights=wt), np.average(xc, weights=wc)
@@ -94,7 +98,7 @@ def test_summary_and_love_plot(fitted):
     assert "treated" in text and "max |SMD|" in text and "denominator" in text
     ax = m.love_plot(covariates=["x", "age", "g"])
     assert len(ax.get_yticklabels()) == 5  # x, age, g=p, g=q, g=r
-    w = m.matched_.query("treated == 0").weight
+    w = m.matched_.query("treated == 0").groupby("unit_id").weight.sum()  # one weight per unit
     assert frame.set_index("sample").loc["controls (effective, Kish)", "after"] == round(kish_ess(w), 1)
 
 

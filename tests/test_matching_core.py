@@ -73,8 +73,9 @@ def naive_greedy(df: pd.DataFrame, width: float | None, ratio: int = 1, capacity
     return {(ti, ci) for ti, cs in got.items() for ci in cs}
 
 
-def brute_optimal(df: pd.DataFrame, width: float | None, ratio: int) -> tuple[int, float]:
-    """Best (number of pairs, total distance) over every assignment of disjoint control sets."""
+def brute_optimal(df: pd.DataFrame, width: float | None, ratio: int) -> tuple[int, int, float]:
+    """Best (treated matched, number of pairs, total distance) — most treated, then most pairs, then least
+    distance — over every assignment of disjoint control sets."""
     t = df[df.treated == 1].reset_index(drop=True)
     c = df[df.treated == 0].reset_index(drop=True)
     options = []
@@ -83,13 +84,13 @@ def brute_optimal(df: pd.DataFrame, width: float | None, ratio: int) -> tuple[in
               and (width is None or abs(tr.x - cr.x) <= width)]
         subsets = [s for k in range(ratio + 1) for s in itertools.combinations(ok, k)]
         options.append([(s, sum(abs(tr.x - c.x[j]) for j in s)) for s in subsets])
-    best = (0, 0.0)
+    best = (0, 0, 0.0)
     for combo in itertools.product(*options):
         used = [j for s, _ in combo for j in s]
         if len(used) != len(set(used)):
             continue
-        cand = (len(used), sum(d for _, d in combo))
-        if cand[0] > best[0] or (cand[0] == best[0] and cand[1] < best[1]):
+        cand = (sum(1 for s, _ in combo if s), len(used), sum(d for _, d in combo))
+        if (cand[0], cand[1], -cand[2]) > (best[0], best[1], -best[2]):
             best = cand
     return best
 
@@ -137,7 +138,8 @@ def test_optimal_equals_brute_force_minimum(seed, n_t, n_c, caliper, ratio):
     m = Matcher(method="optimal", exact=["s2"], on="x", caliper=caliper, caliper_scale="absolute",
                 ratio=ratio).fit(df)
     df = df.assign(s1=0)
-    n_pairs, total = brute_optimal(df, caliper, ratio)
+    n_treated, n_pairs, total = brute_optimal(df, caliper, ratio)
+    assert m.n_treated_matched_ == n_treated
     assert len(m.pairs_) == n_pairs
     assert m.pairs_.distance.sum() == pytest.approx(total, abs=1e-9)
 
@@ -149,10 +151,12 @@ def test_optimal_never_worse_than_greedy(seed, ratio, caliper):
     kw = dict(exact=["s1", "s2"], on="x", caliper=caliper, ratio=ratio)
     greedy = Matcher(**kw).fit(df)
     opt = Matcher(method="optimal", **kw).fit(df)
-    # optimal maximises the number of pairs first, then minimises the total distance
-    assert len(opt.pairs_) >= len(greedy.pairs_)
-    if len(opt.pairs_) == len(greedy.pairs_):
-        assert opt.pairs_.distance.sum() <= greedy.pairs_.distance.sum() + 1e-9
+    # optimal maximises the treated matched, then the pairs, then minimises the total distance
+    assert opt.n_treated_matched_ >= greedy.n_treated_matched_
+    if opt.n_treated_matched_ == greedy.n_treated_matched_:
+        assert len(opt.pairs_) >= len(greedy.pairs_)
+        if len(opt.pairs_) == len(greedy.pairs_):
+            assert opt.pairs_.distance.sum() <= greedy.pairs_.distance.sum() + 1e-9
 
 
 # ------------------------------------------------------------------ invariants
@@ -240,10 +244,13 @@ def test_weights_and_subclasses_with_reuse():
     m = Matcher(on="x", ratio=2, replace=True).fit(df)
     # t1 takes c1, c2; t2 takes c3 then c2 (nearer than c1)
     assert pair_set(m) == {("t1", "c1"), ("t1", "c2"), ("t2", "c3"), ("t2", "c2")}
-    w = m.matched_.set_index("unit_id")["weight"].to_dict()
-    assert w == {"t1": 1.0, "t2": 1.0, "c1": 0.5, "c2": 1.0, "c3": 0.5}
-    sub = m.matched_.set_index("unit_id")["subclass"].to_dict()
-    assert sub["c2"] == 1 and sub["c3"] == 2
+    # one row per (unit, matched set): c2 serves both sets, once in each, with that set's share
+    rows = sorted(zip(m.matched_.unit_id, m.matched_.subclass, m.matched_.weight, strict=True))
+    assert rows == [("c1", 1, 0.5), ("c2", 1, 0.5), ("c2", 2, 0.5), ("c3", 2, 0.5), ("t1", 1, 1.0), ("t2", 2, 1.0)]
+    assert m.matched_.groupby("unit_id").weight.sum().to_dict() == {"t1": 1.0, "t2": 1.0, "c1": 0.5, "c2": 1.0,
+                                                                   "c3": 0.5}
+    assert m.n_controls_matched_ == 3 and m.n_control_persons_ == 3
+    assert m.reuse_.as_dict() == {"persons_once": 2, "persons_reused": 1, "max_uses": 2, "share_rows_reused": 0.5}
 
 
 def test_sd_caliper_uses_pooled_sd_and_log1p():
@@ -359,3 +366,25 @@ def test_cem_weights():
     assert m.matched_.set_index("unit_id").weight.to_dict() == pytest.approx(
         {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1})
     assert len(m.pairs_) == 6
+
+
+def test_matcher_from_config_wires_risk_sets():
+    from matching.study import matcher_from_config, reuse_sizes
+    from pipeline.config import load_config
+
+    p = matcher_from_config(load_config()).get_params()
+    assert (p["person"], p["period"], p["time_zero"], p["at_risk_until"]) == (
+        "person_id", "index_quarter", "index_date", "at_risk_until")
+    cfg = load_config().with_overrides({"matching": {"time_zero": "candidate_index", "period": ""}})
+    p = matcher_from_config(cfg).get_params()
+    assert (p["person"], p["period"], p["time_zero"], p["at_risk_until"]) == ("person_id", None, None, None)
+    # reuse statistics for params.json: counts of persons below the small-cell threshold are masked
+    df = pd.DataFrame({"unit_id": ["t1", "t2", "c1", "c2", "c3"], "treated": [1, 1, 0, 0, 0],
+                       "x": [0.0, 10.0, 0.1, 0.2, 9.0]})
+    m = Matcher(on="x", ratio=2, replace=True).fit(df)
+    assert reuse_sizes(m, 1) == {"control_persons_matched": 3, "control_persons_used_once": 2,
+                                 "control_persons_reused": 1, "control_max_uses": 2,
+                                 "control_rows_share_from_reused": 0.5}
+    assert reuse_sizes(m, 10) == {"control_persons_matched": None, "control_persons_used_once": None,
+                                  "control_persons_reused": None, "control_max_uses": 2,
+                                  "control_rows_share_from_reused": None}
