@@ -1,4 +1,4 @@
-"""The matched-set cluster bootstrap: algebra against a slow loop, replacement weights, coverage."""
+"""The bootstrap of matched sets (persons resampled: sets sharing a control move together): algebra against a slow loop, reuse clusters, coverage."""
 
 from __future__ import annotations
 

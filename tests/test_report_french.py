@@ -36,7 +36,7 @@ ENGLISH_MARKERS = [
 FRENCH_MARKERS = [
     "Part des personnes décédées", "témoins appariés", "patients-années", "Lignes DPN_QLF = 71 retirées",
     "intervalle de Wilson", "Part répondant", "périmètre de dépenses", "premier critère non rempli",
-    "file active considérée comme connue", "bootstrap par grappes d'ensembles appariés",
+    "file active considérée comme connue", "bootstrap des ensembles appariés",
     "Personnes de l'extraction", "Note moyenne",
 ]
 FIXTURE_FRENCH = ["Patients ÉQUILIBRES appariés", "Définition de l'indicateur", "bootstrap par ensembles appariés",
