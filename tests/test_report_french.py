@@ -145,7 +145,7 @@ def test_sample_report_in_english_keeps_english_record_texts(sample_build: Path,
     build = tmp_path / "build"
     shutil.copytree(sample_build, build)
     en = _render(build, "en", data_dir=SAMPLE_DIR)
-    for phrase in ("per decedent", "Drop ", "spending perimeter", "Share answering", "cluster bootstrap"):
+    for phrase in ("per decedent", "Drop ", "spending perimeter", "Share answering", "bootstrap of matched sets"):
         assert phrase in en, phrase
     for phrase in ("Part des personnes décédées", "périmètre de dépenses", "Part répondant"):
         assert phrase not in en, phrase
