@@ -2,7 +2,9 @@
 
 Amounts are drawn in *units* (acts, boxes, quarter-hours…): units ~ Poisson(mu / mean unit amount),
 split over at most a few lines a month, each line taking a code at random. The expected reimbursed
-amount of a person-month is therefore exactly ``mu``, which is what truth.json relies on. The
+amount of a person-month is therefore exactly ``mu``, and every line's care date is uniform over the
+alive days of its month whatever its amount, so the amount expected on any set of days is ``mu`` x
+(its alive days) / (alive days of the month) — what truth.json relies on (end-of-life window). The
 defects the cleaning rules exist for are *added* lines/stays (copies, cancelled pairs, errors), so
 the clean lines are exactly the planted ones.
 """
@@ -23,7 +25,7 @@ from data_samples.catalog import (
     SEANCE_GHM,
     LineKind,
 )
-from data_samples.outcomes import DCIR_CATEGORIES, ChunkMeans, MonthGrid
+from data_samples.outcomes import DCIR_CATEGORIES, FINAL_STAY_MAX_LOS, ChunkMeans, MonthGrid
 from data_samples.population import DAY, Identities, Population, pick_identity, to_date
 from data_samples.truth import TruthParams
 from pipeline.config import StudyConfig
@@ -47,6 +49,7 @@ class Lines:
     """Column arrays of claim lines (clean lines first; defects appended later)."""
 
     row: np.ndarray        # person row within the chunk
+    month: np.ndarray      # care month (index into the MonthGrid)
     cat: np.ndarray        # index into DCIR_CATEGORIES
     code: np.ndarray
     qty: np.ndarray
@@ -71,8 +74,12 @@ class Lines:
         return int(self.row.size)
 
 
-def _expand(units: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Split the units of each person-month cell over min(units, cap) lines."""
+def _expand(units: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split the units of each person-month cell over min(units, cap) lines.
+
+    Returns per line: its cell (flat index), its rank j in the cell, the cell's number of lines L, its
+    units (the first ``units % L`` lines get one more), and the index of its cell among the non-empty
+    cells (for per-cell draws)."""
     flat = np.flatnonzero(units)
     u = units.ravel()[flat]
     n_lines = np.minimum(u, cap)
@@ -81,17 +88,18 @@ def _expand(units: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.nda
     j = np.arange(rep.size) - starts[rep]
     L = n_lines[rep]
     qty = u[rep] // L + (j < u[rep] % L)
-    return flat[rep], j, L, qty
+    return flat[rep], j, L, qty, rep
 
 
 def draw_lines(rng: np.random.Generator, cm: ChunkMeans, grid: MonthGrid, kinds: list[LineKind]) -> Lines:
     n, M = cm.present.shape
+    alive_days = cm.alive_days.astype(np.int64)
     parts = []
     for kind in kinds:
         cat = DCIR_CATEGORIES.index(kind.category)
         mu = cm.observed(kind.category)
         units = rng.poisson(mu / kind.mean_unit_eur)
-        cell, j, L, qty = _expand(units, kind.max_lines_per_month)
+        cell, j, L, qty, cell_of = _expand(units, kind.max_lines_per_month)
         if cell.size == 0:
             continue
         row, month = cell // M, cell % M
@@ -107,13 +115,16 @@ def draw_lines(rng: np.random.Generator, cm: ChunkMeans, grid: MonthGrid, kinds:
                 rng.choice(len(kind.pse_spe_cod), size=cell.size, p=np.asarray(kind.spe_probs) / sum(kind.spe_probs))]
         else:
             spe = np.full(cell.size, kind.pse_spe_cod[0], dtype=np.int64)
-        m_start = grid.starts[month]
-        a_end = cm.alive_end[row, month]
-        days = (a_end - m_start).astype("timedelta64[D]").astype(np.int64) + 1
-        offset = np.floor((j + rng.random(cell.size)) * days / L).astype(np.int64)
-        dtd = m_start + np.minimum(offset, days - 1) * DAY
-        dtf = np.minimum(dtd + kind.span_days * DAY, a_end) if kind.span_days else dtd
-        parts.append(Lines(row=row, cat=np.full(cell.size, cat, dtype=np.int8), code=code,
+        # The L lines of a cell take the L equal slices of the month's alive days in an order rotated
+        # by a uniform per-cell draw: lines stay spread over the month, and each line's date is uniform
+        # over the alive days independently of its units (the first lines carry the extra units).
+        rotation = np.floor(rng.random(cell_of[-1] + 1) * np.bincount(cell_of)).astype(np.int64)[cell_of]
+        slot = (j + rotation) % L
+        days = alive_days[row, month]
+        offset = np.minimum(np.floor((slot + rng.random(cell.size)) * days / L).astype(np.int64), days - 1)
+        dtd = grid.starts[month] + offset * DAY
+        dtf = np.minimum(dtd + kind.span_days * DAY, cm.alive_end[row, month]) if kind.span_days else dtd
+        parts.append(Lines(row=row, month=month, cat=np.full(cell.size, cat, dtype=np.int8), code=code,
                            qty=qty.astype(np.float64), amount=amount, act=act, spe=spe, dtd=dtd, dtf=dtf,
                            cpl=np.zeros(cell.size, dtype=np.int64), prs_ord=np.ones(cell.size, dtype=np.int64),
                            parent=np.full(cell.size, -1, dtype=np.int64)))
@@ -138,9 +149,13 @@ def add_surcharges(rng: np.random.Generator, lines: Lines, share: float) -> tupl
     return Lines.concat([lines, sur]), int(pick.size)
 
 
-def flux_dates(rng: np.random.Generator, care: np.ndarray) -> np.ndarray:
-    lag = rng.choice(FLUX_LAG_MONTHS, size=care.size, p=FLUX_LAG_PROBS)
-    return (care.astype("datetime64[M]") + lag + 1).astype("datetime64[D]")
+def flux_months(rng: np.random.Generator, care_month: np.ndarray) -> np.ndarray:
+    """Flux (payment) month of each line, as a MonthGrid index (may lie beyond the grid)."""
+    lag = np.searchsorted(FLUX_LAG_CDF, rng.random(care_month.size), side="right")
+    return care_month + 1 + lag
+
+
+FLUX_LAG_CDF = np.cumsum(FLUX_LAG_PROBS)[:-1]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,12 +186,12 @@ def draw_stays(rng: np.random.Generator, cm: ChunkMeans, grid: MonthGrid, pop: P
     limit = np.where(np.isnat(death), claims_end, death - DAY)  # ordinary stays end before death
 
     counts = rng.poisson(cm.observed_hosp_rate)
-    cell = _expand(counts, 10**6)[0]  # one stay per unit
+    cell = _expand(counts, 10**6)[0]  # one stay per unit (outcomes.StayWindowModel mirrors this model)
     row, month = cell // M, cell % M
     days = (cm.alive_end[row, month] - grid.starts[month]).astype("timedelta64[D]").astype(np.int64) + 1
     entry = grid.starts[month] + np.floor(rng.random(cell.size) * days).astype(np.int64) * DAY
     eol = cm.eol_k[row, month] >= 0
-    los = 1 + rng.poisson(np.where(eol, b.hosp_los_mean * 1.3, b.hosp_los_mean) - 1)
+    los = 1 + rng.poisson(np.where(eol, b.hosp_los_mean * b.eol_hosp_los_factor, b.hosp_los_mean) - 1)
     entry = np.minimum(entry, limit[row])
     ok = entry >= grid.starts[month]
     exit_ = np.minimum(entry + los * DAY, limit[row])
@@ -187,7 +202,7 @@ def draw_stays(rng: np.random.Generator, cm: ChunkMeans, grid: MonthGrid, pop: P
 
     dies_in = rng.random(n) < cm.observed_final_p
     f_row = np.flatnonzero(dies_in)
-    f_los = np.minimum(1 + rng.poisson(b.final_stay_los_mean - 1, f_row.size), 40)
+    f_los = np.minimum(1 + rng.poisson(b.final_stay_los_mean - 1, f_row.size), FINAL_STAY_MAX_LOS)
     f_exit = death[f_row]
     f_entry = np.maximum(f_exit - f_los * DAY, claims_start)
     final = Stays(row=f_row, entry=f_entry, exit=f_exit,

@@ -2,18 +2,26 @@
 
 Stages (each a function of its own module): population → identities/ALDs → per chunk of persons:
 expected monthly amounts (both potential outcomes) → claim lines and stays → defects → files.
-Everything derives from one ``numpy.random.SeedSequence``: the same seed, scale, truth and
-configuration give byte-identical files. The extract is written to a temporary directory beside
-``out`` and renamed into place at the end, so a failed run never leaves a half extract.
+Everything derives from one ``numpy.random.SeedSequence`` (one child seed per chunk): the same seed,
+scale, truth and configuration give byte-identical files, whether the chunks are drawn in this
+process or by forked worker processes (their tables are written in chunk order). The extract is
+written to a temporary directory beside ``out`` and renamed into place at the end, so a failed run
+never leaves a half extract.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
+import multiprocessing as mp
 import os
 import shutil
 import tempfile
 import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,20 +31,22 @@ import pyarrow as pa
 
 from data_samples.catalog import DCIR_KINDS
 from data_samples.claims import (
+    FLUX_LAG_MONTHS,
     Lines,
     Stays,
     add_surcharges,
     draw_lines,
     draw_stays,
     experiment_kind,
-    flux_dates,
+    flux_months,
     hospital_finess,
 )
-from data_samples.outcomes import DCIR_CATEGORIES, MonthGrid, TruthAccumulator, chunk_means
+from data_samples.outcomes import DCIR_CATEGORIES, MonthGrid, StayWindowModel, TruthAccumulator, chunk_means
 from data_samples.population import (
     CONTROL,
     CPX_FLAGS,
     DAY,
+    DAYS_PER_MONTH,
     OUTSIDE,
     SENTINEL_1600,
     TREATED,
@@ -45,16 +55,26 @@ from data_samples.population import (
     build_ald_rows,
     build_identities,
     build_population,
+    death_probability,
     pick_identity,
     to_date,
 )
 from data_samples.truth import DEFAULT_TRUTH, TruthParams, load_truth
-from data_samples.writers import FORMATS, SUFFIX, TableWriter, to_arrow, write_table
+from data_samples.writers import FORMATS, SUFFIX, TableWriter, arrow_schema, write_table
 from pipeline.config import StudyConfig
 from pipeline.contract_spec import TABLES, X_NIR
 from pipeline.io import PipelineError, atomic_write_text
 
 PERSONS_PER_CHUNK = 4000
+# DCT_ORD_NUM: chunk k numbers its décomptes from DCT_FIRST + k x DCT_BLOCK (a chunk of 4 000 persons
+# has at most 4 000 x 60 months x 12 lines, x 6 with every defect copy: always below the block).
+DCT_FIRST, DCT_BLOCK = 10_000_000, 100_000_000
+# Chunks run in this many forked worker processes (1 = in process); the files do not depend on it.
+DEFAULT_WORKERS = max(1, min(2, os.cpu_count() or 1))
+# Below this many chunks, starting workers (and warming their memory) costs more than it saves.
+MIN_CHUNKS_FOR_WORKERS = 4
+# Shared memory per hand-over slot (a chunk's ER_PRS_F table is ~0.2 GB; only touched pages count).
+HANDOVER_SLOT_BYTES = 768 * 2**20
 APHP_LEGAL_FINESS = "750712184"
 IDF_DPTS = ("075", "077", "078", "091", "092", "093", "094", "095")
 
@@ -96,9 +116,16 @@ class GenerationResult:
 
 # --------------------------------------------------------------------------------------------------
 def generate_extract(out: Path, scale: float, seed: int, truth_path: Path | None, fmt: str,
-                     confounding: float | None, config: StudyConfig) -> GenerationResult:
-    """Generate the extract into ``out`` (replaced atomically) and return what was written."""
+                     confounding: float | None, config: StudyConfig, workers: int | None = None) -> GenerationResult:
+    """Generate the extract into ``out`` (replaced atomically) and return what was written.
+
+    ``workers``: processes drawing the chunks of persons (default ``DEFAULT_WORKERS``); the files are
+    byte-identical whatever the number.
+    """
     fmt = fmt.lower()
+    workers = DEFAULT_WORKERS if workers is None else int(workers)
+    if workers < 1:
+        raise GenerationError(f"workers must be an integer >= 1; got {workers}.")
     if fmt not in FORMATS:
         raise GenerationError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}.")
     if not (0 < scale <= 20):
@@ -110,7 +137,7 @@ def generate_extract(out: Path, scale: float, seed: int, truth_path: Path | None
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     t0 = time.perf_counter()
     try:
-        result = _generate_into(tmp, scale, seed, tp, truth_path, fmt, config)
+        result = _generate_into(tmp, scale, seed, tp, truth_path, fmt, config, workers)
         _normal_permissions(tmp)
         _swap_into_place(tmp, out)
     except BaseException:
@@ -159,7 +186,7 @@ def _progress():
 
 
 def _generate_into(tmp: Path, scale: float, seed: int, tp: TruthParams, truth_path: Path | None, fmt: str,
-                   config: StudyConfig) -> GenerationResult:
+                   config: StudyConfig, workers: int) -> GenerationResult:
     ss = np.random.SeedSequence(seed)
     s_pop, s_ids, s_ald, s_chunks, s_pmsi, s_ben = ss.spawn(6)
     pop = build_population(np.random.default_rng(s_pop), scale, tp, config)
@@ -170,32 +197,31 @@ def _generate_into(tmp: Path, scale: float, seed: int, tp: TruthParams, truth_pa
     files: list[str] = []
     defects: dict[str, int] = {}
 
-    acc = TruthAccumulator(perimeter=list(config.indicators.perimeter), eol_window=config.indicators.eol_window_months,
-                           claims_start_month=int(np.datetime64(config.study.claims_start, "M").astype(np.int64)))
+    acc = TruthAccumulator(perimeter=list(config.indicators.perimeter),
+                           eol_window_days=config.indicators.eol_window_days,
+                           claims_start=to_date(config.study.claims_start))
     kinds = [*DCIR_KINDS, experiment_kind(config)]
     _check_categories(kinds, config)
+    n_chunks = -(-pop.n // PERSONS_PER_CHUNK)
+    ctx = _ChunkContext.of(pop, ids, tp, config, grid, kinds, acc, s_chunks.spawn(n_chunks), tmp / ".chunks")
 
-    chunks = [np.arange(a, min(a + PERSONS_PER_CHUNK, pop.n)) for a in range(0, pop.n, PERSONS_PER_CHUNK)]
-    chunk_seeds = s_chunks.spawn(len(chunks))
     prs_path = tmp / f"{config.extract.er_prs_f}{ext}"
     writer = TableWriter(prs_path, TABLES["ER_PRS_F"], fmt)
     stays_parts: list[tuple[np.ndarray, Stays]] = []
-    dct_offset = 10_000_000
-    with _progress() as progress:
-        task = progress.add_task("ER_PRS_F lines", total=len(chunks))
-        for persons, cseed in zip(chunks, chunk_seeds, strict=True):
-            rng = np.random.default_rng(cseed)
-            cm = chunk_means(pop, persons, grid, tp, config)
-            acc.add_expected(cm, pop, config)
-            lines = draw_lines(rng, cm, grid, kinds)
-            lines, _ = add_surcharges(rng, lines, tp.defects.cpl_maj_top_2_share_nursing)
-            table, dct_offset, kept = _dcir_table(rng, lines, cm.persons, pop, ids, tp, config, dct_offset, defects)
-            writer.write(table)
-            stays = draw_stays(rng, cm, grid, pop, tp, config)
-            stays_parts.append((cm.persons[stays.row], stays))
-            _observe(acc, pop, cm.persons, kept, stays, config)
+    # Worker processes are forked before the progress bar starts its thread; closing the outputs stops
+    # them if writing fails.
+    outputs = _chunk_outputs(ctx, n_chunks, workers)
+    with closing(outputs), _progress() as progress:
+        task = progress.add_task("ER_PRS_F lines", total=n_chunks)
+        for out in outputs:  # in chunk order, whatever the number of workers
+            writer.write(out.table)
+            stays_parts.append((out.stay_persons, out.stays))
+            acc.merge(out.acc)
+            for key, v in out.defects.items():
+                _count(defects, key, v)
             progress.advance(task)
     writer.close()
+    shutil.rmtree(ctx.spool, ignore_errors=True)
     files.append(prs_path.name)
 
     pmsi_rng = np.random.default_rng(s_pmsi)
@@ -237,6 +263,7 @@ def _generate_into(tmp: Path, scale: float, seed: int, tp: TruthParams, truth_pa
         "truth_name": tp.name,
         "params": tp.to_dict(),
         "indicators": indicators,
+        "mortality": _mortality_summary(pop, tp, config),
         "observed": _observed_summary(acc),
         "breakdown_per_patient_year": {
             "treated": {k: round(v / acc.patient_years, 2) for k, v in acc.by_cat1.items()} if acc.patient_years else {},
@@ -251,7 +278,7 @@ def _generate_into(tmp: Path, scale: float, seed: int, tp: TruthParams, truth_pa
         "defects": dict(sorted(defects.items())),
         "counts": counts,
         "study": {"claims_start": str(config.study.claims_start), "claims_end": str(config.study.claims_end),
-                  "eol_window_months": config.indicators.eol_window_months,
+                  "eol_window_days": config.indicators.eol_window_days,
                   "perimeter": list(config.indicators.perimeter)},
     }
     atomic_write_text(tmp / "truth.json", json.dumps(truth_doc, indent=2, sort_keys=False, ensure_ascii=False))
@@ -268,6 +295,199 @@ def _generate_into(tmp: Path, scale: float, seed: int, tp: TruthParams, truth_pa
                             surveys=surveys)
 
 
+# --------------------------------------------------------------------------------------------------
+# Chunks of persons: drawn independently (one seed each from the SeedSequence), in this process or in
+# forked worker processes, and always written in chunk order, so the files do not depend on `workers`.
+@dataclass
+class _ChunkContext:
+    """Everything a chunk needs, shared by the worker processes (inherited at fork)."""
+
+    pop: Population
+    ids: Identities
+    tp: TruthParams
+    config: StudyConfig
+    grid: MonthGrid
+    kinds: list
+    stay_model: StayWindowModel
+    acc: TruthAccumulator        # template: each chunk fills an empty copy
+    seeds: list
+    spool: Path                  # hand-over files of tables too big for a shared-memory slot
+    nir: pa.Array                # BEN_NIR_PSA of each identity
+    org: pa.Array                # ORG_CLE_NUM of each person
+    month_days: np.ndarray       # first day (days since 1970) of grid months 0 .. M + 13 (flux months)
+    rate_no_ald: np.ndarray      # reimbursement rate without ALD, by DCIR_CATEGORIES index
+
+    @classmethod
+    def of(cls, pop: Population, ids: Identities, tp: TruthParams, config: StudyConfig, grid: MonthGrid,
+           kinds: list, acc: TruthAccumulator, seeds: list, spool: Path) -> _ChunkContext:
+        first = grid.starts[0].astype("datetime64[M]")
+        months = np.arange(first, first + grid.size + FLUX_LAG_MONTHS.size + 2)
+        org = np.char.add(np.char.add("01", pop.dpt_code.astype("<U3")), "0000")
+        rate = np.ones(len(DCIR_CATEGORIES))
+        for kind in DCIR_KINDS:  # experiment payments: always 100 %
+            rate[DCIR_CATEGORIES.index(kind.category)] = kind.reimbursement_rate_no_ald
+        return cls(pop=pop, ids=ids, tp=tp, config=config, grid=grid, kinds=kinds,
+                   stay_model=StayWindowModel.of(config.indicators.eol_window_days, tp), acc=acc, seeds=seeds,
+                   spool=spool, nir=pa.array(ids.nir, type=pa.string()), org=pa.array(org, type=pa.string()),
+                   month_days=months.astype("datetime64[D]").astype(np.int64), rate_no_ald=rate)
+
+    def persons(self, k: int) -> np.ndarray:
+        return np.arange(k * PERSONS_PER_CHUNK, min((k + 1) * PERSONS_PER_CHUNK, self.pop.n))
+
+
+@dataclass
+class _ChunkOutput:
+    table: pa.Table | None       # ER_PRS_F rows of the chunk (None while handed over by a worker)
+    stay_persons: np.ndarray
+    stays: Stays
+    acc: TruthAccumulator
+    defects: dict[str, int]
+    slot: int = -1               # hand-over (see _Handover)
+    nbytes: int = 0
+    path: Path | None = None
+
+
+def _chunk_output(ctx: _ChunkContext, k: int) -> _ChunkOutput:
+    """Claim lines, stays and truth sums of chunk ``k`` (a pure function of the context and k)."""
+    pop, tp, config, grid = ctx.pop, ctx.tp, ctx.config, ctx.grid
+    rng = np.random.default_rng(ctx.seeds[k])
+    cm = chunk_means(pop, ctx.persons(k), grid, tp, config)
+    acc = ctx.acc.empty_like()
+    acc.add_expected(cm, pop, grid, ctx.stay_model, config)
+    lines = draw_lines(rng, cm, grid, ctx.kinds)
+    lines, _ = add_surcharges(rng, lines, tp.defects.cpl_maj_top_2_share_nursing)
+    defects: dict[str, int] = {}
+    table, extracted = _dcir_table(rng, lines, cm.persons, ctx, DCT_FIRST + k * DCT_BLOCK, defects)
+    stays = draw_stays(rng, cm, grid, pop, tp, config)
+    _observe(acc, pop, cm.persons, lines, extracted, stays, config)
+    return _ChunkOutput(table=table, stay_persons=cm.persons[stays.row], stays=stays, acc=acc, defects=defects)
+
+
+class _Handover:
+    """How worker processes pass their ER_PRS_F tables to the writer: a ring of shared anonymous memory
+    slots, mapped before the fork and reused chunk after chunk (no page is allocated per chunk and the
+    writer reads the table in place), or a spool file for a table larger than a slot."""
+
+    def __init__(self, n_slots: int, slot_bytes: int, spool: Path):
+        self.slots = [mmap.mmap(-1, slot_bytes) for _ in range(n_slots)]
+        self.slot_bytes, self.spool = slot_bytes, spool
+
+    def put(self, out: _ChunkOutput, k: int, slot: int) -> None:
+        """In a worker: move ``out.table`` into slot ``slot`` (or a file)."""
+        table, out.table = out.table, None
+        sink = pa.MockOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as w:
+            w.write_table(table)
+        out.nbytes = sink.size()
+        if out.nbytes <= self.slot_bytes:
+            out.slot = slot
+            dest = pa.FixedSizeBufferWriter(pa.py_buffer(self.slots[slot]))
+        else:
+            self.spool.mkdir(exist_ok=True)
+            out.path = self.spool / f"chunk-{k:06d}.arrow"
+            dest = pa.OSFile(str(out.path), "wb")
+        with dest, pa.ipc.new_stream(dest, table.schema) as w:
+            w.write_table(table)
+
+    def take(self, out: _ChunkOutput) -> pa.Table:
+        """In the writer: the table of ``out`` (in place for a slot; read and deleted for a file)."""
+        if out.path is None:
+            return pa.ipc.open_stream(pa.py_buffer(self.slots[out.slot]).slice(0, out.nbytes)).read_all()
+        with pa.OSFile(str(out.path)) as src:
+            table = pa.ipc.open_stream(src).read_all()
+        out.path.unlink()
+        return table
+
+    def close(self) -> None:
+        for m in self.slots:
+            try:
+                m.close()
+            except BufferError:  # a table still viewing the slot: the mapping goes with the process
+                pass
+
+
+_WORKER_CONTEXT: tuple[_ChunkContext, _Handover] | None = None
+
+
+def _chunk_in_worker(k: int, slot: int) -> _ChunkOutput:
+    """In a worker process: chunk ``k``, its table handed over through ``slot``."""
+    assert _WORKER_CONTEXT is not None, "worker started without a chunk context"
+    ctx, handover = _WORKER_CONTEXT
+    out = _chunk_output(ctx, k)
+    handover.put(out, k, slot)
+    return out
+
+
+def _chunk_outputs(ctx: _ChunkContext, n_chunks: int, workers: int) -> Iterator[_ChunkOutput]:
+    """The chunks' outputs in chunk order, each with its table; with ``workers`` > 1 they are computed
+    by forked worker processes, at most ``workers`` + 1 chunks ahead of the writer. A worker that dies
+    (killed, out of memory) raises BrokenProcessPool instead of hanging."""
+    global _WORKER_CONTEXT
+    if workers <= 1 or n_chunks < MIN_CHUNKS_FOR_WORKERS or "fork" not in mp.get_all_start_methods():
+        return (_chunk_output(ctx, k) for k in range(n_chunks))
+    workers = min(workers, n_chunks)
+    # Task k is submitted once task k - workers - 1 is written, so workers + 1 slots are never reused early.
+    handover = _Handover(workers + 1, HANDOVER_SLOT_BYTES, ctx.spool)
+    executor = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+    pending: deque = deque()
+    submitted = 0
+
+    def fill() -> None:
+        nonlocal submitted
+        while submitted < n_chunks and len(pending) <= workers:
+            pending.append(executor.submit(_chunk_in_worker, submitted, submitted % (workers + 1)))
+            submitted += 1
+
+    _WORKER_CONTEXT = (ctx, handover)
+    try:
+        fill()  # the first submission forks every worker now, before the progress bar starts a thread
+    finally:
+        _WORKER_CONTEXT = None
+
+    def ordered() -> Iterator[_ChunkOutput]:
+        done = False
+        try:
+            while pending:
+                out = pending.popleft().result()
+                out.table = handover.take(out)
+                yield out
+                out.table = None  # written: its slot may be reused
+                fill()
+            done = True
+        finally:
+            executor.shutdown(wait=done, cancel_futures=not done)
+            handover.close()
+
+    return ordered()
+
+
+def _mortality_summary(pop: Population, tp: TruthParams, config: StudyConfig) -> dict[str, Any]:
+    """Deaths of the on-support treated patients with and without the mortality effect (same draws)."""
+    t = np.flatnonzero((pop.group == TREATED) & ~pop.off_support)
+    claims_end = to_date(config.study.claims_end)
+    inc = pop.inclusion[t]
+    months = (claims_end - inc).astype("timedelta64[D]").astype(np.float64) / DAYS_PER_MONTH
+    plan = pop.exit_planned[t]
+    included = np.full(t.size, np.inf)
+    has_plan = ~np.isnat(plan)
+    included[has_plan] = (plan[has_plan] - inc[has_plan]).astype("timedelta64[D]").astype(np.float64) / DAYS_PER_MONTH
+    theta = tp.effects.mortality
+    haz = pop.death_hazard[t]
+    p1 = death_probability(haz, np.full(t.size, theta), included, months)
+    p0 = death_probability(haz, np.ones(t.size), included, months)
+    e1, e0 = float(p1.sum()), float(p0.sum())
+    return {
+        "hazard_ratio_while_included": theta,
+        "population": "on-support treated patients, from inclusion to claims_end",
+        "patients": int(t.size),
+        "deaths_treated": int((~np.isnat(pop.death[t])).sum()),
+        "deaths_untreated_same_draws": int((~np.isnat(pop.death_untreated[t])).sum()),
+        "expected_deaths_treated": round(e1, 2),
+        "expected_deaths_untreated": round(e0, 2),
+        "expected_death_risk_ratio": round(e1 / e0, 6) if e0 else None,
+    }
+
+
 TRUTH_DEFINITIONS = {
     "population": "ÉQUILIBRES patients planted on support (every complex patient planted off support excluded).",
     "estimand": "Expected values under both potential outcomes for the same patients (same deaths and "
@@ -276,9 +496,16 @@ TRUTH_DEFINITIONS = {
     "follow_up": "From the inclusion date (EQL_INC_DTE) to death or claims_end; patient-years = days/365.25.",
     "perimeter": "indicators.perimeter: DCIR categories (BSE_REM_MNT, experiment payments included) + "
                  "hospital (MNT_TOT_AM of full stays and séances, counted in the month of entry).",
-    "eol_window": "The death month and the eol_window_months - 1 calendar months before it; decedents = "
-                  "on-support treated dying after inclusion with the whole window inside the claims window.",
-    "eol_hosp_rate": "mean P(>= 1 full stay entering in the window | treated) / same without treatment - 1.",
+    "eol_window": "The eol_window_days days before death, death day included: [death - (eol_window_days - 1), "
+                  "death]. DCIR amounts by care date (EXE_SOI_DTD); stays and séances by their days in the "
+                  "window (cost x days inside / (exit - entry + 1)), the final in-hospital stay included. "
+                  "Decedents = on-support treated dying after inclusion with the whole window inside the "
+                  "claims window; both arms share the death date realised under treatment.",
+    "eol_hosp_rate": "mean P(>= 1 full stay overlapping the window | treated) / same without treatment - 1 "
+                     "(stays entering before the window but still running into it count).",
+    "mortality": "effects.mortality multiplies the death hazard while included; under an effect the "
+                 "decedents differ between arms, and the end-of-life truth stays defined on the treated "
+                 "decedents (same death dates in both arms).",
     "avoided_spending_share": "1 - sum(E[spend1]) / sum(E[spend0]) over the follow-up.",
     "avoided_spending_per_patient_year": "(sum(E[spend0]) - sum(E[spend1])) / patient-years.",
     "unmatched_share_complex": "complex-care patients planted off support / complex-care patients.",
@@ -311,128 +538,125 @@ def _check_categories(kinds: list, config: StudyConfig) -> None:
                         "with data_samples/catalog.py.")
 
 
-def _dcir_table(rng: np.random.Generator, lines: Lines, persons: np.ndarray, pop: Population, ids: Identities,
-                tp: TruthParams, config: StudyConfig, dct_offset: int, defects: dict[str, int]
-                ) -> tuple[pa.Table, int, Lines]:
+def _dcir_table(rng: np.random.Generator, lines: Lines, persons: np.ndarray, ctx: _ChunkContext, dct_first: int,
+                defects: dict[str, int]) -> tuple[pa.Table, np.ndarray]:
+    """ER_PRS_F rows of a chunk: the clean lines (within the flux horizon) then the defect copies;
+    and which of ``lines`` are in the extract.
+
+    Columns are gathered once through a row index (``src``) into the lines; identifiers stay integer
+    (identity, person) until the Arrow table, where the strings are taken from per-identity arrays.
+    """
+    pop, ids, tp, config = ctx.pop, ctx.ids, ctx.tp, ctx.config
     d = tp.defects
     n = lines.size
     base = lines.parent < 0
+    par = lines.parent[~base]
     person = persons[lines.row]
     ident = pick_identity(rng, ids, person)
-    flux = flux_dates(rng, lines.dtd)
-    dct = np.zeros(n, dtype=np.int64)
+    flux_m = flux_months(rng, lines.month)
     nb = int(base.sum())
-    dct[base] = dct_offset + np.arange(nb)
-    # surcharge lines belong to the décompte of their base line
-    par = lines.parent[~base]
-    ident[~base] = ident[par]
-    flux[~base] = flux[par]
-    dct[~base] = dct[par]
-    horizon = (np.datetime64(config.study.claims_end, "M") + config.study.flux_lag_months + 1).astype("datetime64[D]") - DAY
-    keep = flux <= horizon
+    dct = np.empty(n, dtype=np.int64)
+    dct[base] = dct_first + np.arange(nb)
+    emt_num, emt_ord, trt_lag = rng.integers(1, 40, n), rng.integers(0, 5, n), rng.integers(2, 20, n)
+    for col in (ident, flux_m, dct, emt_num, emt_ord, trt_lag):  # a surcharge shares its line's décompte
+        col[~base] = col[par]
+    horizon_m = int(ctx.grid.index_of(np.datetime64(config.study.claims_end, "D"))) + config.study.flux_lag_months
+    keep = flux_m <= horizon_m
     _count(defects, "beyond_flux_horizon_lines_not_extracted", int((~keep).sum()))
-    kept = lines.take(np.flatnonzero(keep))
-    kinds = {k.category: k for k in DCIR_KINDS}
-    any_ald = pop.any_ald[person]
-    rate = np.ones(n)
-    for cat, kind in kinds.items():
-        m = lines.cat == DCIR_CATEGORIES.index(cat)
-        rate[m & ~any_ald] = kind.reimbursement_rate_no_ald
+    kept_idx = np.flatnonzero(keep)
+
+    rate = np.where(pop.any_ald[person], 1.0, ctx.rate_no_ald[lines.cat])  # ALD: 100 % reimbursed
     bse = np.round(lines.amount / rate, 2)
     pai = bse.copy()
     spec_m = (lines.cat == DCIR_CATEGORIES.index("specialist")) & (rng.random(n) < 0.3)
     pai[spec_m] = np.round(pai[spec_m] + rng.uniform(5, 30, spec_m.sum()), 2)
+    flux_day = ctx.month_days[flux_m]
     cols: dict[str, np.ndarray] = {
-        "DCT_ORD_NUM": dct,
-        "FLX_DIS_DTD": flux,
-        "FLX_EMT_NUM": rng.integers(1, 40, n),
-        "FLX_EMT_ORD": rng.integers(0, 5, n),
-        "FLX_EMT_TYP": np.ones(n, dtype=np.int64),
-        "FLX_TRT_DTD": flux - rng.integers(2, 20, n) * DAY,
-        "ORG_CLE_NUM": np.char.add(np.char.add("01", pop.dpt_code[person].astype("<U3")), "0000"),
-        "PRS_ORD_NUM": lines.prs_ord,
-        "REM_TYP_AFF": np.ones(n, dtype=np.int64),
-        "BEN_NIR_PSA": ids.nir[ident],
-        "BEN_RNG_GEM": ids.rng_gem[ident].astype(np.int64),
-        "EXE_SOI_DTD": lines.dtd,
-        "EXE_SOI_DTF": lines.dtf,
-        "PRS_NAT_REF": lines.code,
-        "PRS_ACT_QTE": lines.qty,
-        "PRS_PAI_MNT": pai,
-        "BSE_REM_BSE": bse,
-        "BSE_REM_MNT": lines.amount,
-        "BSE_PRS_NAT": lines.code.copy(),
-        "DPN_QLF": np.zeros(n, dtype=np.int64),
-        "CPL_MAJ_TOP": lines.cpl,
-        "PSE_ACT_NAT": lines.act,
-        "PSE_SPE_COD": lines.spe,
+        "DCT_ORD_NUM": dct, "FLX_DIS_DTD": flux_day, "FLX_EMT_NUM": emt_num, "FLX_EMT_ORD": emt_ord,
+        "FLX_TRT_DTD": flux_day - trt_lag, "PRS_ORD_NUM": lines.prs_ord, "identity": ident, "person": person,
+        "EXE_SOI_DTD": lines.dtd.astype(np.int64), "EXE_SOI_DTF": lines.dtf.astype(np.int64),
+        "PRS_NAT_REF": lines.code, "PRS_ACT_QTE": lines.qty, "PRS_PAI_MNT": pai, "BSE_REM_BSE": bse,
+        "BSE_REM_MNT": lines.amount, "BSE_PRS_NAT": lines.code, "DPN_QLF": np.zeros(n, dtype=np.int64),
+        "CPL_MAJ_TOP": lines.cpl, "PSE_ACT_NAT": lines.act, "PSE_SPE_COD": lines.spe,
     }
-    cols["FLX_TRT_DTD"][~base] = cols["FLX_TRT_DTD"][par]
-    cols = {k: v[keep] for k, v in cols.items()}
-    _count(defects, "cpl_maj_top_2_lines", int((cols["CPL_MAJ_TOP"] == 2).sum()))
-    is_exp = np.isin(cols["PRS_NAT_REF"], config.cleaning.experiment.prs_nat_ref)
-    candidates = np.flatnonzero(~is_exp & (cols["CPL_MAJ_TOP"] == 0))
-    next_dct = dct_offset + nb
-    extras = []
+    _count(defects, "cpl_maj_top_2_lines", int((lines.cpl[kept_idx] == 2).sum()))
 
-    def copies(idx: np.ndarray) -> dict[str, np.ndarray]:
-        nonlocal next_dct
-        c = {k: v[idx].copy() for k, v in cols.items()}
-        c["DCT_ORD_NUM"] = next_dct + np.arange(idx.size)
-        c["PRS_ORD_NUM"] = np.ones(idx.size, dtype=np.int64)
-        next_dct += idx.size
-        return c
+    # Defects: copies of clean base lines (never experiment payments nor surcharges).
+    is_exp = np.isin(lines.code[kept_idx], config.cleaning.experiment.prs_nat_ref)
+    candidates = kept_idx[~is_exp & (lines.cpl[kept_idx] == 0)]
 
     def pick(share: float) -> np.ndarray:
         return candidates[rng.random(candidates.size) < share]
 
-    # Hospital activity sent "for information" (DPN_QLF = 71): also paid elsewhere.
-    c71 = copies(pick(d.dpn_qlf_71_share))
-    c71["DPN_QLF"][:] = 71
-    extras.append(c71)
-    _count(defects, "dpn_qlf_71_lines", c71["DPN_QLF"].size)
-    # Lines without a base prestation (BSE_PRS_NAT = 0).
-    c0 = copies(pick(d.bse_prs_nat_0_share))
-    c0["BSE_PRS_NAT"][:] = 0
-    extras.append(c0)
-    _count(defects, "bse_prs_nat_0_lines", c0["BSE_PRS_NAT"].size)
-    # Regularisations: a line paid twice (or first at a wrong amount) then cancelled by a negative repeat.
-    reg = pick(d.regularisation_share)
-    wrong = copies(reg)
+    i71 = pick(d.dpn_qlf_71_share)              # hospital activity sent "for information": paid elsewhere
+    i0 = pick(d.bse_prs_nat_0_share)            # lines without a base prestation
+    reg = pick(d.regularisation_share)          # paid twice (or at a wrong amount), then cancelled
     corr = rng.random(reg.size) < d.regularisation_correction_share
     factor = np.where(corr, rng.uniform(1.1, 1.5, reg.size), 1.0)
+    neg_lag, neg_trt = rng.integers(1, 4, reg.size), rng.integers(2, 20, reg.size)
+    pre = pick(d.pre_window_lines_share)        # care before the claims window, paid in its first months
+    pre_days, pre_flux = rng.integers(1, 92, pre.size), rng.integers(0, 3, pre.size)
+    parts = [kept_idx, i71, i0, reg, reg, pre]
+    edges = np.cumsum([0] + [p.size for p in parts])
+    s71, s0, swrong, sneg, spre = (slice(edges[j], edges[j + 1]) for j in range(1, 6))
+    src = np.concatenate(parts)
+    out = {k: v[src] for k, v in cols.items()}
+    n_copies = src.size - kept_idx.size
+    if nb + n_copies >= DCT_BLOCK:  # pragma: no cover - impossible with PERSONS_PER_CHUNK persons
+        raise GenerationError(f"A chunk needs {nb + n_copies:,} DCT_ORD_NUM numbers (> {DCT_BLOCK:,}).")
+    out["DCT_ORD_NUM"][kept_idx.size:] = dct_first + nb + np.arange(n_copies)
+    out["PRS_ORD_NUM"][kept_idx.size:] = 1
+    out["DPN_QLF"][s71] = 71
+    out["BSE_PRS_NAT"][s0] = 0
     for m in ("PRS_PAI_MNT", "BSE_REM_BSE", "BSE_REM_MNT"):
-        wrong[m] = np.round(wrong[m] * factor, 2)
-    neg = {k: v.copy() for k, v in wrong.items()}
-    neg["DCT_ORD_NUM"] = next_dct + np.arange(reg.size)
-    next_dct += reg.size
-    for m in ("PRS_ACT_QTE", "PRS_PAI_MNT", "BSE_REM_BSE", "BSE_REM_MNT"):
-        neg[m] = -neg[m]
-    later = (wrong["FLX_DIS_DTD"].astype("datetime64[M]") + rng.integers(1, 4, reg.size)).astype("datetime64[D]")
-    neg["FLX_DIS_DTD"] = np.minimum(later, (horizon.astype("datetime64[M]")).astype("datetime64[D]"))
-    neg["FLX_DIS_DTD"] = np.maximum(neg["FLX_DIS_DTD"], wrong["FLX_DIS_DTD"])
-    neg["FLX_TRT_DTD"] = neg["FLX_DIS_DTD"] - rng.integers(2, 20, reg.size) * DAY
-    extras += [wrong, neg]
+        out[m][swrong] = np.round(out[m][swrong] * factor, 2)
+        out[m][sneg] = -out[m][swrong]
+    out["PRS_ACT_QTE"][sneg] = -out["PRS_ACT_QTE"][sneg]
+    later = np.maximum(np.minimum(flux_m[reg] + neg_lag, horizon_m), flux_m[reg])
+    out["FLX_DIS_DTD"][sneg] = ctx.month_days[later]
+    out["FLX_TRT_DTD"][sneg] = out["FLX_DIS_DTD"][sneg] - neg_trt
+    start = int(ctx.month_days[0])
+    out["EXE_SOI_DTD"][spre] = start - pre_days
+    out["EXE_SOI_DTF"][spre] = out["EXE_SOI_DTD"][spre]
+    out["FLX_DIS_DTD"][spre] = ctx.month_days[pre_flux]
+    out["FLX_TRT_DTD"][spre] = out["FLX_DIS_DTD"][spre] - 5
+    _count(defects, "dpn_qlf_71_lines", i71.size)
+    _count(defects, "bse_prs_nat_0_lines", i0.size)
     _count(defects, "regularisation_pairs", reg.size)
     _count(defects, "regularisation_corrections", int(corr.sum()))
-    # Care before the claims window, paid in its first flux months (dropped by the flux-window rule).
-    pre = copies(pick(d.pre_window_lines_share))
-    start = to_date(config.study.claims_start)
-    pre["EXE_SOI_DTD"] = start - rng.integers(1, 92, pre["EXE_SOI_DTD"].size) * DAY
-    pre["EXE_SOI_DTF"] = pre["EXE_SOI_DTD"]
-    pre["FLX_DIS_DTD"] = (start.astype("datetime64[M]") + rng.integers(0, 3, pre["EXE_SOI_DTD"].size)).astype("datetime64[D]")
-    pre["FLX_TRT_DTD"] = pre["FLX_DIS_DTD"] - 5 * DAY
-    extras.append(pre)
-    _count(defects, "care_before_window_lines", pre["EXE_SOI_DTD"].size)
-
-    allc = {k: np.concatenate([cols[k]] + [e[k] for e in extras]) for k in cols}
-    table = to_arrow(allc, TABLES["ER_PRS_F"])
-    return table, next_dct, kept
+    _count(defects, "care_before_window_lines", pre.size)
+    return _er_prs_f_arrow(out, ctx), keep
 
 
-def _observe(acc: TruthAccumulator, pop: Population, persons: np.ndarray, lines: Lines, stays: Stays,
-             config: StudyConfig) -> None:
-    """Realised clean amounts for the on-support treated patients (diagnostic 'observed' block)."""
+def _er_prs_f_arrow(cols: dict[str, np.ndarray], ctx: _ChunkContext) -> pa.Table:
+    """The ER_PRS_F Arrow table of a chunk: dates from day numbers, strings taken by identity/person."""
+    n = cols["DCT_ORD_NUM"].size
+    ones = pa.array(np.ones(n, dtype=np.int64))
+    identity = pa.array(cols["identity"])
+    arrays = {
+        "BEN_NIR_PSA": ctx.nir.take(identity),
+        "BEN_RNG_GEM": pa.array(ctx.ids.rng_gem[cols["identity"]].astype(np.int64)),
+        "ORG_CLE_NUM": ctx.org.take(pa.array(cols["person"])),
+        "FLX_EMT_TYP": ones,
+        "REM_TYP_AFF": ones,
+    }
+    schema = arrow_schema(TABLES["ER_PRS_F"])
+    for f in schema:
+        if f.name in arrays:
+            continue
+        v = cols[f.name]
+        if pa.types.is_date32(f.type):
+            arrays[f.name] = pa.array(v.astype(np.int32), type=pa.int32()).view(pa.date32())
+        else:
+            arrays[f.name] = pa.array(v.astype(f.type.to_pandas_dtype(), copy=False), type=f.type)
+    return pa.Table.from_arrays([arrays[f.name] for f in schema], schema=schema)
+
+
+def _observe(acc: TruthAccumulator, pop: Population, persons: np.ndarray, lines: Lines, extracted: np.ndarray,
+             stays: Stays, config: StudyConfig) -> None:
+    """Realised clean amounts for the on-support treated patients (diagnostic 'observed' block), with
+    the estimator's conventions: care dates in the window, stays prorated by their days in it.
+    ``extracted`` flags the lines written to the extract (flux within the horizon)."""
     on = (pop.group[persons] == TREATED) & ~pop.off_support[persons]
     if not on.any():
         return
@@ -440,26 +664,27 @@ def _observe(acc: TruthAccumulator, pop: Population, persons: np.ndarray, lines:
     death = pop.death[persons]
     end = np.where(np.isnat(death), claims_end, death)
     inc = pop.inclusion[persons]
-    w = config.indicators.eol_window_months
-    dm = np.where(np.isnat(death), -10**6, death.astype("datetime64[M]").astype(np.int64))
-    dec = on & ~np.isnat(death) & np.where(np.isnat(death), False, death > inc)
-    dec &= dm - (w - 1) >= acc.claims_start_month
+    dec = np.zeros(persons.size, dtype=bool)
+    dec[on] = acc.decedents(death[on], inc[on])
+    d_day = np.where(dec, death, claims_end)  # dummy dates outside decedents (masked by dec)
+    first = d_day - (acc.eol_window_days - 1) * DAY
 
     perimeter = set(acc.perimeter)
-    cat_ok = np.isin(lines.cat, [DCIR_CATEGORIES.index(c) for c in DCIR_CATEGORIES if c in perimeter])
+    cat_ok = np.isin(lines.cat, [DCIR_CATEGORIES.index(c) for c in DCIR_CATEGORIES if c in perimeter]) & extracted
     r = lines.row
     in_fu = on[r] & (lines.dtd >= inc[r]) & (lines.dtd <= end[r]) & cat_ok
     acc.obs_spend += float(lines.amount[in_fu].sum())
-    lm = lines.dtd.astype("datetime64[M]").astype(np.int64)
-    in_w = dec[r] & (lm <= dm[r]) & (lm > dm[r] - w) & cat_ok
+    in_w = dec[r] & (lines.dtd >= first[r]) & (lines.dtd <= d_day[r]) & cat_ok
     acc.obs_eol_spend += float(lines.amount[in_w].sum())
     if "hospital" in perimeter:
         sr = stays.row
         acc.obs_spend += float(stays.cost[on[sr] & (stays.entry >= inc[sr]) & (stays.entry <= end[sr])].sum())
-        sm = stays.entry.astype("datetime64[M]").astype(np.int64)
-        s_in = dec[sr] & (sm <= dm[sr]) & (sm > dm[sr] - w)
-        acc.obs_eol_spend += float(stays.cost[s_in].sum())
-        full_in = s_in & (stays.kind != 2)
+        lo, hi = np.maximum(stays.entry, first[sr]), np.minimum(stays.exit, d_day[sr])
+        days_in = np.clip((hi - lo).astype("timedelta64[D]").astype(np.float64) + 1, 0, None)
+        stay_days = np.maximum((stays.exit - stays.entry).astype("timedelta64[D]").astype(np.float64) + 1, 1)
+        s_dec = dec[sr] & (stays.entry <= d_day[sr])
+        acc.obs_eol_spend += float((stays.cost * days_in / stay_days)[s_dec].sum())
+        full_in = s_dec & (stays.kind != 2) & (stays.exit >= first[sr])
         acc.obs_eol_hosp += int(np.unique(sr[full_in]).size)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import gammaln, pdtrc, xlogy
 
 from data_samples.population import DAY, TREATED, Population, to_date
 from data_samples.truth import TruthParams
@@ -47,6 +48,7 @@ class ChunkMeans:
     persons: np.ndarray
     present: np.ndarray      # (n, M) alive at some point of the month
     alive_end: np.ndarray    # (n, M) last day alive in the month (datetime64[D])
+    alive_days: np.ndarray   # (n, M) days alive in the month (0 after death)
     eol_k: np.ndarray        # (n, M) months before the death month (0 = death month), -1 otherwise
     tf: np.ndarray           # (n, M) share of the alive days spent included in ÉQUILIBRES
     fu: np.ndarray           # (n, M) share of the alive days in the follow-up (treated: index -> end)
@@ -156,20 +158,122 @@ def chunk_means(pop: Population, persons: np.ndarray, grid: MonthGrid, tp: Truth
     included_at_death = treated & has_death & (death >= inc) & (np.isnat(ex) | (ex > death))
     final_p1 = final_p0 * np.where(included_at_death, e.final_stay, 1.0)
     return ChunkMeans(
-        persons=persons, present=present, alive_end=alive_end, eol_k=eol_k, tf=tf, fu=fu, mu0=mu0, mu1=mu1,
+        persons=persons, present=present, alive_end=alive_end, alive_days=alive_days, eol_k=eol_k, tf=tf, fu=fu,
+        mu0=mu0, mu1=mu1,
         hosp_rate0=hosp0, hosp_rate1=hosp1, hosp_cost=hosp_cost, seance_rate=seance_rate,
         final_p0=final_p0, final_p1=final_p1, observed_treated=treated,
         seance_cost=b.seance_cost_mean, final_cost=b.final_stay_cost_mean,
     )
 
 
+def window_day_share(death: np.ndarray, window_days: int, grid: MonthGrid) -> np.ndarray:
+    """(n, M): share of each month's alive days inside the end-of-life window
+    ``[death - (window_days - 1), death]`` (death day included); 0 where there is no death (NaT).
+
+    Claim dates are uniform over the alive days of their month (see claims.draw_lines), so an amount
+    expected in month m falls in the window with exactly this probability.
+    """
+    death = to_date(death)
+    known = ~np.isnat(death)
+    d = np.where(known, death, grid.starts[0])[:, None]
+    first = d - (window_days - 1) * DAY
+    last_alive = np.minimum(grid.ends[None, :], d)
+    alive = (last_alive - grid.starts[None, :]).astype("timedelta64[D]").astype(np.float64) + 1
+    inside = (last_alive - np.maximum(grid.starts[None, :], first)).astype("timedelta64[D]").astype(np.float64) + 1
+    share = np.clip(inside, 0, None) / np.where(alive > 0, alive, 1.0)
+    return np.where(known[:, None] & (alive > 0), share, 0.0)
+
+
+@dataclass(frozen=True)
+class StayWindowModel:
+    """Expected overlap of the generator's hospital stays with an end-of-life window, by entry day.
+
+    claims.draw_stays: in each alive month, Poisson(rate) full stays enter on a uniform alive day, last
+    LOS = 1 + Poisson(mean - 1) nights (mean x eol_hosp_los_factor in the model's end-of-life months)
+    and end at the latest the day before death (an entry on the death day moves to the day before; a
+    death on the 1st drops that month's stays). A stay's cost is spread evenly over its exit - entry + 1
+    days, as the estimator prorates it. With o = entry - death (days), ``share[k, j]`` is E[days inside
+    the window / stay days] and ``overlap[k, j]`` P(stay reaches the window), for offsets[j] and LOS
+    law k (0 ordinary, 1 end of life). Both depend on the entry offset only, never on the calendar.
+    """
+
+    window_days: int
+    offsets: np.ndarray      # entry - death, from -(window_days - 1 + max_los) to -1
+    share: np.ndarray        # (2, L)
+    overlap: np.ndarray      # (2, L)
+    final_share: float       # E[days of the final stay inside the window / its days]
+
+    @classmethod
+    def of(cls, window_days: int, tp: TruthParams) -> StayWindowModel:
+        b = tp.baseline
+        means = (b.hosp_los_mean, b.hosp_los_mean * b.eol_hosp_los_factor)
+        max_los = 1 + max(_poisson_quantile(LOS_TAIL, m - 1) for m in means)
+        los = np.arange(1, max_los + 1)
+        offsets = np.arange(-(window_days - 1 + max_los), 0)
+        first = -(window_days - 1)
+        x = np.minimum(offsets[:, None] + los[None, :], -1)          # exit offset (<= day before death)
+        days_in = np.clip(x - np.maximum(offsets[:, None], first) + 1, 0, None)
+        frac = days_in / (x - offsets[:, None] + 1)
+        reach = (x >= first).astype(np.float64)
+        share, overlap = np.empty((2, offsets.size)), np.empty((2, offsets.size))
+        for k, m in enumerate(means):
+            pmf = _poisson_pmf(los - 1, m - 1)
+            share[k], overlap[k] = frac @ pmf, reach @ pmf
+        f = np.arange(1, FINAL_STAY_MAX_LOS + 1)  # final stay: entry = death - f, exit = death
+        f_pmf = _poisson_pmf(f - 1, b.final_stay_los_mean - 1)
+        f_pmf[-1] += pdtrc(FINAL_STAY_MAX_LOS - 1, b.final_stay_los_mean - 1)  # capped at the maximum
+        final_share = float((np.minimum(f + 1, window_days) / (f + 1)) @ f_pmf)
+        return cls(window_days=window_days, offsets=offsets, share=share, overlap=overlap, final_share=final_share)
+
+    def expected(self, rate: np.ndarray, cost: np.ndarray, alive_days: np.ndarray, eol_month: np.ndarray,
+                 death: np.ndarray, grid: MonthGrid) -> tuple[np.ndarray, np.ndarray]:
+        """Per person: expected prorated cost of full stays in the window, and expected number of full
+        stays reaching it. Arguments are (n, M) month arrays of the same persons and their death dates."""
+        n, M = rate.shape
+        days = death[:, None] + self.offsets[None, :] * DAY
+        m = grid.index_of(days)
+        valid = m >= 0
+        mc = np.clip(m, 0, M - 1)
+        per_day = np.where(valid, np.take_along_axis(rate / np.maximum(alive_days, 1.0), mc, axis=1), 0.0)
+        eol = np.take_along_axis(eol_month, mc, axis=1)
+        share = np.where(eol, self.share[1][None, :], self.share[0][None, :])
+        overlap = np.where(eol, self.overlap[1][None, :], self.overlap[0][None, :])
+        spend = (per_day * np.take_along_axis(cost, mc, axis=1) * share).sum(axis=1)
+        count = (per_day * overlap).sum(axis=1)
+        # entries on the death day: moved to the day before (a one-day stay inside the window), unless
+        # the death is on the 1st of the month (then the month's stays are dropped)
+        md = grid.index_of(death)[:, None]
+        not_first = (death != grid.starts[md[:, 0]])
+        r_d = np.take_along_axis(rate / np.maximum(alive_days, 1.0), md, axis=1)[:, 0] * not_first
+        spend += r_d * np.take_along_axis(cost, md, axis=1)[:, 0]
+        count += r_d
+        return spend, count
+
+
+def _poisson_pmf(k: np.ndarray, mu: float) -> np.ndarray:
+    return np.exp(xlogy(k, mu) - mu - gammaln(k + 1))
+
+
+def _poisson_quantile(tail: float, mu: float) -> int:
+    """Smallest k with P(Poisson(mu) > k) < tail."""
+    k = np.arange(0, int(mu + 20 * np.sqrt(mu + 1) + 50))
+    return int(k[np.argmax(pdtrc(k, mu) < tail)])
+
+
+LOS_TAIL = 1e-12          # LOS probabilities beyond this tail are ignored (StayWindowModel)
+FINAL_STAY_MAX_LOS = 40   # the final (in-hospital death) stay lasts at most 40 nights (claims.draw_stays)
+
+
 @dataclass
 class TruthAccumulator:
-    """Sums over on-support treated patients of expected outcomes in both arms (and observed ones)."""
+    """Sums over on-support treated patients of expected outcomes in both arms (and observed ones).
+
+    One accumulator per chunk of persons; ``merge`` adds them up in chunk order (deterministic).
+    """
 
     perimeter: list[str]
-    eol_window: int
-    claims_start_month: int = 0
+    eol_window_days: int
+    claims_start: np.datetime64
     n_treated: int = 0
     n_on_support: int = 0
     n_complex: int = 0
@@ -191,7 +295,23 @@ class TruthAccumulator:
     obs_eol_spend: float = 0.0
     obs_eol_hosp: int = 0
 
-    def add_expected(self, cm: ChunkMeans, pop: Population, config: StudyConfig) -> None:
+    def empty_like(self) -> TruthAccumulator:
+        return TruthAccumulator(perimeter=list(self.perimeter), eol_window_days=self.eol_window_days,
+                                claims_start=self.claims_start)
+
+    def merge(self, other: TruthAccumulator) -> None:
+        for name in self.__dataclass_fields__:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if name in ("perimeter", "eol_window_days", "claims_start"):
+                continue
+            if isinstance(mine, dict):
+                for k, v in theirs.items():
+                    mine[k] = mine.get(k, 0.0) + v
+            else:
+                setattr(self, name, mine + theirs)
+
+    def add_expected(self, cm: ChunkMeans, pop: Population, grid: MonthGrid, stays: StayWindowModel,
+                     config: StudyConfig) -> None:
         p = cm.persons
         t = pop.group[p] == TREATED
         self.n_treated += int(t.sum())
@@ -217,51 +337,49 @@ class TruthAccumulator:
             self.by_cat0[cat] = self.by_cat0.get(cat, 0.0) + a0
             self.spend1 += a1
             self.spend0 += a0
-        # End of life: treated decedents dying after inclusion, whole window inside the claims window.
-        dec = self.decedents(cm, pop, on)
-        if dec.any():
-            win = self.window_mask(cm)[on][dec]
-            self.n_decedents += int(dec.sum())
-            for arm in (True, False):
-                tot = 0.0
-                for cat in self.perimeter:
-                    if cat == "hospital":
-                        v = self._hosp_expected(cm, on, treated_arm=arm)[dec]
-                    else:
-                        v = (cm.mu1 if arm else cm.mu0)[cat][on][dec]
-                    part = float((v * win).sum())
-                    book = self.eol_by_cat1 if arm else self.eol_by_cat0
-                    book[cat] = book.get(cat, 0.0) + part
-                    tot += part
-                rate = (cm.hosp_rate1 if arm else cm.hosp_rate0)[on][dec]
-                fp = (cm.final_p1 if arm else cm.final_p0)[on][dec]
-                p_any = 1 - (1 - fp) * np.exp(-(rate * win).sum(axis=1))
-                if arm:
-                    self.eol_spend1 += tot
-                    self.eol_hosp1 += float(p_any.sum())
-                else:
-                    self.eol_spend0 += tot
-                    self.eol_hosp0 += float(p_any.sum())
+        self._add_end_of_life(cm, pop, grid, stays, np.flatnonzero(on)[self.decedents(pop.death[p][on], pop.inclusion[p][on])])
 
-    def decedents(self, cm: ChunkMeans, pop: Population, on: np.ndarray) -> np.ndarray:
-        p = cm.persons[on]
-        death = pop.death[p]
+    def decedents(self, death: np.ndarray, inclusion: np.ndarray) -> np.ndarray:
+        """Treated decedents of the end-of-life truth: death after inclusion, whole window in the claims."""
         ok = ~np.isnat(death)
-        ok &= np.where(ok, death > pop.inclusion[p], False)
-        M = cm.present.shape[1]
-        dm = np.where(ok, (death.astype("datetime64[M]").astype(np.int64) - self.claims_start_month), M)
-        return ok & (dm - (self.eol_window - 1) >= 0)
+        first = np.where(ok, death, self.claims_start) - (self.eol_window_days - 1) * DAY
+        return ok & np.where(ok, death > inclusion, False) & (first >= self.claims_start)
 
-    def window_mask(self, cm: ChunkMeans) -> np.ndarray:
-        """Months of the end-of-life window: the death month and the eol_window - 1 months before."""
-        M = cm.present.shape[1]
-        # eol_k only spans the model's own end-of-life months; the window may be longer.
-        last = np.where(cm.present, np.arange(M)[None, :], -1).max(axis=1)
-        k = last[:, None] - np.arange(M)[None, :]
-        return ((k >= 0) & (k < self.eol_window)).astype(np.float64)
+    def _add_end_of_life(self, cm: ChunkMeans, pop: Population, grid: MonthGrid, stays: StayWindowModel,
+                         rows: np.ndarray) -> None:
+        """Expected spending and P(>= 1 full stay) in the eol_window_days days before death, both arms."""
+        if rows.size == 0:
+            return
+        self.n_decedents += int(rows.size)
+        death = pop.death[cm.persons[rows]]
+        share = window_day_share(death, self.eol_window_days, grid)
+        alive_days = cm.alive_days[rows]
+        eol_month = cm.eol_k[rows] >= 0
+        for arm in (True, False):
+            book = self.eol_by_cat1 if arm else self.eol_by_cat0
+            rate = (cm.hosp_rate1 if arm else cm.hosp_rate0)[rows]
+            fp = (cm.final_p1 if arm else cm.final_p0)[rows]
+            full, n_reaching = stays.expected(rate, cm.hosp_cost[rows], alive_days, eol_month, death, grid)
+            tot = 0.0
+            for cat in self.perimeter:
+                if cat == "hospital":
+                    seances = (cm.seance_rate[rows] * cm.seance_cost * share).sum(axis=1)
+                    part = float((full + seances + fp * cm.final_cost * stays.final_share).sum())
+                else:
+                    part = float(((cm.mu1 if arm else cm.mu0)[cat][rows] * share).sum())
+                book[cat] = book.get(cat, 0.0) + part
+                tot += part
+            p_any = float((1 - (1 - fp) * np.exp(-n_reaching)).sum())
+            if arm:
+                self.eol_spend1 += tot
+                self.eol_hosp1 += p_any
+            else:
+                self.eol_spend0 += tot
+                self.eol_hosp0 += p_any
 
     @staticmethod
     def _hosp_expected(cm: ChunkMeans, on: np.ndarray, treated_arm: bool) -> np.ndarray:
+        """Expected hospital € by month (follow-up perimeter: stays counted in their entry month)."""
         rate = (cm.hosp_rate1 if treated_arm else cm.hosp_rate0)[on]
         out = rate * cm.hosp_cost[on] + cm.seance_rate[on] * cm.seance_cost
         fp = (cm.final_p1 if treated_arm else cm.final_p0)[on]

@@ -21,6 +21,7 @@ DAY = np.timedelta64(1, "D")
 NAT = np.datetime64("NaT", "D")
 SENTINEL_1600 = np.datetime64("1600-01-01", "D")
 SENTINEL_2099 = np.datetime64("2099-12-31", "D")
+DAYS_PER_MONTH = 30.4375
 CPX_FLAGS = ("CPX_SOCIAL", "CPX_AIDANT", "CPX_PALLIATIF", "CPX_PSY", "CPX_HANDICAP", "CPX_PEDIATRIE")
 _ALPHABET = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
 
@@ -68,6 +69,9 @@ class Population:
     seance: np.ndarray           # 0 none, 1 chemotherapy, 2 dialysis
     nir_primary: np.ndarray
     idt_ano: np.ndarray
+    death_hazard: np.ndarray     # baseline monthly death hazard (untreated)
+    exit_planned: np.ndarray     # planned exit date of treated leavers (NaT if none); see ``exit``
+    death_untreated: np.ndarray  # death date from the same draw without the mortality effect
 
     @property
     def n(self) -> int:
@@ -205,26 +209,35 @@ def build_population(rng: np.random.Generator, scale: float, tp: TruthParams, co
     lo_d, hi_d = to_date(study.inclusion_start), to_date(study.inclusion_end)
     inc[t_idx] = np.clip(inc_t, lo_d, hi_d)
 
+    # Exits alive are planned first (a uniform date from 30 days after inclusion to the end of the
+    # claims window), so that the death time can depend on the time spent included.
+    claims_end = to_date(study.claims_end)
+    exit_plan = np.full(n, NAT)
+    leaves = treated & (rng.random(n) < p.exit_share)
+    span = np.zeros(n, dtype=np.int64)
+    span[t_idx] = (claims_end - inc[t_idx]).astype("timedelta64[D]").astype(np.int64)
+    leaves &= span > 60
+    exit_plan[leaves] = inc[leaves] + (30 + (rng.random(leaves.sum()) * (span[leaves] - 31)).astype(np.int64)) * DAY
+
     # Deaths: constant monthly hazard from covariates (and frailty only through confounding, never
-    # here, so survivors among controls are not selected on anything unobserved).
+    # here, so survivors among controls are not selected on anything unobserved); treated patients
+    # are alive at inclusion and their hazard is multiplied by effects.mortality while included.
     b = tp.baseline
     nurse_dev = np.clip(log_lam - mean, -2 * s.log_nursing_sd, 2.5 * s.log_nursing_sd)
     haz = b.monthly_death_hazard * np.exp(
         b.death_age_slope * (np.clip(age, 40, 104) - 80) / 10 + b.death_ald * any_ald + b.death_nursing * nurse_dev
     )
     haz = np.where(age < 18, b.monthly_death_hazard * 0.1, haz)
-    t_months = rng.exponential(1.0 / haz)
+    unit = rng.standard_exponential(n)
     origin = np.where(treated, inc, to_date(study.claims_start))
-    death = origin + np.round(t_months * 30.4375).astype(np.int64) * DAY
-    death = np.where(death <= to_date(study.claims_end), death, NAT)
-
-    exit_ = np.full(n, NAT)
-    leaves = treated & (rng.random(n) < p.exit_share)
-    end = np.where(np.isnat(death), to_date(study.claims_end), death)
-    span = (end - inc).astype("timedelta64[D]").astype(np.int64)
-    leaves &= span > 60
-    span_l = span[leaves]
-    exit_[leaves] = inc[leaves] + (30 + (rng.random(leaves.sum()) * (span_l - 31)).astype(np.int64)) * DAY
+    included_months = np.where(np.isnat(exit_plan), np.inf,
+                               (exit_plan - origin).astype("timedelta64[D]").astype(np.float64) / DAYS_PER_MONTH)
+    theta = np.where(treated, tp.effects.mortality, 1.0)
+    t_months = death_time_months(unit, haz, theta, included_months)
+    death = _death_date(origin, t_months, claims_end)
+    death_untreated = _death_date(origin, unit / haz, claims_end)
+    # A planned exit happens only if the patient is still alive (a death on the exit day comes first).
+    exit_ = np.where(~np.isnat(exit_plan) & (np.isnat(death) | (death > exit_plan)), exit_plan, NAT)
 
     n_teams = max(int(round(p.teams_full_scale * min(1.0, max(scale, 0.05) * 4))), 1)
     team_dpts = _dpt_choice(rng, n_teams, study_dpts, p.dpt_weights)
@@ -264,8 +277,31 @@ def build_population(rng: np.random.Generator, scale: float, tp: TruthParams, co
         birth_known=birth_known, age_ref=age, dpt=dpt, dpt_code=dpt_code, any_ald=any_ald,
         ald_person=ald_person.astype(np.int64), ald_num=ald_num.astype(np.int16), log_lam=log_lam,
         frailty=frailty, cpx=cpx, off_support=off_support, inclusion=inc, exit=exit_, team=team,
-        death=death, seance=seance, nir_primary=nir, idt_ano=idt,
+        death=death, seance=seance, nir_primary=nir, idt_ano=idt, death_hazard=haz, exit_planned=exit_plan,
+        death_untreated=death_untreated,
     )
+
+
+def death_time_months(unit: np.ndarray, hazard: np.ndarray, theta: np.ndarray, included: np.ndarray) -> np.ndarray:
+    """Piecewise-exponential death time (months from the origin) by inversion of the cumulative hazard:
+    ``hazard x theta`` for the first ``included`` months, ``hazard`` after; ``unit`` ~ Exp(1)."""
+    inside = hazard * theta * included  # cumulative hazard at exit (inf if no exit)
+    t = unit / (hazard * theta)
+    later = unit > inside
+    t[later] = included[later] + (unit[later] - inside[later]) / hazard[later]
+    return t
+
+
+def death_probability(hazard: np.ndarray, theta: np.ndarray, included: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """P(death within ``months`` of the origin) under the same piecewise-constant hazard."""
+    cum = hazard * theta * np.minimum(months, included) + hazard * np.clip(months - included, 0.0, None)
+    return 1.0 - np.exp(-cum)
+
+
+def _death_date(origin: np.ndarray, t_months: np.ndarray, claims_end: np.datetime64) -> np.ndarray:
+    t_days = np.minimum(np.round(t_months * DAYS_PER_MONTH), 10**6).astype(np.int64)
+    death = origin + t_days * DAY
+    return np.where(death <= claims_end, death, NAT)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -278,6 +314,7 @@ class Identities:
     # per person: index into the identity arrays of each of its identities (first = primary)
     first: np.ndarray
     count: np.ndarray
+    second: np.ndarray  # per person: index of its second identity, -1 if none
 
 
 def build_identities(rng: np.random.Generator, pop: Population, tp: TruthParams) -> Identities:
@@ -295,16 +332,16 @@ def build_identities(rng: np.random.Generator, pop: Population, tp: TruthParams)
     rank = np.concatenate([np.ones(n, dtype=np.int32), second_rank.astype(np.int32)])
     count = 1 + multi.astype(np.int64)
     first = np.arange(n)
-    return Identities(person=person, nir=nir, rng_gem=rank, first=first, count=count)
+    second = np.full(n, -1, dtype=np.int64)
+    second[m_idx] = np.arange(n, n + m_idx.size)
+    return Identities(person=person, nir=nir, rng_gem=rank, first=first, count=count, second=second)
 
 
 def pick_identity(rng: np.random.Generator, ids: Identities, person: np.ndarray) -> np.ndarray:
     """For each event of ``person``, the identity row it is recorded under (spread for multi-NIR)."""
-    n_persons = ids.first.size
-    second = np.full(n_persons, -1, dtype=np.int64)
-    second[ids.person[n_persons:]] = np.arange(n_persons, ids.person.size)
-    use_second = (second[person] >= 0) & (rng.random(person.size) < 0.5)
-    return np.where(use_second, second[person], person)
+    second = ids.second[person]
+    use_second = (second >= 0) & (rng.random(person.size) < 0.5)
+    return np.where(use_second, second, person)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Planted-truth parameters of the synthetic extract (one typed object, loaded from a TOML file).
 
 `truth_default.toml` is calibrated so that the *realised* effects written to truth.json are close to
-the published figures of BILAN.md; `truth_null.toml` plants no effect at all. A user file is merged
-over the default file, so it only needs the keys it changes.
+the published figures of BILAN.md; `truth_null.toml` plants no effect at all; `truth_mortality.toml`
+adds a lower death hazard while included. A user file is merged over the default file, so it only
+needs the keys it changes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pipeline.io import PipelineError
 HERE = Path(__file__).parent
 DEFAULT_TRUTH = HERE / "truth_default.toml"
 NULL_TRUTH = HERE / "truth_null.toml"
+MORTALITY_TRUTH = HERE / "truth_mortality.toml"
 
 
 class TruthError(PipelineError):
@@ -31,7 +33,9 @@ class _P(BaseModel):
 
 class PopulationParams(_P):
     treated_full_scale: int = Field(25800, ge=1)
-    control_ratio: float = Field(4.0, gt=0)
+    # Home-nursing patients who never joined, per ÉQUILIBRES patient (order of magnitude: see
+    # truth_default.toml and docs/extract.md).
+    control_ratio: float = Field(20.0, gt=0)
     outside_share: float = Field(0.04, ge=0, lt=0.5)
     inclusion_year_weights: dict[str, float] = Field(default_factory=dict)
     female_share: float = Field(0.60, ge=0, le=1)
@@ -46,6 +50,8 @@ class PopulationParams(_P):
     corsica_variants: list[str] = Field(default_factory=lambda: ["02A", "02B", "201", "202", "020", "209"])
     corsica_share_of_outside: float = Field(0.25, ge=0, le=1)
     teams_full_scale: int = Field(35, ge=1)
+    # Treated patients planned to leave the experiment alive (at a uniform date from 30 days after
+    # inclusion to the end of the claims window); those who die first die included.
     exit_share: float = Field(0.08, ge=0, le=1)
 
 
@@ -85,7 +91,8 @@ class BaselineParams(_P):
     death_nursing: float = 0.35
     hosp_monthly_rate: float = 0.0075
     hosp_cost_mean: float = 4300.0
-    hosp_los_mean: float = 6.0
+    hosp_los_mean: float = Field(6.0, ge=1)
+    eol_hosp_los_factor: float = Field(1.3, ge=1)  # longer stays in the model's end-of-life months
     seance_share: float = 0.02
     seance_monthly_rate: float = 1.5
     seance_cost_mean: float = 420.0
@@ -96,11 +103,15 @@ class BaselineParams(_P):
     eol_hosp_cost_mean: float = 12000.0
     final_stay_prob: float = 0.50
     final_stay_cost_mean: float = 15000.0
-    final_stay_los_mean: float = 10.0
+    final_stay_los_mean: float = Field(10.0, ge=1)
 
 
 class EffectParams(_P):
-    """Multiplicative effects of ÉQUILIBRES while included (1 = no effect); eol_* in the last months."""
+    """Multiplicative effects of ÉQUILIBRES while included (1 = no effect); eol_* in the last months.
+
+    ``mortality`` multiplies the death hazard while included (piecewise-exponential death time: hazard
+    x mortality from inclusion to exit, the baseline hazard after exit).
+    """
 
     nursing_acts: float = 0.10
     nurse_travel: float = 0.10
@@ -114,6 +125,7 @@ class EffectParams(_P):
     hosp_rate: float = 0.55
     hosp_rate_eol: float = 0.75
     final_stay: float = 0.75
+    mortality: float = Field(1.0, gt=0, le=5)
 
 
 class FrailtyEffects(_P):

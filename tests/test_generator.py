@@ -8,12 +8,15 @@ import math
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 import data_samples.generator as gen
 from data_samples import SAMPLE_DIR
 from data_samples.generator import GenerationError, generate_extract
-from data_samples.truth import NULL_TRUTH, load_truth
+from data_samples.outcomes import MonthGrid, StayWindowModel, TruthAccumulator, chunk_means, window_day_share
+from data_samples.population import CONTROL, DAY, TREATED, build_population, death_time_months
+from data_samples.truth import MORTALITY_TRUTH, NULL_TRUTH, TruthParams, load_truth
 from pipeline.config import load_config
 
 
@@ -62,6 +65,46 @@ def test_same_seed_gives_byte_identical_files(tmp_path, config):
     assert ha["IR_BEN_R.parquet"] != hc["IR_BEN_R.parquet"]
 
 
+def test_worker_processes_do_not_change_the_files(tmp_path, config, monkeypatch):
+    """Chunks drawn by forked workers and handed over through shared memory give the same bytes."""
+    monkeypatch.setattr(gen, "PERSONS_PER_CHUNK", 120)  # 5 chunks at scale 0.001
+    monkeypatch.setattr(gen, "HANDOVER_SLOT_BYTES", 7 * 2**20)  # some chunk tables are bigger: files
+    ways = []
+    take = gen._Handover.take
+
+    def spy(self, out):
+        ways.append("file" if out.path is not None else "slot")
+        return take(self, out)
+
+    monkeypatch.setattr(gen._Handover, "take", spy)
+    _gen(tmp_path / "serial", config, seed=9, workers=1)
+    _gen(tmp_path / "parallel", config, seed=9, workers=2)
+    assert sorted(set(ways)) == ["file", "slot"] and len(ways) == 5
+    assert hashes(tmp_path / "serial") == hashes(tmp_path / "parallel")
+    assert not any(p.name.startswith(".") for p in (tmp_path / "parallel").iterdir())  # no hand-over left
+    with pytest.raises(GenerationError, match="workers"):
+        _gen(tmp_path / "x", config, workers=0)
+
+
+def test_a_dying_worker_fails_the_run_cleanly(tmp_path, config, monkeypatch):
+    """A worker killed mid-run (e.g. out of memory) raises instead of hanging; nothing is left behind."""
+    import os
+    from concurrent.futures.process import BrokenProcessPool
+
+    monkeypatch.setattr(gen, "PERSONS_PER_CHUNK", 120)
+    chunk = gen._chunk_output
+
+    def dies_on_chunk_3(ctx, k):
+        if k == 3:
+            os._exit(9)  # only ever reached in a forked worker
+        return chunk(ctx, k)
+
+    monkeypatch.setattr(gen, "_chunk_output", dies_on_chunk_3)
+    with pytest.raises(BrokenProcessPool):
+        _gen(tmp_path / "x", config, workers=2)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_failed_run_leaves_previous_extract_untouched(tmp_path, config, monkeypatch):
     out = tmp_path / "extract"
     _gen(out, config, seed=1)
@@ -92,7 +135,7 @@ def test_refuses_to_replace_a_directory_that_is_not_an_extract(tmp_path, config)
 # -- population ----------------------------------------------------------------------------------
 def test_population_sizes_and_mix(con, truth, config):
     c = truth["counts"]
-    p = load_truth().population
+    p = TruthParams(**truth["params"]).population  # the parameters the sample was generated with
     assert c["treated"] == round(p.treated_full_scale * truth["scale"])
     assert c["control_pool"] == round(c["treated"] * p.control_ratio)
     assert one(con, "SELECT COUNT(*) FROM EQUILIBRES_ROSTER") == c["treated"]
@@ -117,6 +160,21 @@ def test_population_sizes_and_mix(con, truth, config):
     complex_share = one(con, """SELECT AVG((CPX_SOCIAL + CPX_AIDANT + CPX_PALLIATIF + CPX_PSY + CPX_HANDICAP
                                  + CPX_PEDIATRIE > 0)::INT) FROM EQUILIBRES_ROSTER""")
     assert abs(complex_share - load_truth().selection.complex_share) < 0.12
+
+
+def test_control_pool_ratio_is_honoured_and_shares_the_treated_covariates(config):
+    tp = load_truth()
+    assert tp.population.control_ratio == 20.0  # order of magnitude of the regions' home-nursing patients
+    pop = build_population(np.random.default_rng(3), 0.05, tp, config)
+    t, c = pop.group == TREATED, pop.group == CONTROL
+    assert c.sum() == round(t.sum() * tp.population.control_ratio)
+    for values, tol in ((pop.age_ref, 1.5), (pop.sex == 2, 0.05), (pop.dpt == "059", 0.03)):
+        assert abs(values[t].mean() - values[c].mean()) < tol
+    # ALD: same draw, except that palliative / mental-health complex patients get ALD 30 / 23 on top
+    assert abs(pop.any_ald[t & ~pop.complex].mean() - pop.any_ald[c].mean()) < 0.05
+    pop8 = build_population(np.random.default_rng(3), 0.05, load_truth().model_copy(
+        update={"population": tp.population.model_copy(update={"control_ratio": 8.0})}), config)
+    assert (pop8.group == CONTROL).sum() == round((pop8.group == TREATED).sum() * 8.0)
 
 
 def test_inclusions_have_a_year_of_history_and_claims_never_follow_a_true_death(con, truth, config):
@@ -246,6 +304,17 @@ def test_truth_json_has_contract_keys(truth):
     assert truth["params"]["name"] == "default"
 
 
+def test_truth_json_records_the_window_in_days_and_the_mortality_block(tmp_path, config):
+    _gen(tmp_path / "e", config, seed=2)
+    t = json.loads((tmp_path / "e" / "truth.json").read_text())
+    assert t["study"]["eol_window_days"] == config.indicators.eol_window_days
+    assert "eol_window_months" not in t["study"]
+    m = t["mortality"]
+    assert m["hazard_ratio_while_included"] == 1.0
+    assert m["deaths_treated"] == m["deaths_untreated_same_draws"]
+    assert m["expected_deaths_treated"] == m["expected_deaths_untreated"]
+
+
 def test_default_truth_is_calibrated_near_the_published_design(truth):
     """Computed by the generator on its own population (never copied): within sampling noise of
     the calibration targets documented in truth_default.toml."""
@@ -258,6 +327,108 @@ def test_default_truth_is_calibrated_near_the_published_design(truth):
     assert 1000 <= ind["avoided_spending_per_patient_year"] <= 2300
     obs = truth["observed"]
     assert abs(obs["spend_treated_per_patient_year"] / obs["expected_spend_treated_per_patient_year"] - 1) < 0.15
+
+
+# -- end of life in days: the truth is the model's expectation, checked against its own draws ------
+def test_window_day_share_known_answer(config):
+    grid = MonthGrid.of(config)
+    death = np.array(["2022-03-15", "2022-03-01", "NaT"], dtype="datetime64[D]")
+    share = window_day_share(death, 90, grid)  # window 2021-12-16 .. 2022-03-15
+    at = {m: grid.index_of(np.datetime64(m, "D")) for m in ("2021-11-01", "2021-12-01", "2022-01-01",
+                                                             "2022-02-01", "2022-03-01", "2022-04-01")}
+    assert share[0, at["2021-11-01"]] == 0
+    assert share[0, at["2021-12-01"]] == pytest.approx(16 / 31)
+    assert share[0, at["2022-01-01"]] == share[0, at["2022-02-01"]] == 1
+    assert share[0, at["2022-03-01"]] == 1  # the 15 alive days of March are all inside
+    assert share[0, at["2022-04-01"]] == 0  # after death
+    assert share[0].sum() == pytest.approx(3 + 16 / 31)
+    one_day = window_day_share(death[1:2], 1, grid)[0]  # the death day only
+    assert one_day[at["2022-03-01"]] == 1 and one_day.sum() == 1
+    assert not window_day_share(death[2:], 90, grid).any()
+
+
+def test_stay_window_model_known_answer():
+    """One-night stays (LOS 1: exit = entry + 1, 2 days): a stay entering 90 days before death has one of
+    its two days in a 90-day window; one entering 91 days before has none."""
+    tp = load_truth().model_copy(update={"baseline": load_truth().baseline.model_copy(
+        update={"hosp_los_mean": 1.0, "eol_hosp_los_factor": 1.0, "final_stay_los_mean": 1.0})})
+    m = StayWindowModel.of(90, tp)
+    at = {int(o): j for j, o in enumerate(m.offsets)}
+    assert min(at) == -90  # a stay entering earlier cannot reach the window
+    assert [m.share[0][at[o]] for o in (-90, -89, -2, -1)] == pytest.approx([0.5, 1, 1, 1])
+    assert [m.overlap[0][at[o]] for o in (-90, -89, -1)] == [1, 1, 1]
+    assert m.final_share == 1.0  # a one-night final stay lies inside the window
+    assert StayWindowModel.of(7, load_truth()).final_share < 1  # ~10 nights cannot fit in 7 days
+
+
+def test_end_of_life_truth_matches_the_generators_draws(config):
+    """The expected amounts of truth.json against the mean of repeated draws of the generator's own
+    stays and claim lines for the same decedents (an independent, simulated reference)."""
+    from data_samples.catalog import DCIR_KINDS
+    from data_samples.claims import draw_lines, draw_stays, experiment_kind
+
+    tp = load_truth()
+    pop = build_population(np.random.default_rng(5), 0.02, tp, config)
+    grid = MonthGrid.of(config)
+    w = config.indicators.eol_window_days
+    acc = TruthAccumulator(perimeter=list(config.indicators.perimeter), eol_window_days=w,
+                           claims_start=np.datetime64(config.study.claims_start, "D"))
+    t = np.flatnonzero((pop.group == TREATED) & ~pop.off_support)
+    dec = t[acc.decedents(pop.death[t], pop.inclusion[t])]
+    cm = chunk_means(pop, dec, grid, tp, config)
+    acc.add_expected(cm, pop, grid, StayWindowModel.of(w, tp), config)
+    assert acc.n_decedents == dec.size > 50
+    death = pop.death[dec]
+    first = death - (w - 1) * DAY
+    rng = np.random.default_rng(8)
+    hosp, any_stay, pharmacy = [], [], []
+    kinds = [k for k in [*DCIR_KINDS, experiment_kind(config)] if k.category == "pharmacy"]
+    for _ in range(300):
+        st = draw_stays(rng, cm, grid, pop, tp, config)
+        lo, hi = np.maximum(st.entry, first[st.row]), np.minimum(st.exit, death[st.row])
+        days_in = np.clip((hi - lo).astype(int) + 1, 0, None)
+        hosp.append(float((st.cost * days_in / ((st.exit - st.entry).astype(int) + 1)).sum()))
+        reach = (st.kind != 2) & (st.exit >= first[st.row])
+        any_stay.append(np.unique(st.row[reach]).size)
+        ln = draw_lines(rng, cm, grid, kinds)
+        pharmacy.append(float(ln.amount[(ln.dtd >= first[ln.row]) & (ln.dtd <= death[ln.row])].sum()))
+    for draws, expected in ((hosp, acc.eol_by_cat1["hospital"]), (any_stay, acc.eol_hosp1),
+                            (pharmacy, acc.eol_by_cat1["pharmacy"])):
+        x = np.asarray(draws, dtype=float)
+        assert abs(x.mean() - expected) < 4 * x.std(ddof=1) / np.sqrt(x.size), (x.mean(), expected)
+
+
+# -- mortality effect ------------------------------------------------------------------------------
+def test_death_time_piecewise_known_answer():
+    unit, haz, theta = np.array([0.2, 1.0, 1.0]), np.array([0.1, 0.1, 0.1]), np.array([0.5, 0.5, 1.0])
+    included = np.array([10.0, 10.0, np.inf])
+    # 0.2 / (0.1 x 0.5) = 4 months, while included; 1.0 exceeds the 0.5 accumulated by the exit at 10
+    # months: 10 + (1 - 0.5) / 0.1 = 15; no effect and no exit: 1 / 0.1 = 10.
+    assert death_time_months(unit, haz, theta, included) == pytest.approx([4.0, 15.0, 10.0])
+
+
+def test_truth_mortality_loads_and_lowers_treated_mortality(tmp_path, config):
+    tp = load_truth(MORTALITY_TRUTH)
+    default = load_truth()
+    assert tp.name == "mortality" and tp.effects.mortality == 0.80
+    assert tp.model_copy(update={"name": default.name, "description": default.description,
+                                 "effects": default.effects}) == default  # nothing else changes
+    pop0 = build_population(np.random.default_rng(4), 0.05, default, config)
+    pop1 = build_population(np.random.default_rng(4), 0.05, tp, config)
+    t = pop1.group == TREATED
+    assert np.array_equal(pop0.death[~t], pop1.death[~t], equal_nan=True)  # controls untouched
+    assert np.array_equal(pop1.death_untreated, pop0.death, equal_nan=True)  # same draws without effect
+    d0, d1 = pop0.death[t], pop1.death[t]
+    assert (np.isnat(d1) | (d1 >= np.where(np.isnat(d0), d1, d0))).all()  # never earlier under the effect
+    assert (~np.isnat(d1)).sum() < 0.93 * (~np.isnat(d0)).sum()
+    _gen(tmp_path / "m", config, seed=3, scale=0.003, truth_path=MORTALITY_TRUTH)
+    m = json.loads((tmp_path / "m" / "truth.json").read_text())
+    assert m["params"]["effects"]["mortality"] == 0.80
+    mort = m["mortality"]
+    assert mort["hazard_ratio_while_included"] == 0.80
+    assert mort["deaths_treated"] <= mort["deaths_untreated_same_draws"]
+    assert 0.80 <= mort["expected_death_risk_ratio"] < 0.95
+    assert m["counts"]["treated_deaths"] >= mort["deaths_treated"]
 
 
 def test_null_truth_gives_no_effect(tmp_path, config):
