@@ -257,7 +257,10 @@ def _generate_into(tmp: Path, scale: float, seed: int, tp: TruthParams, truth_pa
     indicators = acc.indicators()
     truth_doc = {
         "seed": seed,
-        "scale": scale,
+        # the share of the study's population the extract holds: its départements at full density
+        "scale": round(pop.scale_realised, 6),
+        "scale_requested": scale,
+        "departements": list(pop.departements),
         "format": fmt,
         "truth_file": tp.name if truth_path is None else str(truth_path),
         "truth_name": tp.name,

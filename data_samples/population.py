@@ -72,6 +72,9 @@ class Population:
     death_hazard: np.ndarray     # baseline monthly death hazard (untreated)
     exit_planned: np.ndarray     # planned exit date of treated leavers (NaT if none); see ``exit``
     death_untreated: np.ndarray  # death date from the same draw without the mortality effect
+    # share of the study's population the extract covers (its départements, extract_departements)
+    scale_realised: float = 1.0
+    departements: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
@@ -106,10 +109,40 @@ def _truncated_normal(rng: np.random.Generator, n: int, upper_z: float, shift: f
     return shift + ndtri(rng.uniform(0.0, hi, n))
 
 
+def extract_departements(dpts: list[str], weights: dict[str, float], scale: float) -> tuple[list[str], float]:
+    """The study départements a synthetic extract of ``scale`` covers, and the share of the study's
+    population they hold (the extract's realised scale).
+
+    A smaller extract is a smaller *territory* at full density, not the whole territory thinned out:
+    thinning would leave each matching stratum (sex × age band × ALD × département × quarter) with a
+    few controls, so on-support patients would go unmatched for want of candidates — a property of the
+    thinned extract, not of the study, whose national pool is dense. Départements are taken largest
+    first while they fit in ``scale`` (greedy subset sum, deterministic); at least one is always taken.
+    """
+    w = {d: float(weights.get(d, 1.0)) for d in dpts}
+    total = sum(w.values())
+    if scale >= 1:
+        return list(dpts), 1.0
+    target = scale * total
+    chosen: list[str] = []
+    acc = 0.0
+    for d in sorted(dpts, key=lambda x: (-w[x], x)):
+        if acc + w[d] <= target * 1.02:
+            chosen.append(d)
+            acc += w[d]
+    if not chosen:
+        smallest = min(dpts, key=lambda x: (w[x], x))
+        chosen, acc = [smallest], w[smallest]
+    return [d for d in dpts if d in chosen], acc / total
+
+
 def build_population(rng: np.random.Generator, scale: float, tp: TruthParams, config: StudyConfig) -> Population:
     p, s, d = tp.population, tp.selection, tp.defects
     study = config.study
-    n_t = max(int(round(p.treated_full_scale * scale)), 4)
+    study_dpts, realised = extract_departements(study.departements, p.dpt_weights, scale)
+    if scale > 1:
+        realised = scale
+    n_t = max(int(round(p.treated_full_scale * realised)), 4)
     n_c = max(int(round(n_t * p.control_ratio)), 8)
     n_o = max(int(round((n_t + n_c) * p.outside_share)), 2)
     n = n_t + n_c + n_o
@@ -123,11 +156,10 @@ def build_population(rng: np.random.Generator, scale: float, tp: TruthParams, co
     birth_float = ref_year - age
     birth_year = np.floor(birth_float).astype(np.int32)
     birth_month = np.clip((birth_float - birth_year) * 12, 0, 11).astype(np.int32) + 1
-    study_dpts = study.departements
     dpt = _dpt_choice(rng, n, study_dpts, p.dpt_weights).astype("<U3")
     outside_idx = np.flatnonzero(group == OUTSIDE)
     corsica = rng.random(outside_idx.size) < p.corsica_share_of_outside
-    outside_pool = [x for x in p.outside_dpts if x not in study_dpts] or ["999"]
+    outside_pool = [x for x in p.outside_dpts if x not in study.departements] or ["999"]
     dpt[outside_idx] = np.where(
         corsica,
         np.asarray(p.corsica_variants)[rng.integers(0, len(p.corsica_variants), outside_idx.size)],
@@ -239,7 +271,7 @@ def build_population(rng: np.random.Generator, scale: float, tp: TruthParams, co
     # A planned exit happens only if the patient is still alive (a death on the exit day comes first).
     exit_ = np.where(~np.isnat(exit_plan) & (np.isnat(death) | (death > exit_plan)), exit_plan, NAT)
 
-    n_teams = max(int(round(p.teams_full_scale * min(1.0, max(scale, 0.05) * 4))), 1)
+    n_teams = max(int(round(p.teams_full_scale * min(1.0, max(realised, 0.05) * 4))), 1)
     team_dpts = _dpt_choice(rng, n_teams, study_dpts, p.dpt_weights)
     team_ids = np.array([f"EQL-{dp}-{k:03d}" for k, dp in enumerate(team_dpts)])
     team = np.full(n, "", dtype="<U16")
@@ -278,7 +310,7 @@ def build_population(rng: np.random.Generator, scale: float, tp: TruthParams, co
         ald_person=ald_person.astype(np.int64), ald_num=ald_num.astype(np.int16), log_lam=log_lam,
         frailty=frailty, cpx=cpx, off_support=off_support, inclusion=inc, exit=exit_, team=team,
         death=death, seance=seance, nir_primary=nir, idt_ano=idt, death_hazard=haz, exit_planned=exit_plan,
-        death_untreated=death_untreated,
+        death_untreated=death_untreated, scale_realised=realised, departements=tuple(study_dpts),
     )
 
 

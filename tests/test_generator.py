@@ -67,8 +67,8 @@ def test_same_seed_gives_byte_identical_files(tmp_path, config):
 
 def test_worker_processes_do_not_change_the_files(tmp_path, config, monkeypatch):
     """Chunks drawn by forked workers and handed over through shared memory give the same bytes."""
-    monkeypatch.setattr(gen, "PERSONS_PER_CHUNK", 120)  # 5 chunks at scale 0.001
-    monkeypatch.setattr(gen, "HANDOVER_SLOT_BYTES", 7 * 2**20)  # some chunk tables are bigger: files
+    monkeypatch.setattr(gen, "PERSONS_PER_CHUNK", 376)  # 5 chunks at scale 0.001 (1 878 persons: Lozère)
+    monkeypatch.setattr(gen, "HANDOVER_SLOT_BYTES", 21 * 2**20)  # some chunk tables are bigger: files
     ways = []
     take = gen._Handover.take
 
@@ -171,7 +171,9 @@ def test_control_pool_ratio_is_honoured_and_shares_the_treated_covariates(config
     for values, tol in ((pop.age_ref, 1.5), (pop.sex == 2, 0.05), (pop.dpt == "059", 0.03)):
         assert abs(values[t].mean() - values[c].mean()) < tol
     # ALD: same draw, except that palliative / mental-health complex patients get ALD 30 / 23 on top
-    assert abs(pop.any_ald[t & ~pop.complex].mean() - pop.any_ald[c].mean()) < 0.05
+    # (adults: paediatric treated patients are complex by definition, and children have fewer ALDs)
+    adult = pop.age_ref >= 18
+    assert abs(pop.any_ald[t & ~pop.complex & adult].mean() - pop.any_ald[c & adult].mean()) < 0.05
     pop8 = build_population(np.random.default_rng(3), 0.05, load_truth().model_copy(
         update={"population": tp.population.model_copy(update={"control_ratio": 8.0})}), config)
     assert (pop8.group == CONTROL).sum() == round((pop8.group == TREATED).sum() * 8.0)
@@ -473,3 +475,27 @@ def test_truth_class_defaults_mirror_the_default_file():
             for key, value in values.items():
                 if not isinstance(value, dict):  # tables (weights) live in the file only
                     assert defaults[section][key] == value, (section, key)
+
+
+def test_smaller_extracts_cover_fewer_departements_at_full_density(config):
+    """Scale shrinks the territory, not the density: a matching stratum of a département holds as many
+    controls at scale 0.1 as at full scale (so support can be recovered at any scale)."""
+    from data_samples.population import extract_departements
+
+    tp = load_truth()
+    w = tp.population.dpt_weights
+    all_dpts = config.study.departements
+    assert extract_departements(all_dpts, w, 1.0) == (all_dpts, 1.0)
+    for scale in (0.005, 0.03, 0.1, 0.5):
+        dpts, share = extract_departements(all_dpts, w, scale)
+        assert dpts and set(dpts) <= set(all_dpts)
+        assert share <= scale * 1.02 or len(dpts) == 1
+        assert share >= 0.8 * scale or len(dpts) == 1, (scale, share)
+    pop = build_population(np.random.default_rng(5), 0.1, tp, config)
+    t = pop.group == TREATED
+    assert abs(t.sum() - round(tp.population.treated_full_scale * pop.scale_realised)) <= 1
+    # persons per unit of département weight = full-scale density
+    total_w = sum(w.get(d, 1.0) for d in all_dpts)
+    per_weight = t.sum() / sum(w.get(d, 1.0) for d in pop.departements)
+    assert abs(per_weight - tp.population.treated_full_scale / total_w) / per_weight < 0.01
+    assert set(np.unique(pop.dpt[t])) <= set(pop.departements)
