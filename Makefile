@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-SCALE  ?= 0.5
+SCALE  ?= 0.25
 SEED   ?= 20240101
 DATA   ?= data/extract_s$(SCALE)_seed$(SEED)
 BUILD  ?= build
