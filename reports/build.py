@@ -339,7 +339,8 @@ class ReportBuilder:
         s.blocks.append(self.p(self.html("summary_intro", tol=self.fmt.pct(tol))))
         if self.extract_scale != 1.0:
             s.blocks.append(self.p(self.t("summary_scaled", scale=self.fmt.number(self.extract_scale, 2),
-                                          ids=", ".join(sorted(SCALE_DEPENDENT)))))
+                                          ids=", ".join(self.label_of(self.records.get(k), k)
+                                                        for k in sorted(SCALE_DEPENDENT)))))
         rows, labels, rel, rlo, rhi = [], [], [], [], []
         counts = {"agrees": 0, "close": 0, "differs": 0, "missing": 0, "input": 0, "masked": 0}
         scale = self.extract_scale
