@@ -11,6 +11,7 @@ never leaves a half extract.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import mmap
 import multiprocessing as mp
@@ -267,15 +268,16 @@ def _generate_into(tmp: Path, scale: float, seed: int, tp: TruthParams, truth_pa
         "params": tp.to_dict(),
         "indicators": indicators,
         "mortality": _mortality_summary(pop, tp, config),
+        "eol_same_death_date_reference": acc.same_death_reference(),
         "observed": _observed_summary(acc),
         "breakdown_per_patient_year": {
             "treated": {k: round(v / acc.patient_years, 2) for k, v in acc.by_cat1.items()} if acc.patient_years else {},
-            "counterfactual": {k: round(v / acc.patient_years, 2) for k, v in acc.by_cat0.items()} if acc.patient_years else {},
+            "counterfactual": {k: round(v / acc.patient_years0, 2) for k, v in acc.by_cat0.items()} if acc.patient_years0 else {},
             "patient_years": round(acc.patient_years, 2),
         },
         "breakdown_eol_per_decedent": {
             "treated": {k: round(v / acc.n_decedents, 2) for k, v in acc.eol_by_cat1.items()} if acc.n_decedents else {},
-            "counterfactual": {k: round(v / acc.n_decedents, 2) for k, v in acc.eol_by_cat0.items()} if acc.n_decedents else {},
+            "counterfactual": {k: round(v / acc.n_decedents0, 2) for k, v in acc.eol_by_cat0.items()} if acc.n_decedents0 else {},
         },
         "definitions": TRUTH_DEFINITIONS,
         "defects": dict(sorted(defects.items())),
@@ -356,7 +358,10 @@ def _chunk_output(ctx: _ChunkContext, k: int) -> _ChunkOutput:
     rng = np.random.default_rng(ctx.seeds[k])
     cm = chunk_means(pop, ctx.persons(k), grid, tp, config)
     acc = ctx.acc.empty_like()
-    acc.add_expected(cm, pop, grid, ctx.stay_model, config)
+    # the untreated world of the truth: the same persons without the programme's mortality effect
+    cm0 = (chunk_means(dataclasses.replace(pop, death=pop.death_untreated), ctx.persons(k), grid, tp, config)
+           if tp.effects.mortality != 1.0 else None)
+    acc.add_expected(cm, pop, grid, ctx.stay_model, config, cm0=cm0)
     lines = draw_lines(rng, cm, grid, ctx.kinds)
     lines, _ = add_surcharges(rng, lines, tp.defects.cpl_maj_top_2_share_nursing)
     defects: dict[str, int] = {}
@@ -506,11 +511,16 @@ TRUTH_DEFINITIONS = {
                   "claims window; both arms share the death date realised under treatment.",
     "eol_hosp_rate": "mean P(>= 1 full stay overlapping the window | treated) / same without treatment - 1 "
                      "(stays entering before the window but still running into it count).",
-    "mortality": "effects.mortality multiplies the death hazard while included; under an effect the "
-                 "decedents differ between arms, and the end-of-life truth stays defined on the treated "
-                 "decedents (same death dates in both arms).",
-    "avoided_spending_share": "1 - sum(E[spend1]) / sum(E[spend0]) over the follow-up.",
-    "avoided_spending_per_patient_year": "(sum(E[spend0]) - sum(E[spend1])) / patient-years.",
+    "mortality": "effects.mortality multiplies the death hazard while included. Each arm is evaluated in its "
+                 "own world, as the estimator's arms are: the treated arm on the observed death dates, the "
+                 "untreated arm on the same patients' death dates without the effect (death_untreated, same "
+                 "random draws). Spending rates use each world's own patient-years; end-of-life figures each "
+                 "world's own decedents. eol_same_death_date_reference gives the untreated arm on the treated "
+                 "decedents' own death dates (identical without a mortality effect).",
+    "avoided_spending_share": "1 - rate1 / rate0, rate = sum(E[spend]) / patient-years of that arm's world, "
+                              "over the follow-up from inclusion.",
+    "avoided_spending_per_patient_year": "rate0 - rate1 (each arm's expected spending over its own "
+                                         "patient-years).",
     "unmatched_share_complex": "complex-care patients planted off support / complex-care patients.",
     "observed": "Realised clean amounts of the generated lines and stays for the same patients (noisy).",
 }
@@ -700,7 +710,7 @@ def _observed_summary(acc: TruthAccumulator) -> dict[str, float | None]:
         "eol_spending_treated": round(acc.obs_eol_spend / nd, 2) if nd else None,
         "eol_hosp_share_treated": round(acc.obs_eol_hosp / nd, 4) if nd else None,
         "expected_eol_hosp_share_treated": round(acc.eol_hosp1 / nd, 4) if nd else None,
-        "expected_eol_hosp_share_counterfactual": round(acc.eol_hosp0 / nd, 4) if nd else None,
+        "expected_eol_hosp_share_counterfactual": round(acc.eol_hosp0 / acc.n_decedents0, 4) if acc.n_decedents0 else None,
     }
 
 

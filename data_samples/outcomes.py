@@ -279,6 +279,12 @@ class TruthAccumulator:
     n_complex: int = 0
     n_off_support_complex: int = 0
     patient_years: float = 0.0
+    # untreated world (death dates without the mortality effect; equal to the above without one)
+    patient_years0: float = 0.0
+    n_decedents0: int = 0
+    # control arm evaluated on the treated world's death dates (reference when mortality changes)
+    eol_spend0_same_death: float = 0.0
+    eol_hosp0_same_death: float = 0.0
     spend1: float = 0.0
     spend0: float = 0.0
     by_cat1: dict[str, float] = field(default_factory=dict)
@@ -311,7 +317,13 @@ class TruthAccumulator:
                 setattr(self, name, mine + theirs)
 
     def add_expected(self, cm: ChunkMeans, pop: Population, grid: MonthGrid, stays: StayWindowModel,
-                     config: StudyConfig) -> None:
+                     config: StudyConfig, cm0: ChunkMeans | None = None) -> None:
+        """Add a chunk's expected outcomes. ``cm`` holds the treated world (observed death dates);
+        ``cm0`` the untreated world (``pop.death_untreated`` for the treated, see
+        :func:`untreated_world`), used for the untreated arm; None = the same death dates (no mortality
+        effect). Each arm is a ratio over its *own* person-time and its own decedents, like the
+        estimator's arm totals."""
+        cm0 = cm if cm0 is None else cm0
         p = cm.persons
         t = pop.group[p] == TREATED
         self.n_treated += int(t.sum())
@@ -323,21 +335,33 @@ class TruthAccumulator:
         if not on.any():
             return
         claims_end = to_date(config.study.claims_end)
-        end = np.where(np.isnat(pop.death[p]), claims_end, pop.death[p])[on]
-        self.patient_years += float(((end - pop.inclusion[p][on]).astype("timedelta64[D]").astype(float) + 1).sum()) / 365.25
-        w = cm.fu[on]
+        inc = pop.inclusion[p][on]
+        for death, attr in ((pop.death[p][on], "patient_years"), (pop.death_untreated[p][on], "patient_years0")):
+            end = np.where(np.isnat(death), claims_end, death)
+            days = (end - inc).astype("timedelta64[D]").astype(float) + 1
+            setattr(self, attr, getattr(self, attr) + float(days.sum()) / 365.25)
+        w1, w0 = cm.fu[on], cm0.fu[on]
         for cat in self.perimeter:
             if cat == "hospital":
                 v1 = self._hosp_expected(cm, on, treated_arm=True)
-                v0 = self._hosp_expected(cm, on, treated_arm=False)
+                v0 = self._hosp_expected(cm0, on, treated_arm=False)
             else:
-                v1, v0 = cm.mu1[cat][on], cm.mu0[cat][on]
-            a1, a0 = float((v1 * w).sum()), float((v0 * w).sum())
+                v1, v0 = cm.mu1[cat][on], cm0.mu0[cat][on]
+            a1, a0 = float((v1 * w1).sum()), float((v0 * w0).sum())
             self.by_cat1[cat] = self.by_cat1.get(cat, 0.0) + a1
             self.by_cat0[cat] = self.by_cat0.get(cat, 0.0) + a0
             self.spend1 += a1
             self.spend0 += a0
-        self._add_end_of_life(cm, pop, grid, stays, np.flatnonzero(on)[self.decedents(pop.death[p][on], pop.inclusion[p][on])])
+        idx = np.flatnonzero(on)
+        rows1 = idx[self.decedents(pop.death[p][on], inc)]
+        rows0 = idx[self.decedents(pop.death_untreated[p][on], inc)]
+        self.n_decedents += int(rows1.size)
+        self.n_decedents0 += int(rows0.size)
+        self._add_end_of_life(cm, pop.death[p], grid, stays, rows1, arm=True)
+        self._add_end_of_life(cm0, pop.death_untreated[p], grid, stays, rows0, arm=False)
+        # reference: the untreated arm on the treated world's death dates (the contrast "same patient,
+        # same death date"; equal to the main one without a mortality effect)
+        self._add_end_of_life(cm, pop.death[p], grid, stays, rows1, arm=False, same_death=True)
 
     def decedents(self, death: np.ndarray, inclusion: np.ndarray) -> np.ndarray:
         """Treated decedents of the end-of-life truth: death after inclusion, whole window in the claims."""
@@ -345,37 +369,40 @@ class TruthAccumulator:
         first = np.where(ok, death, self.claims_start) - (self.eol_window_days - 1) * DAY
         return ok & np.where(ok, death > inclusion, False) & (first >= self.claims_start)
 
-    def _add_end_of_life(self, cm: ChunkMeans, pop: Population, grid: MonthGrid, stays: StayWindowModel,
-                         rows: np.ndarray) -> None:
-        """Expected spending and P(>= 1 full stay) in the eol_window_days days before death, both arms."""
+    def _add_end_of_life(self, cm: ChunkMeans, deaths: np.ndarray, grid: MonthGrid, stays: StayWindowModel,
+                         rows: np.ndarray, arm: bool, same_death: bool = False) -> None:
+        """Expected spending and P(>= 1 full stay) in the eol_window_days days before death, one arm
+        (``deaths`` = the death dates of ``cm``'s world, by chunk row)."""
         if rows.size == 0:
             return
-        self.n_decedents += int(rows.size)
-        death = pop.death[cm.persons[rows]]
+        death = deaths[rows]
         share = window_day_share(death, self.eol_window_days, grid)
         alive_days = cm.alive_days[rows]
         eol_month = cm.eol_k[rows] >= 0
-        for arm in (True, False):
-            book = self.eol_by_cat1 if arm else self.eol_by_cat0
-            rate = (cm.hosp_rate1 if arm else cm.hosp_rate0)[rows]
-            fp = (cm.final_p1 if arm else cm.final_p0)[rows]
-            full, n_reaching = stays.expected(rate, cm.hosp_cost[rows], alive_days, eol_month, death, grid)
-            tot = 0.0
-            for cat in self.perimeter:
-                if cat == "hospital":
-                    seances = (cm.seance_rate[rows] * cm.seance_cost * share).sum(axis=1)
-                    part = float((full + seances + fp * cm.final_cost * stays.final_share).sum())
-                else:
-                    part = float(((cm.mu1 if arm else cm.mu0)[cat][rows] * share).sum())
-                book[cat] = book.get(cat, 0.0) + part
-                tot += part
-            p_any = float((1 - (1 - fp) * np.exp(-n_reaching)).sum())
-            if arm:
-                self.eol_spend1 += tot
-                self.eol_hosp1 += p_any
+        rate = (cm.hosp_rate1 if arm else cm.hosp_rate0)[rows]
+        fp = (cm.final_p1 if arm else cm.final_p0)[rows]
+        full, n_reaching = stays.expected(rate, cm.hosp_cost[rows], alive_days, eol_month, death, grid)
+        tot = 0.0
+        book = self.eol_by_cat1 if arm else self.eol_by_cat0
+        for cat in self.perimeter:
+            if cat == "hospital":
+                seances = (cm.seance_rate[rows] * cm.seance_cost * share).sum(axis=1)
+                part = float((full + seances + fp * cm.final_cost * stays.final_share).sum())
             else:
-                self.eol_spend0 += tot
-                self.eol_hosp0 += p_any
+                part = float(((cm.mu1 if arm else cm.mu0)[cat][rows] * share).sum())
+            if not same_death:
+                book[cat] = book.get(cat, 0.0) + part
+            tot += part
+        p_any = float((1 - (1 - fp) * np.exp(-n_reaching)).sum())
+        if same_death:
+            self.eol_spend0_same_death += tot
+            self.eol_hosp0_same_death += p_any
+        elif arm:
+            self.eol_spend1 += tot
+            self.eol_hosp1 += p_any
+        else:
+            self.eol_spend0 += tot
+            self.eol_hosp0 += p_any
 
     @staticmethod
     def _hosp_expected(cm: ChunkMeans, on: np.ndarray, treated_arm: bool) -> np.ndarray:
@@ -390,17 +417,34 @@ class TruthAccumulator:
         final[np.arange(final.shape[0]), last] = fp * cm.final_cost
         return out + final
 
+    def same_death_reference(self) -> dict[str, float | None]:
+        """End-of-life contrasts with the untreated arm evaluated on the treated decedents' own death
+        dates: what the programme changes for the same patient dying on the same day. Differs from the
+        arm-vs-arm indicators only when the programme changes mortality."""
+        nd = self.n_decedents
+        if not nd or not self.eol_hosp0_same_death:
+            return {}
+        return {"eol_hosp_rate": round(self.eol_hosp1 / self.eol_hosp0_same_death - 1, 6),
+                "eol_spending_control": round(self.eol_spend0_same_death / nd, 6),
+                "eol_spending_difference": round((self.eol_spend1 - self.eol_spend0_same_death) / nd, 6)}
+
     def indicators(self) -> dict[str, float | None]:
         def ratio(a: float, b: float) -> float | None:
             return a / b if b else None
 
-        py = self.patient_years
+        # Each arm over its own person-time and decedents: rate1 = treated world, rate0 = untreated
+        # world (the same when the programme does not change mortality).
+        rate1 = ratio(self.spend1, self.patient_years)
+        rate0 = ratio(self.spend0, self.patient_years0)
+        h1 = ratio(self.eol_hosp1, self.n_decedents)
+        h0 = ratio(self.eol_hosp0, self.n_decedents0)
         out: dict[str, float | None] = {
             "unmatched_share_complex": ratio(self.n_off_support_complex, self.n_complex),
-            "eol_hosp_rate": (self.eol_hosp1 / self.eol_hosp0 - 1) if self.eol_hosp0 else None,
+            "eol_hosp_rate": (h1 / h0 - 1) if h1 is not None and h0 else None,
             "eol_spending_treated": ratio(self.eol_spend1, self.n_decedents),
-            "eol_spending_control": ratio(self.eol_spend0, self.n_decedents),
-            "avoided_spending_share": (1 - self.spend1 / self.spend0) if self.spend0 else None,
-            "avoided_spending_per_patient_year": ratio(self.spend0 - self.spend1, py),
+            "eol_spending_control": ratio(self.eol_spend0, self.n_decedents0),
+            "avoided_spending_share": (1 - rate1 / rate0) if rate1 is not None and rate0 else None,
+            "avoided_spending_per_patient_year": (rate0 - rate1) if rate1 is not None and rate0 is not None
+            else None,
         }
         return {k: (round(v, 6) if v is not None else None) for k, v in out.items()}
