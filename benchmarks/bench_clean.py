@@ -403,8 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         from data_samples import SAMPLE_DIR
 
+        import pyarrow.parquet as pq
+
         base, label = SAMPLE_DIR, "sample"
-        big_lines, pandas_lines = 2 * 226_889, 100_000
+        big_lines = 2 * pq.ParquetFile(SAMPLE_DIR / "ER_PRS_F.parquet").metadata.num_rows  # x2 replication
+        pandas_lines = 100_000
     else:
         base = args.data or ensure_extract(args.scale, args.seed)
         label, big_lines, pandas_lines = f"scale_{args.scale}" if args.data is None else base.name, args.lines, args.pandas_lines

@@ -10,9 +10,9 @@ import bad_inputs as bi
 import pyarrow.parquet as pq
 import pytest
 
-LIMIT = "128MB"
-LIMIT_BYTES = 128 * 2**20
-SCALE = "0.02"  # about 840,000 ER_PRS_F lines
+LIMIT = "256MB"
+LIMIT_BYTES = 256 * 2**20
+SCALE = "0.02"  # about 3 M ER_PRS_F lines (a few départements at full density)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_the_limit_really_binds_and_running_out_of_memory_is_a_clear_error(extra
     out = bi.cli("clean", "--data", extract, "--out", build,
                  "--config", _limited_config(tmp_path, tmp_path / "spill"))
     assert out.exception is None and out.exit_code == 2, out.text
-    for fragment in ("ran out of memory under [engine] duckdb_memory_limit = '128MB' with 1 thread(s)",
+    for fragment in (f"ran out of memory under [engine] duckdb_memory_limit = '{LIMIT}' with 1 thread(s)",
                      "Raise the memory limit", "outputs of the previous run were left as they were"):
         assert fragment in out.text, out.text
     assert not (build / "clean" / "manifest.json").exists()
