@@ -52,19 +52,18 @@ def load_cohort(build: Path, config: StudyConfig, data_dir: Path | None = None) 
     import pyarrow.parquet as pq
 
     # date32 columns as datetime64 (midnight) rather than Python date objects: much faster to load
-    cohort = pq.read_table(path).to_pandas(date_as_object=False)
     risk_set = ["at_risk_until"] if config.matching.time_zero == "treated_index" else []
     needed = list(dict.fromkeys([*COHORT_REQUIRED, *risk_set, *config.matching.exact, config.matching.on]))
     needed = [c for c in needed if c != "age_band"]
-    missing = [c for c in needed if c not in cohort.columns]
+    missing = [c for c in needed if c not in pq.read_schema(path).names]
     if missing:
         raise PipelineError(
             f"The cohort table {path} lacks column(s) {missing} needed by matching (docs/CONTRACTS.md §2; "
             f"matching.exact / matching.on in the configuration). Re-run `equilibres clean --force`, or "
             f"change the matching columns."
         )
-    keep = cohort["eligible"].fillna(0).astype(int).to_numpy() == 1
-    return cohort if keep.all() else cohort[keep].reset_index(drop=True)
+    # only eligible rows are converted to pandas (the string columns' conversion dominates the load)
+    return pq.read_table(path, filters=[("eligible", "=", 1)]).to_pandas(date_as_object=False)
 
 
 def with_age_band(cohort: pd.DataFrame, width: int, max_age_band: int) -> pd.DataFrame:
