@@ -401,9 +401,9 @@ def main(argv: list[str] | None = None) -> int:
         args.out = RESULTS.with_name("clean_quick.json") if args.quick else RESULTS
     WORK.mkdir(parents=True, exist_ok=True)
     if args.quick:
-        from data_samples import SAMPLE_DIR
-
         import pyarrow.parquet as pq
+
+        from data_samples import SAMPLE_DIR
 
         base, label = SAMPLE_DIR, "sample"
         big_lines = 2 * pq.ParquetFile(SAMPLE_DIR / "ER_PRS_F.parquet").metadata.num_rows  # x2 replication
