@@ -34,7 +34,7 @@ from indicators.results import Estimate
 _CHUNK_CELLS = 4_000_000
 
 
-def matched_sets(matched: pd.DataFrame, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+def matched_sets(matched: pd.DataFrame) -> pd.DataFrame:
     """Membership of units in matched sets and resampling clusters:
     ``set_idx, cluster_idx, unit_id, person_id, treated, w``.
 
@@ -44,8 +44,7 @@ def matched_sets(matched: pd.DataFrame, pairs: pd.DataFrame | None = None) -> pd
 
     The bootstrap resamples *persons*, not rows: matched sets linked by a shared person (a control
     reused by several sets) form one cluster and move together (:func:`resampling_clusters`). Without
-    replacement every set is its own cluster. ``pairs`` is accepted for backward compatibility and
-    ignored: ``matched`` carries every membership.
+    replacement every set is its own cluster.
     """
     need = {"unit_id", "person_id", "treated", "weight", "subclass"}
     missing = need - set(matched.columns)
