@@ -118,15 +118,10 @@ def _data_end(last_month: dt.date | None, config: StudyConfig) -> dt.date:
     return min(end, config.study.claims_end)
 
 
-def load_matched(build: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The matched cohort (validated) and the pairs table when present."""
-    paths = require_inputs(build)
-    path = paths.matching / "matched.parquet"
-    matched = pd.read_parquet(path)
-    matched = prepare_matched(matched, path)
-    pairs_path = paths.matching / "pairs.parquet"
-    pairs = pd.read_parquet(pairs_path) if pairs_path.exists() else None
-    return matched, pairs
+def load_matched(build: Path) -> pd.DataFrame:
+    """The matched cohort (validated): one row per (unit, matched set), every membership included."""
+    path = require_inputs(build).matching / "matched.parquet"
+    return prepare_matched(pd.read_parquet(path), path)
 
 
 def prepare_matched(matched: pd.DataFrame, where: Path | str = "matched frame") -> pd.DataFrame:

@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import StudyConfig
+from pipeline.stages.outputs import HOSPITAL
 
 DAYS_PER_YEAR = 365.25
-HOSPITAL = "hospital"
 
 # Window kinds computed for every unit (code used as the last digit of the window key).
 _KINDS = {"fu": 0, "eol": 1, "pre": 2, "post": 3}

@@ -93,7 +93,7 @@ def run_indicators(build: Path, config: StudyConfig, data_dir: Path | None = Non
     # restore_on_failure: all of indicators/ or nothing, so params.json never describes other outputs.
     with build_lock(build, "indicators"), restore_on_failure(build, paths.indicators):
         claims = load_claims(build, config)
-        matched, _ = load_matched(build)
+        matched = load_matched(build)
         an = analyse(matched, claims, config)
         fu, hosp, eol = followup(an), hospitalisation(an), end_of_life(an)
         spend, econ = spending(an), economics(an)
