@@ -1,0 +1,136 @@
+"""Golden outputs: a digest of everything a full run produces, to prove a refactoring changed nothing.
+
+The digest holds, per output file, a hash of its *content*: bytes for CSV, the rows for Parquet (so
+writer metadata does not count), canonical JSON for result records. Run records (``params.json``,
+manifests, logs) hold times, paths and memory by design and are left out; the figures are PNGs whose
+bytes depend on the matplotlib build, also left out. The report is compared as text (tags, styles
+and embedded images stripped), so a diff shows the sentence that changed.
+
+Regenerate deliberately, after checking the diff is intended:
+``UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+
+# Files that record how a run went (time, memory, paths, dates), not what it computed.
+RUN_RECORD = re.compile(r"(^|/)(params\.json|manifest\.json|\.lock)$|^(logs|tmp|clean/_stages|matching/cache)/")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:20]
+
+
+def parquet_digest(path: Path) -> str:
+    frame = pd.read_parquet(path)
+    head = json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()])
+    rows = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+    return _sha(head.encode() + rows)
+
+
+def json_digest(path: Path) -> str:
+    return _sha(json.dumps(json.loads(path.read_text(encoding="utf-8")), sort_keys=True).encode())
+
+
+def output_digest(root: Path, dirs: tuple[str, ...]) -> dict[str, str]:
+    """Content hash of every result file under ``root/<dir>`` (run records and images excluded)."""
+    out: dict[str, str] = {}
+    for d in dirs:
+        for p in sorted((root / d).rglob("*")):
+            rel = p.relative_to(root).as_posix()
+            if not p.is_file() or RUN_RECORD.search(rel) or p.suffix in {".png", ".svg", ".pdf", ".html"}:
+                continue
+            if p.suffix == ".parquet":
+                out[rel] = parquet_digest(p)
+            elif p.suffix == ".json":
+                out[rel] = json_digest(p)
+            elif p.suffix == ".csv" and "seconds" in p.read_text(encoding="utf-8").split("\n", 1)[0].split(","):
+                # Per-row timings (the sweep's) are run records inside a result table.
+                out[rel] = _sha(pd.read_csv(p).drop(columns="seconds").to_csv(index=False).encode())
+            else:
+                out[rel] = _sha(p.read_bytes())
+    return out
+
+
+class _Text(HTMLParser):
+    BLOCK = {"p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "table", "section", "figcaption",
+             "caption", "br", "dt", "dd", "header", "footer", "nav"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in {"script", "style"}:
+            self._skip += 1
+        if tag in self.BLOCK:
+            self.parts.append("\n")
+        if tag in {"td", "th"}:
+            self.parts.append(" | ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in {"script", "style"}:
+            self._skip -= 1
+        if tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+# Lines that legitimately differ between two runs of the same code on the same data.
+VOLATILE = [
+    (re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?([+-]\d{2}:\d{2}|Z)?"), "<time>"),
+    (re.compile(r"/[\w./-]*(tmp|pytest)[\w./-]*"), "<path>"),
+    (re.compile(r"\b\d+(?:[.,]\d+)?\s?(?:s|Mo|MB|MiB)\b"), "<measure>"),
+    (re.compile(r"\b[0-9a-f]{12,64}\b"), "<hash>"),
+]
+
+
+def report_text(html_path: Path) -> str:
+    parser = _Text()
+    parser.feed(html_path.read_text(encoding="utf-8"))
+    text = "".join(parser.parts)
+    lines = []
+    for line in text.splitlines():
+        line = re.sub(r"\s+", " ", line).strip(" |")
+        if not line:
+            continue
+        for pattern, token in VOLATILE:
+            line = pattern.sub(token, line)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def compare_or_update(name: str, actual: Any, update: bool) -> None:
+    """Compare ``actual`` with the stored golden file ``name`` (or write it when updating)."""
+    path = GOLDEN_DIR / name
+    text = actual if isinstance(actual, str) else json.dumps(actual, indent=1, sort_keys=True) + "\n"
+    if update:
+        GOLDEN_DIR.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return
+    assert path.exists(), f"{path} missing: create it with UPDATE_GOLDEN=1 (see tests/golden.py)"
+    expected = path.read_text(encoding="utf-8")
+    if isinstance(actual, str):
+        if expected != text:
+            import difflib
+            diff = "\n".join(list(difflib.unified_diff(expected.splitlines(), text.splitlines(),
+                                                       "golden", "now", lineterm="", n=1))[:80])
+            raise AssertionError(f"{name} differs from the golden output:\n{diff}")
+    else:
+        want = json.loads(expected)
+        changed = sorted(k for k in set(want) | set(actual) if want.get(k) != actual.get(k))
+        assert not changed, f"{name}: outputs differ from the golden run: {changed}"
