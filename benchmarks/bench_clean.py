@@ -140,7 +140,7 @@ def run_ours_dcir(data: str, build: str) -> dict[str, Any]:
     build where ``run_ours`` already ran the ingest stage: the repeated measurement of "ours"."""
     from pipeline.config import load_config
     from pipeline.engine import make_backend
-    from pipeline.io import BuildPaths
+    from pipeline.paths import BuildPaths
     from pipeline.runner import STAGES, StageContext, _locate, _stage_inputs, file_hash
 
     cfg = load_config()

@@ -151,7 +151,7 @@ def bench_rerun(n_treated: int, n_controls: int) -> dict:
     from matching.study import run_match
     from matching.synthetic import synthetic_cohort
     from pipeline.config import load_config
-    from pipeline.io import BuildPaths
+    from pipeline.paths import BuildPaths
 
     build = WORK / "build"
     shutil.rmtree(build, ignore_errors=True)

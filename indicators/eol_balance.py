@@ -14,17 +14,11 @@ import numpy as np
 import pandas as pd
 
 from indicators.analysis import MatchedAnalysis
+from pipeline.stats import weighted_mean_var
 
 BALANCE_COVARIATES = ("age", "BEN_SEX_COD", "ald", "prior_nursing_cost", "prior_total_cost",
                       "prior_hosp_stays")
 SMD_THRESHOLD = 0.1
-
-
-def _wmean_var(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    if w.sum() <= 0 or x.size == 0:
-        return float("nan"), float("nan")
-    m = float(np.sum(w * x) / np.sum(w))
-    return m, float(np.sum(w * (x - m) ** 2) / np.sum(w))
 
 
 def decedent_balance(an: MatchedAnalysis, matched: pd.DataFrame) -> pd.DataFrame:
@@ -43,8 +37,8 @@ def decedent_balance(an: MatchedAnalysis, matched: pd.DataFrame) -> pd.DataFrame
         row: dict[str, object] = {"covariate": c}
         for scope, keep in (("decedents", died), ("all_matched", np.ones_like(died))):
             ok = keep & np.isfinite(x_all)
-            mt, vt = _wmean_var(x_all[ok & is_t], w_all[ok & is_t])
-            mc, vc = _wmean_var(x_all[ok & ~is_t], w_all[ok & ~is_t])
+            mt, vt = weighted_mean_var(x_all[ok & is_t], w_all[ok & is_t], reliability=False)
+            mc, vc = weighted_mean_var(x_all[ok & ~is_t], w_all[ok & ~is_t], reliability=False)
             sd = np.sqrt((vt + vc) / 2)
             smd = (mt - mc) / sd if sd > 0 else 0.0
             row[f"{scope}_mean_treated"] = mt

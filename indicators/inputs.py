@@ -19,7 +19,8 @@ from indicators.schemas import (
     validate_frame,
 )
 from pipeline.config import StudyConfig
-from pipeline.io import BuildPaths, PipelineError
+from pipeline.io import PipelineError
+from pipeline.paths import BuildPaths
 
 _PERSON_COLS = ["person_id", "treated", "inclusion_date", "exit_date", "death_date", "death_source",
                 "death_flag_error"]

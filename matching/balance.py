@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.stats import weighted_mean_var
+
 SMD_THRESHOLD = 0.1
 VR_BOUNDS = (0.5, 2.0)
 
@@ -47,16 +49,6 @@ def unit_rows(matched: pd.DataFrame, id: str, weight: str = "weight") -> pd.Data
     out = matched.drop_duplicates(id).copy()
     out[weight] = out[id].map(total).to_numpy(dtype=float)
     return out.reset_index(drop=True)
-
-
-def weighted_mean_var(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    sw = w.sum()
-    if sw <= 0:
-        return np.nan, np.nan
-    mean = float((w * x).sum() / sw)
-    denom = sw - (w * w).sum() / sw
-    var = float((w * (x - mean) ** 2).sum() / denom) if denom > 0 else np.nan
-    return mean, var
 
 
 def ecdf_stats(x_t: np.ndarray, w_t: np.ndarray, x_c: np.ndarray, w_c: np.ndarray) -> tuple[float, float]:

@@ -14,23 +14,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 from matching.matcher import UNMATCHED_REASONS
+from pipeline.stats import wilson_interval
 
 INDICATOR_ID = "unmatched_share_complex"
-
-
-def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion."""
-    if n <= 0:
-        return np.nan, np.nan
-    z = float(norm.ppf(1 - (1 - level) / 2))
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
 def is_small(count: float | int | None, min_cell_count: int) -> bool:

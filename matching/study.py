@@ -22,7 +22,6 @@ from matching.matcher import Matcher
 from matching.profiles import INDICATOR_ID, is_small, unmatched_indicator, unmatched_profiles
 from pipeline.config import StudyConfig
 from pipeline.io import (
-    BuildPaths,
     PipelineError,
     atomic_path,
     atomic_write_csv,
@@ -32,6 +31,8 @@ from pipeline.io import (
     peak_rss_mb,
     restore_on_failure,
 )
+from pipeline.labels import CALIPER_SCALE_FR, MATCHING_METHOD_FR
+from pipeline.paths import BuildPaths
 from pipeline.stages.rules import DESCRIPTIONS_FR
 
 COHORT_REQUIRED = ["unit_id", "person_id", "treated", "index_date", "age", "eligible"]
@@ -130,11 +131,6 @@ def method_description(config: StudyConfig) -> str:
             f"{cal}, {'with' if m.replace else 'without'} replacement{bands}")
 
 
-METHOD_FR = {"nearest": "au plus proche voisin", "optimal": "optimal", "propensity": "sur score de propension",
-              "cem": "exact grossier (CEM)"}
-CALIPER_SCALE_FR = {"sd": "écart-type", "absolute": "valeur absolue", "relative": "relatif"}
-
-
 def method_description_fr(config: StudyConfig) -> str:
     """The French version of :func:`method_description`, for the report in French."""
     m = config.matching
@@ -142,7 +138,7 @@ def method_description_fr(config: StudyConfig) -> str:
            else f"caliper {str(m.caliper).replace('.', ',')} ({CALIPER_SCALE_FR.get(m.caliper_scale, m.caliper_scale)})")
     bands = f", classes d'âge de {config.cohort.age_band_width} ans" if "age_band" in m.exact else ""
     transform = "sans transformation" if m.transform == "none" else m.transform
-    return (f"appariement {METHOD_FR.get(m.method, m.method)} 1:{m.ratio} sur {m.on} ({transform}), exact sur "
+    return (f"appariement {MATCHING_METHOD_FR.get(m.method, m.method)} 1:{m.ratio} sur {m.on} ({transform}), exact sur "
             f"{', '.join(m.exact) or 'aucune variable'}, {cal}, {'avec' if m.replace else 'sans'} remise{bands}")
 
 

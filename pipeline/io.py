@@ -12,7 +12,6 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -175,74 +174,3 @@ def _rollback(root: Path, snap: Path, dirs: tuple[Path, ...]) -> None:
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(snap / rel, target)
-
-
-@dataclass(frozen=True)
-class BuildPaths:
-    """Where every output lives under the build directory (paths named in the issues)."""
-
-    root: Path
-
-    @property
-    def clean(self) -> Path:
-        return self.root / "clean"
-
-    @property
-    def persons(self) -> Path:
-        return self.clean / "persons.parquet"
-
-    @property
-    def panel(self) -> Path:
-        return self.clean / "panel.parquet"
-
-    @property
-    def stays(self) -> Path:
-        return self.clean / "stays.parquet"
-
-    @property
-    def eol_daily(self) -> Path:
-        return self.clean / "eol_daily.parquet"
-
-    @property
-    def cohort(self) -> Path:
-        return self.clean / "cohort.parquet"
-
-    @property
-    def clean_manifest(self) -> Path:
-        return self.clean / "manifest.json"
-
-    @property
-    def audit(self) -> Path:
-        return self.root / "audit"
-
-    @property
-    def attrition(self) -> Path:
-        return self.audit / "attrition.csv"
-
-    @property
-    def matching(self) -> Path:
-        return self.root / "matching"
-
-    @property
-    def sweep(self) -> Path:
-        return self.root / "sweep"
-
-    @property
-    def indicators(self) -> Path:
-        return self.root / "indicators"
-
-    @property
-    def surveys(self) -> Path:
-        return self.root / "surveys"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def tmp(self) -> Path:
-        return self.root / "tmp"

@@ -32,13 +32,13 @@ from pipeline.config import StudyConfig
 from pipeline.engine import engine_name, make_backend, read_parquet, stop_spark, write_parquet
 from pipeline.input_checks import check_inputs, diagnose_read_failure, out_of_memory_error
 from pipeline.io import (
-    BuildPaths,
     PipelineError,
     atomic_write_json,
     atomic_write_text,
     build_lock,
     restore_on_failure,
 )
+from pipeline.paths import BuildPaths
 from pipeline.stages import ald as ald_stage
 from pipeline.stages import cohort as cohort_stage
 from pipeline.stages import dcir as dcir_stage

@@ -2,7 +2,7 @@
 
 Nothing here computes a statistic: the report reads result files (:mod:`reports.loaders`), formats
 numbers per language (:mod:`reports.i18n`), masks small counts of people
-(:mod:`reports.suppression`), draws charts from the result tables (:mod:`reports.figures`) and
+(:mod:`pipeline.privacy`), draws charts from the result tables (:mod:`reports.figures`) and
 renders Jinja2 templates. The HTML is self-contained (CSS inline, figures as data URIs); the PDF is
 the same HTML laid out by WeasyPrint (A4, page numbers, table of contents with page numbers).
 """
@@ -25,6 +25,7 @@ from markupsafe import Markup, escape
 
 from pipeline.config import StudyConfig
 from pipeline.io import PipelineError, atomic_write_bytes, atomic_write_text, build_lock, restore_on_failure
+from pipeline.privacy import extract_identifiers, identifiers_in, is_small, suppress_counts, suppress_flow
 from reports import figures
 from reports.i18n import (
     MEASURE_LABELS,
@@ -37,7 +38,6 @@ from reports.i18n import (
     value_label,
 )
 from reports.loaders import BuildResults, load_build
-from reports.suppression import is_small, suppress_counts, suppress_flow
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -1297,74 +1297,6 @@ def _wrap(label: str, width: int) -> str:
     return "\n".join(textwrap.wrap(label, width)) or label
 
 
-# ---------------------------------------------------------------------------------------------
-# Privacy guard: identifiers of the extract must not appear in the report.
-
-ID_COLUMNS = {"IR_BEN_R": ("BEN_NIR_PSA", "BEN_IDT_ANO"), "EQUILIBRES_ROSTER": ("BEN_NIR_PSA", "EQL_EQP_ID")}
-MIN_ID_LENGTH = 5  # shorter values (e.g. "1") are ordinary tokens and cannot be tested meaningfully
-
-
-def extract_identifiers(data_dir: Path, config: StudyConfig) -> set[str]:
-    """Every person and team identifier of the extract (IR_BEN_R, roster, PMSI C tables)."""
-    data_dir = Path(data_dir)
-    ids: set[str] = set()
-    stems = {config.extract.ir_ben_r: ID_COLUMNS["IR_BEN_R"],
-             config.extract.roster: ID_COLUMNS["EQUILIBRES_ROSTER"]}
-    for stem, cols in stems.items():
-        for path in sorted(data_dir.glob(f"{stem}.*")):
-            ids |= _read_id_columns(path, cols, config)
-    for path in sorted(data_dir.glob(config.extract.mco_c.replace("{aa}", "??") + ".*")):
-        ids |= _read_id_columns(path, ("NIR_ANO_17",), config)
-    return {i for i in ids if len(i) >= MIN_ID_LENGTH and i != "x" * len(i)}
-
-
-def _read_id_columns(path: Path, cols: Sequence[str], config: StudyConfig) -> set[str]:
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            names = pq.read_schema(path).names
-            frame = pd.read_parquet(path, columns=[c for c in cols if c in names])
-        elif suffix == ".csv":
-            frame = None
-            for enc in config.extract.csv_encodings:
-                try:
-                    frame = pd.read_csv(path, sep=config.extract.csv_separator, dtype=str, encoding=enc,
-                                        usecols=lambda c: c in cols)
-                    break
-                except UnicodeDecodeError:
-                    continue
-            if frame is None:
-                return set()
-        elif suffix in (".sas7bdat", ".xpt"):
-            import pyreadstat
-
-            reader = pyreadstat.read_sas7bdat if suffix == ".sas7bdat" else pyreadstat.read_xport
-            frame, _ = reader(str(path), usecols=list(cols))
-        else:
-            return set()
-    except (OSError, ValueError) as err:
-        raise PipelineError(f"Cannot read identifiers from {path} for the privacy check: {err}") from None
-    out: set[str] = set()
-    for c in frame.columns:
-        out |= set(frame[c].dropna().astype(str).str.strip())
-    return out
-
-
-_DATA_URI = re.compile(r"data:[a-z/+]+;base64,[A-Za-z0-9+/=]+")
-_TOKEN = re.compile(r"[A-Za-z0-9_]+")
-
-
-def identifiers_in(text_: str, identifiers: set[str]) -> int:
-    """How many distinct identifiers occur as whole tokens in ``text_`` (embedded images excluded)."""
-    tokens = set(_TOKEN.findall(_DATA_URI.sub(" ", text_)))
-    return len(tokens & identifiers)
-
-
-# ---------------------------------------------------------------------------------------------
-
-
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -1424,7 +1356,7 @@ def render_report(build: Path, config: StudyConfig, data_dir: Path | None = None
 
 
 def _paths(build: Path) -> dict[str, Path]:
-    from pipeline.io import BuildPaths
+    from pipeline.paths import BuildPaths
 
     report_dir = BuildPaths(build).report
     return {"html": report_dir / "report.html", "pdf": report_dir / "report.pdf"}

@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from matching.study import CALIPER_SCALE_FR, METHOD_FR
-from surveys.summary import SCORE_METHODS_FR
+from pipeline.labels import CALIPER_SCALE_FR, MATCHING_METHOD_FR, SCORE_METHODS_FR
 
 NBSP = "\u00a0"
 NNBSP = "\u202f"  # narrow no-break space: French thousands separator
@@ -142,7 +141,7 @@ class Formatter:
         return f"<{NBSP}{threshold}"
 
     def secondary(self) -> str:
-        from reports.suppression import SECONDARY_MARK
+        from pipeline.privacy import SECONDARY_MARK
 
         return SECONDARY_MARK
 
@@ -637,7 +636,7 @@ VALUE_LABELS: dict[str, dict[str, str]] = {
     # survey method texts (surveys/stats.py defaults, French versions kept beside them)
     **{en: {"fr": fr, "en": en} for en, fr in SCORE_METHODS_FR.items()},
     # matching methods (sweep and specification tables)
-    **{m: {"fr": fr, "en": m} for m, fr in METHOD_FR.items()},
+    **{m: {"fr": fr, "en": m} for m, fr in MATCHING_METHOD_FR.items()},
     **{c: {"fr": fr, "en": {"sd": "SD"}.get(c, c)} for c, fr in CALIPER_SCALE_FR.items()},
 }
 

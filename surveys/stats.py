@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from pipeline.stats import wilson_interval
+
 ProportionMethod = Literal["wilson", "clopper-pearson"]
 Lang = Literal["en", "fr"]
 
@@ -83,12 +85,7 @@ def proportion_interval(k: float, n: float, method: ProportionMethod = "wilson",
     if not 0 <= k <= n:
         raise ValueError(f"k must lie in [0, n]; got k={k}, n={n}")
     if method == "wilson":
-        z = _z(alpha)
-        p = k / n
-        denom = 1 + z * z / n
-        centre = (p + z * z / (2 * n)) / denom
-        half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-        return (max(0.0, centre - half), min(1.0, centre + half))
+        return wilson_interval(k, n, 1 - alpha)
     if method == "clopper-pearson":
         low = 0.0 if k == 0 else float(sps.beta.ppf(alpha / 2, k, n - k + 1))
         high = 1.0 if k == n else float(sps.beta.ppf(1 - alpha / 2, k + 1, n - k))

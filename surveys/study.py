@@ -30,13 +30,13 @@ import pandas as pd
 
 from pipeline.config import StudyConfig, write_params
 from pipeline.io import (
-    BuildPaths,
     atomic_write_bytes,
     atomic_write_csv,
     atomic_write_json,
     build_lock,
     restore_on_failure,
 )
+from pipeline.paths import BuildPaths
 from surveys.charts import before_after_chart, likert_diverging_chart
 from surveys.codebook import Codebook, load_codebooks
 from surveys.responses import load_responses

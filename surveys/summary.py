@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import SurveySettings
+from pipeline.labels import SCORE_METHODS_FR
 from surveys.codebook import UNITS_BY_STATISTIC, Codebook, IndicatorLink, Question
 from surveys.responses import TYPE_COLUMN, applicable_mask
 from surveys.stats import (
@@ -39,16 +40,6 @@ class Estimate:
     display_en: str
     display_fr: str
     method_fr: str = ""
-
-
-# French versions of the default method texts of ScoreResult and PairedResult (surveys/stats.py);
-# a method text not listed here is shown in English.
-SCORE_METHODS_FR = {
-    "Student t interval for the mean": "intervalle de Student pour la moyenne",
-    "Student t interval for the mean change; Wilcoxon signed-rank test, Pratt handling of zero differences "
-    "(scipy.stats.wilcoxon)": "intervalle de Student pour la variation moyenne ; test des rangs signés de "
-    "Wilcoxon, différences nulles traitées selon Pratt (scipy.stats.wilcoxon)",
-}
 
 
 def _pct_fr(level: float) -> str:

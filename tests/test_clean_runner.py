@@ -9,7 +9,8 @@ import pytest
 
 from data_samples import SAMPLE_DIR
 from pipeline.config import load_config
-from pipeline.io import BuildPaths, PipelineError
+from pipeline.io import PipelineError
+from pipeline.paths import BuildPaths
 from pipeline.runner import STAGE_NAMES, file_hash, run_clean
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from data_samples import SAMPLE_DIR
 from pipeline.config import load_config
-from pipeline.io import BuildPaths
+from pipeline.paths import BuildPaths
 from pipeline.runner import run_clean
 from pipeline.stages import cohort as cohort_stage
 from pipeline.stages import outputs as outputs_stage

@@ -11,7 +11,7 @@ import pytest
 
 from data_samples import SAMPLE_DIR
 from pipeline.config import load_config
-from pipeline.io import BuildPaths
+from pipeline.paths import BuildPaths
 from pipeline.runner import run_clean
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

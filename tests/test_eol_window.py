@@ -13,7 +13,7 @@ import pytest
 from data_samples import SAMPLE_DIR
 from indicators.outcomes import ClaimsData, compute_unit_outcomes
 from pipeline.config import StudyConfig, load_config
-from pipeline.io import BuildPaths
+from pipeline.paths import BuildPaths
 
 D = pd.Timestamp
 DEATH = D("2022-06-30")

@@ -12,7 +12,8 @@ from test_indicators_core import eol_daily, matched, panel, persons, stays
 from indicators.headline import HEADLINE_IDS, headline_effects
 from indicators.study import run_indicators, suppress_small_counts
 from pipeline.config import load_config
-from pipeline.io import BuildPaths, PipelineError
+from pipeline.io import PipelineError
+from pipeline.paths import BuildPaths
 
 EXPECTED_IDS = {
     "unmatched_share_complex", "followup_patient_years", "hosp_share_any_stay", "hosp_stays_per_100py",

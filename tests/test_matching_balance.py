@@ -9,7 +9,8 @@ from statsmodels.stats.proportion import proportion_confint
 
 from matching import Matcher
 from matching.balance import kish_ess
-from matching.profiles import unmatched_indicator, unmatched_profiles, wilson_interval
+from matching.profiles import unmatched_indicator, unmatched_profiles
+from pipeline.stats import wilson_interval
 
 
 @pytest.fixture(scope="module")

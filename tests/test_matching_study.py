@@ -14,7 +14,8 @@ from matching import study
 from matching.study import run_match, run_sweep, with_age_band
 from matching.synthetic import synthetic_cohort
 from pipeline.config import load_config
-from pipeline.io import BuildPaths, PipelineError
+from pipeline.io import PipelineError
+from pipeline.paths import BuildPaths
 
 MATCH_FILES = ["pairs.parquet", "matched.parquet", "balance.csv", "unmatched_profiles.csv", "params.json",
                "indicator_unmatched.json", "love_plot.png", "attrition_matching.csv"]

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import load_config
-from pipeline.io import BuildPaths, build_lock, restore_on_failure
+from pipeline.io import build_lock, restore_on_failure
+from pipeline.paths import BuildPaths
 from pipeline.runner import file_hash, run_clean
 
 ROOT = Path(__file__).parents[1]

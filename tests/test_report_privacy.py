@@ -15,7 +15,8 @@ import pytest
 
 from data_samples import SAMPLE_DIR
 from pipeline.config import load_config
-from reports.build import SECTION_IDS, extract_identifiers, render_report
+from pipeline.privacy import extract_identifiers
+from reports.build import SECTION_IDS, render_report
 
 pytestmark = pytest.mark.slow
 

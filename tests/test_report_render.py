@@ -10,7 +10,8 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.io import PipelineError
-from reports.build import SECTION_IDS, _agreement, identifiers_in, render_report
+from pipeline.privacy import identifiers_in
+from reports.build import SECTION_IDS, _agreement, render_report
 from reports.i18n import Formatter
 from tests.report_fixture import FAKE_IDENTIFIERS, make_fixture_build
 

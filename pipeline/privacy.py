@@ -1,4 +1,7 @@
-"""Statistical disclosure control for the report: small counts of people are masked.
+"""Privacy as on the SNDS platform: small counts of people are masked, identifiers never published.
+
+One module for every step and the report: primary and secondary small-cell suppression, the
+masking of a single count, and the scan of a text for identifiers of the extract.
 
 SNDS rule: no published aggregate may show a count of people between 1 and ``threshold - 1``
 (``report.min_cell_count``, default 10). Masking one cell is not enough when the table also shows the
@@ -17,11 +20,16 @@ Pass ``mask_zeros=True`` for the stricter reading.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from pipeline.config import StudyConfig
+from pipeline.io import PipelineError
 
 Cell = Hashable
 # Shown in place of a cell hidden only to protect another one (its value is not small).
@@ -35,6 +43,11 @@ def is_small(value: float | None, threshold: int, mask_zeros: bool = False) -> b
     if value == 0:
         return mask_zeros
     return abs(value) < threshold
+
+
+def mask_count(count: int | None, threshold: int) -> int | None:
+    """``count``, or None when it is a small count of people that must not be published."""
+    return None if is_small(count, threshold) else count
 
 
 def secondary_suppression(
@@ -186,3 +199,68 @@ def _to_mask(frame: pd.DataFrame, cells: Iterable[Cell]) -> pd.DataFrame:
     for r, c in cells:
         mask.at[r, c] = True
     return mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Identifiers of the extract must not appear in any published text.
+
+ID_COLUMNS = {"IR_BEN_R": ("BEN_NIR_PSA", "BEN_IDT_ANO"), "EQUILIBRES_ROSTER": ("BEN_NIR_PSA", "EQL_EQP_ID")}
+MIN_ID_LENGTH = 5  # shorter values (e.g. "1") are ordinary tokens and cannot be tested meaningfully
+
+
+def extract_identifiers(data_dir: Path, config: StudyConfig) -> set[str]:
+    """Every person and team identifier of the extract (IR_BEN_R, roster, PMSI C tables)."""
+    data_dir = Path(data_dir)
+    ids: set[str] = set()
+    stems = {config.extract.ir_ben_r: ID_COLUMNS["IR_BEN_R"],
+             config.extract.roster: ID_COLUMNS["EQUILIBRES_ROSTER"]}
+    for stem, cols in stems.items():
+        for path in sorted(data_dir.glob(f"{stem}.*")):
+            ids |= _read_id_columns(path, cols, config)
+    for path in sorted(data_dir.glob(config.extract.mco_c.replace("{aa}", "??") + ".*")):
+        ids |= _read_id_columns(path, ("NIR_ANO_17",), config)
+    return {i for i in ids if len(i) >= MIN_ID_LENGTH and i != "x" * len(i)}
+
+
+def _read_id_columns(path: Path, cols: Sequence[str], config: StudyConfig) -> set[str]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(path).names
+            frame = pd.read_parquet(path, columns=[c for c in cols if c in names])
+        elif suffix == ".csv":
+            frame = None
+            for enc in config.extract.csv_encodings:
+                try:
+                    frame = pd.read_csv(path, sep=config.extract.csv_separator, dtype=str, encoding=enc,
+                                        usecols=lambda c: c in cols)
+                    break
+                except UnicodeDecodeError:
+                    continue
+            if frame is None:
+                return set()
+        elif suffix in (".sas7bdat", ".xpt"):
+            import pyreadstat
+
+            reader = pyreadstat.read_sas7bdat if suffix == ".sas7bdat" else pyreadstat.read_xport
+            frame, _ = reader(str(path), usecols=list(cols))
+        else:
+            return set()
+    except (OSError, ValueError) as err:
+        raise PipelineError(f"Cannot read identifiers from {path} for the privacy check: {err}") from None
+    out: set[str] = set()
+    for c in frame.columns:
+        out |= set(frame[c].dropna().astype(str).str.strip())
+    return out
+
+
+_DATA_URI = re.compile(r"data:[a-z/+]+;base64,[A-Za-z0-9+/=]+")
+_TOKEN = re.compile(r"[A-Za-z0-9_]+")
+
+
+def identifiers_in(text_: str, identifiers: set[str]) -> int:
+    """How many distinct identifiers occur as whole tokens in ``text_`` (embedded images excluded)."""
+    tokens = set(_TOKEN.findall(_DATA_URI.sub(" ", text_)))
+    return len(tokens & identifiers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from reports.suppression import (
+from pipeline.privacy import (
     SECONDARY_MARK,
     is_small,
     secondary_suppression,
