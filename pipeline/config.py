@@ -319,6 +319,12 @@ def _validate(data: dict[str, Any], source: str, base_dir: str) -> StudyConfig:
         raise ConfigError(_format_errors(err, source)) from None
 
 
+def config_from_dict(data: dict[str, Any], source: str) -> StudyConfig:
+    """Settings from plain data (e.g. the sections a step saved in its params.json), defaults filling
+    the rest; errors name ``source``."""
+    return _validate(data, source=source, base_dir=str(DEFAULT_CONFIG_PATH.parent))
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"Configuration file {path} does not exist: give an existing TOML file to --config.")
