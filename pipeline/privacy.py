@@ -3,7 +3,7 @@
 One module for every step and the report: primary and secondary small-cell suppression, the
 masking of a single count, and the scan of a text for identifiers of the extract.
 
-SNDS rule: no published aggregate may show a count of people between 1 and ``threshold - 1``
+SNDS rule: no published aggregate may show a count of people between 1 and ``min_cell_count - 1``
 (``report.min_cell_count``, default 10). Masking one cell is not enough when the table also shows the
 totals it adds up to: the masked value would be recomputed by subtraction. *Secondary suppression*
 then masks a second cell of the same margin (the smallest one, so as little information as possible is
@@ -14,7 +14,7 @@ values are linked by one linear equation: a total and its parts, or two cells eq
 so the same tested code serves two-way tables with margins and chained flow tables
 (rows_in = rows_dropped + rows_out, and rows_out of one rule = rows_in of the next).
 
-Zero counts are not masked by default: a zero identifies nobody, and the SNDS rule targets 1..threshold-1.
+Zero counts are not masked by default: a zero identifies nobody, and the SNDS rule targets 1..min_cell_count-1.
 Pass ``mask_zeros=True`` for the stricter reading.
 """
 
@@ -36,18 +36,18 @@ Cell = Hashable
 SECONDARY_MARK = "×"
 
 
-def is_small(value: float | None, threshold: int, mask_zeros: bool = False) -> bool:
+def is_small(value: float | None, min_cell_count: int, mask_zeros: bool = False) -> bool:
     """True when a count of people must be masked (primary suppression)."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return False
     if value == 0:
         return mask_zeros
-    return abs(value) < threshold
+    return abs(value) < min_cell_count
 
 
-def mask_count(count: int | None, threshold: int) -> int | None:
+def mask_count(count: int | None, min_cell_count: int) -> int | None:
     """``count``, or None when it is a small count of people that must not be published."""
-    return None if is_small(count, threshold) else count
+    return None if is_small(count, min_cell_count) else count
 
 
 def secondary_suppression(
@@ -86,7 +86,7 @@ class SuppressedTable:
 
     values: pd.DataFrame
     mask: pd.DataFrame
-    threshold: int
+    min_cell_count: int
     primary: pd.DataFrame | None = None  # cells masked because they are small themselves
 
     def is_primary(self, row: Hashable, col: Hashable) -> bool:
@@ -97,18 +97,18 @@ class SuppressedTable:
         return int(self.mask.to_numpy().sum())
 
     def display(self, placeholder: str | None = None, secondary: str = SECONDARY_MARK) -> pd.DataFrame:
-        """Values as objects: small cells shown as "< threshold", secondary ones as ``secondary``."""
+        """Values as objects: small cells shown as "< min_cell_count", secondary ones as ``secondary``."""
         out = self.values.astype(object).copy()
         out[self.mask] = secondary
         prim = self.primary if self.primary is not None else self.mask
-        out[prim & self.mask] = placeholder if placeholder is not None else f"< {self.threshold}"
+        out[prim & self.mask] = placeholder if placeholder is not None else f"< {self.min_cell_count}"
         return out
 
 
 def suppress_counts(
     table: pd.DataFrame,
     count_columns: Sequence[str],
-    threshold: int,
+    min_cell_count: int,
     *,
     row_total: str | None = None,
     total_row: Hashable | None = None,
@@ -135,7 +135,7 @@ def suppress_counts(
         for c in count_columns:
             v = table.at[r, c]
             values[(r, c)] = None if pd.isna(v) else float(v)
-    primary = {cell for cell, v in values.items() if is_small(v, threshold, mask_zeros)}
+    primary = {cell for cell, v in values.items() if is_small(v, min_cell_count, mask_zeros)}
 
     relations: list[list[Cell]] = []
     parts_cols = [c for c in count_columns if c != row_total]
@@ -152,12 +152,12 @@ def suppress_counts(
     for col, source in (derived or {}).items():
         if col in mask.columns and source in mask.columns:
             mask[col] = mask[col] | mask[source]
-    return SuppressedTable(values=table, mask=mask, threshold=threshold, primary=_to_mask(table, primary))
+    return SuppressedTable(values=table, mask=mask, min_cell_count=min_cell_count, primary=_to_mask(table, primary))
 
 
 def suppress_flow(
     flow: pd.DataFrame,
-    threshold: int,
+    min_cell_count: int,
     *,
     person_rows: Sequence[bool] | pd.Series | None = None,
     columns: tuple[str, str, str] = ("rows_in", "rows_dropped", "rows_out"),
@@ -182,7 +182,7 @@ def suppress_flow(
             values[(r, c)] = None if pd.isna(v) else float(v)
     primary = {
         (r, c) for r in flow.index for c in columns
-        if bool(people[r]) and is_small(values[(r, c)], threshold, mask_zeros)
+        if bool(people[r]) and is_small(values[(r, c)], min_cell_count, mask_zeros)
     }
     relations: list[list[Cell]] = [[(r, c_in), (r, c_drop), (r, c_out)] for r in flow.index]
     idx = list(flow.index)
@@ -190,7 +190,7 @@ def suppress_flow(
         if values[(a, c_out)] is not None and values[(a, c_out)] == values[(b, c_in)]:
             relations.append([(a, c_out), (b, c_in)])
     masked = secondary_suppression(values, primary, relations)
-    return SuppressedTable(values=flow, mask=_to_mask(flow, masked), threshold=threshold,
+    return SuppressedTable(values=flow, mask=_to_mask(flow, masked), min_cell_count=min_cell_count,
                            primary=_to_mask(flow, primary))
 
 
