@@ -46,11 +46,11 @@ data: $(STAMP) $(DATA)/IR_BEN_R.parquet ## Generate the default synthetic extrac
 validate: data ## Validate the extract against the SNDS input contract
 	$(BIN)/equilibres validate $(DATA)
 
-run: data ## Run the whole chain (clean, match, indicators, surveys, sweep) into BUILD
-	$(BIN)/equilibres run --data $(DATA) --out $(BUILD) --engine $(ENGINE) $(CONFIG_OPT)
+run: data ## Run the whole chain (validate, clean, match, indicators, surveys, sweep) into BUILD
+	$(BIN)/equilibres run --data $(DATA) --out $(BUILD) --engine $(ENGINE) --no-report $(CONFIG_OPT)
 
-report: run ## Everything, then the HTML and PDF report: BUILD/report/report.{html,pdf}
-	$(BIN)/equilibres report --data $(DATA) --out $(BUILD) --lang $(LANG_REPORT) $(CONFIG_OPT)
+report: data ## Everything, then the HTML and PDF report: BUILD/report/report.{html,pdf}
+	$(BIN)/equilibres run --data $(DATA) --out $(BUILD) --engine $(ENGINE) --lang $(LANG_REPORT) $(CONFIG_OPT)
 	@echo "Report: $(BUILD)/report/report.html and $(BUILD)/report/report.pdf"
 
 test: $(STAMP) sysdeps ## Run the whole test suite (the CI command)

@@ -27,12 +27,13 @@ import multiprocessing as mp
 import os
 import platform
 import queue as queue_mod
-import resource
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from pipeline.io import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "work" / "clean"
@@ -107,22 +108,19 @@ def replicate_extract(base: Path, min_lines: int) -> Path:
 # -- the three implementations (each run in a fresh process) ------------------------------------
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_ours(data: str, build: str, engine: str = "duckdb") -> dict[str, Any]:
     from pipeline.config import load_config
-    from pipeline.runner import run_clean
+    from pipeline.paths import BuildPaths
+    from pipeline.runner import run as clean_extract
 
     cfg = load_config()
     if engine == "spark":
         cfg = cfg.with_overrides({"engine": {"name": "spark", "spark_master": "local[2]"}})
     t0 = time.perf_counter()
-    result = run_clean(Path(data), Path(build), cfg, force=True)
+    result = clean_extract(BuildPaths(Path(build), Path(data)), cfg, force=True)
     total = time.perf_counter() - t0
     stages = {s.name: {"seconds": round(s.seconds, 3), "peak_rss_mb": s.peak_rss_mb} for s in result.stages}
-    peak = max(_peak_mb(), max(s["peak_rss_mb"] for s in stages.values()))
+    peak = max(peak_rss_mb(), max(s["peak_rss_mb"] for s in stages.values()))
     import duckdb
     import pandas as pd
 
@@ -138,19 +136,21 @@ def run_ours(data: str, build: str, engine: str = "duckdb") -> dict[str, Any]:
 def run_ours_dcir(data: str, build: str) -> dict[str, Any]:
     """The runner's DCIR stage alone (same StageDef, same backend settings, audit included), on a
     build where ``run_ours`` already ran the ingest stage: the repeated measurement of "ours"."""
+    from pipeline.clean_stages import STAGES, StageContext
     from pipeline.config import load_config
     from pipeline.engine import make_backend
+    from pipeline.io import file_hash
     from pipeline.paths import BuildPaths
-    from pipeline.runner import STAGES, StageContext, _locate, _stage_inputs, file_hash
+    from pipeline.runner import locate_extract, stage_inputs
 
     cfg = load_config()
     paths = BuildPaths(Path(build))
-    tables = _locate(Path(data), cfg)
+    tables = locate_extract(Path(data), cfg)
 
     stage = next(s for s in STAGES if s.name == "dcir")
     # The runner's staging (Parquet in place, other formats converted once), done before the timer
     # as the runner does it before its stages.
-    staged = {k: _stage_inputs(tables[k], [file_hash(f) for f in tables[k]], k, paths, cfg) for k in stage.inputs}
+    staged = {k: stage_inputs(tables[k], [file_hash(f) for f in tables[k]], k, paths, cfg) for k in stage.inputs}
     con = make_backend(cfg.engine, paths.root)
     ctx = StageContext(config=cfg, paths=paths, con=con, staged=staged.__getitem__,
                        stage_dir=paths.clean / "_stages")
@@ -158,7 +158,7 @@ def run_ours_dcir(data: str, build: str) -> dict[str, Any]:
     _, audit = stage.run(ctx)
     seconds = time.perf_counter() - t0
     con.disconnect()
-    return {"seconds": round(seconds, 3), "peak_rss_mb": round(_peak_mb(), 1), "audit_rows": len(audit)}
+    return {"seconds": round(seconds, 3), "peak_rss_mb": round(peak_rss_mb(), 1), "audit_rows": len(audit)}
 
 
 def hand_sql(config: Any, prs: str, key_map: str, dest: str) -> str:
@@ -215,7 +215,7 @@ def run_hand_sql(data: str, build: str) -> dict[str, Any]:
     con.execute(hand_sql(cfg, str(Path(data) / "ER_PRS_F.parquet"), str(key_map), str(dest)))
     seconds = time.perf_counter() - t0
     kept = con.execute(f"SELECT sum(euros) FROM read_parquet('{dest}')").fetchone()[0]
-    return {"seconds": round(seconds, 3), "peak_rss_mb": round(_peak_mb(), 1), "kept_euros": round(float(kept), 2)}
+    return {"seconds": round(seconds, 3), "peak_rss_mb": round(peak_rss_mb(), 1), "kept_euros": round(float(kept), 2)}
 
 
 def run_pandas(data: str, build: str, n_lines: int) -> dict[str, Any]:
@@ -263,7 +263,7 @@ def run_pandas(data: str, build: str, n_lines: int) -> dict[str, Any]:
     out = net.groupby(["person_id", "month", "category"], sort=False).agg(
         euros=("euros", "sum"), acts=("acts", "sum"), hours=("hours", "sum"), last_care=("EXE_SOI_DTD", "max"))
     seconds = time.perf_counter() - t0
-    return {"lines": int(min(got, n_lines)), "seconds": round(seconds, 3), "peak_rss_mb": round(_peak_mb(), 1),
+    return {"lines": int(min(got, n_lines)), "seconds": round(seconds, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
             "rows_out": len(out)}
 
 

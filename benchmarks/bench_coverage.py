@@ -30,18 +30,20 @@ TRUTHS = ("truth_default.toml", "truth_null.toml", "truth_mortality.toml")
 
 
 def run_one(work: Path, seed: int, truth_file: str, scale: float) -> dict:
-    from indicators.study import run_indicators
-    from matching.study import run_match
+    from indicators import study as indicators_study
+    from matching import study as matching_study
+    from pipeline.paths import BuildPaths
 
     config = load_config()
     data, build = work / "extract", work / "build"
     generator.generate_extract(data, scale=scale, seed=seed, truth_path=Path(generator.__file__).parent / truth_file,
                                fmt="parquet", confounding=None, config=config)
-    runner.run_clean(data, build, config)
-    run_match(build, config)
-    res = run_indicators(build, config, data_dir=data)
+    paths = BuildPaths(build, data)
+    runner.run(paths, config)
+    matching_study.run(paths, config)
+    res = indicators_study.run(paths, config)
     truth = json.loads((data / "truth.json").read_text())["indicators"]
-    return compare({r["id"]: r for r in res.records}, truth)
+    return compare({r.id: r for r in res.records}, truth)
 
 
 def main(argv: list[str] | None = None) -> int:

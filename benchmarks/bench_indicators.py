@@ -29,12 +29,12 @@ RESULTS = ROOT / "benchmarks" / "results" / "indicators.json"
 
 def _cli() -> list[str]:
     exe = Path(sys.executable).with_name("equilibres")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "pipeline.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "study.cli"]
 
 
 _CHILD = """
 import json, resource, sys
-from pipeline.cli import app
+from study.cli import app
 try:
     app(sys.argv[1:], standalone_mode=False)
 finally:

@@ -12,7 +12,7 @@
      treated units and extrapolated linearly to all of them (marked ``extrapolated``);
    * scikit-learn ``NearestNeighbors`` per stratum (fit on the stratum's controls, 1 neighbour per
      treated unit). It enforces neither a caliper nor no-reuse, so it does strictly less work.
-3. `run_match` re-run on a synthetic cohort.parquet of study size (25 800 treated, 2 M candidate rows;
+3. `matching.study.run` re-run on a synthetic cohort.parquet of study size (25 800 treated, 2 M candidate rows;
    matching.synthetic) with the cohort cached: first and second run times.
 
 Greedy matcher times are the best of three (closest) or two (data order) runs. Targets (checked and recorded, not asserted): matcher ≥ 10× faster than the naive scan; 5 M pool time
@@ -148,7 +148,7 @@ def bench_pool(n_treated: int, n_controls: int, naive_subset: int, max_strata: i
 
 
 def bench_rerun(n_treated: int, n_controls: int) -> dict:
-    from matching.study import run_match
+    from matching.study import run as match_cohort
     from matching.synthetic import synthetic_cohort
     from pipeline.config import load_config
     from pipeline.paths import BuildPaths
@@ -164,9 +164,9 @@ def bench_rerun(n_treated: int, n_controls: int) -> dict:
     del cohort
     prep = time.perf_counter() - t0
     cfg = load_config()
-    first = run_match(build, cfg)
+    first = match_cohort(BuildPaths(build), cfg)
     t0 = time.perf_counter()
-    second = run_match(build, cfg.with_overrides({"matching": {"ratio": 2}}))
+    second = match_cohort(BuildPaths(build), cfg.with_overrides({"matching": {"ratio": 2}}))
     rerun = time.perf_counter() - t0
     out = {"cohort_rows": n_treated + n_controls, "cohort_treated": n_treated, "cohort_file_mib": round(size_mib, 1),
            "synthesis_seconds": round(prep, 1), "first_run_seconds": round(first.seconds, 2),
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1/100 of the sizes (seconds)")
     parser.add_argument("--scale", type=float, default=None, help="fraction of the full sizes (default 1)")
-    parser.add_argument("--skip-rerun", action="store_true", help="skip the run_match re-run benchmark")
+    parser.add_argument("--skip-rerun", action="store_true", help="skip the matching re-run benchmark")
     args = parser.parse_args(argv)
     scale = args.scale if args.scale is not None else (0.01 if args.quick else 1.0)
     n_t = max(int(25_000 * scale), 50)
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         "pool5m_le_3x_pool2m": p5["nearest_closest"]["seconds"] <= 3 * p2["nearest_closest"]["seconds"],
     }
     if not args.skip_rerun:
-        print("run_match re-run on a cached cohort ...", flush=True)
+        print("matching re-run on a cached cohort ...", flush=True)
         results["rerun_match"] = bench_rerun(max(int(25_800 * scale), 200), max(int(2_000_000 * scale), 20_000))
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["peak_rss_mib_process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

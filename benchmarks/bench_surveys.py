@@ -1,4 +1,4 @@
-"""Benchmark of the survey step: synthetic survey files, then `run_surveys` (validation, statistics,
+"""Benchmark of the survey step: synthetic survey files, then `surveys.study.run` (validation, statistics,
 figures, outputs). Writes benchmarks/results/surveys.json.
 
 `python -m benchmarks.bench_surveys --quick` runs one repetition; the default runs five and reports
@@ -16,9 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from data_samples.surveys import write_synthetic_surveys
 from pipeline.config import load_config
-from surveys.study import run_surveys
-from surveys.synthetic import write_synthetic_surveys
+from pipeline.paths import BuildPaths
+from surveys.study import run as summarise_surveys
 
 RESULTS = Path(__file__).parent / "results" / "surveys.json"
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             write_synthetic_surveys(root / "data", args.seed, cfg)
             t1 = time.perf_counter()
-            result = run_surveys(root / "data", root / "build", cfg)
+            result = summarise_surveys(BuildPaths(root / "build", root / "data"), cfg)
             t2 = time.perf_counter()
             gen.append(t1 - t0)
             run.append(t2 - t1)

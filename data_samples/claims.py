@@ -26,14 +26,14 @@ from data_samples.catalog import (
     LineKind,
 )
 from data_samples.outcomes import DCIR_CATEGORIES, FINAL_STAY_MAX_LOS, ChunkMeans, MonthGrid
-from data_samples.population import DAY, Identities, Population, pick_identity, to_date
+from data_samples.population import DAY, Population, to_date
 from data_samples.truth import TruthParams
 from pipeline.config import StudyConfig
 
 # Flux (payment) month = care month + 1 + lag: 99 % of lines arrive within 6 months of the care month.
 FLUX_LAG_MONTHS = np.arange(0, 13)
-FLUX_LAG_PROBS = np.array([0.12, 0.52, 0.20, 0.09, 0.04, 0.02, 0.004, 0.002, 0.0015, 0.001, 0.0008, 0.0004, 0.0003])
-FLUX_LAG_PROBS = FLUX_LAG_PROBS / FLUX_LAG_PROBS.sum()
+_FLUX_LAG_WEIGHTS = np.array([0.12, 0.52, 0.20, 0.09, 0.04, 0.02, 0.004, 0.002, 0.0015, 0.001, 0.0008, 0.0004, 0.0003])
+FLUX_LAG_PROBS = _FLUX_LAG_WEIGHTS / _FLUX_LAG_WEIGHTS.sum()
 
 
 def experiment_kind(config: StudyConfig) -> LineKind:
@@ -244,7 +244,3 @@ def hospital_finess(dpt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def error_ghm(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.asarray(ERROR_GHM)[rng.integers(0, len(ERROR_GHM), n)]
-
-
-def identity_for(rng: np.random.Generator, ids: Identities, persons: np.ndarray) -> np.ndarray:
-    return pick_identity(rng, ids, persons)

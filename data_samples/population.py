@@ -15,12 +15,11 @@ import numpy as np
 from data_samples.catalog import ALD_ETM_NAT, ALD_ICD10
 from data_samples.truth import TruthParams
 from pipeline.config import StudyConfig
+from pipeline.contract_spec import LIFETIME_ALD_END, SENTINEL_DATE
 
 TREATED, CONTROL, OUTSIDE = 0, 1, 2
 DAY = np.timedelta64(1, "D")
 NAT = np.datetime64("NaT", "D")
-SENTINEL_1600 = np.datetime64("1600-01-01", "D")
-SENTINEL_2099 = np.datetime64("2099-12-31", "D")
 DAYS_PER_MONTH = 30.4375
 CPX_FLAGS = ("CPX_SOCIAL", "CPX_AIDANT", "CPX_PALLIATIF", "CPX_PSY", "CPX_HANDICAP", "CPX_PEDIATRIE")
 _ALPHABET = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
@@ -391,7 +390,7 @@ def build_ald_rows(rng: np.random.Generator, pop: Population, tp: TruthParams, c
     is_2099 = (kind >= d.ald_open_ended_share) & (kind < d.ald_open_ended_share + d.ald_lifetime_2099_share)
     chain = ~(is_open | is_2099)
     # open-ended and lifetime rows
-    for mask, end in ((is_open, SENTINEL_1600), (is_2099, SENTINEL_2099)):
+    for mask, end in ((is_open, np.datetime64(SENTINEL_DATE, "D")), (is_2099, np.datetime64(LIFETIME_ALD_END, "D"))):
         persons.append(pop.ald_person[mask])
         nums.append(pop.ald_num[mask])
         dtd.append(start[mask])

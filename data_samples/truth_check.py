@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from pipeline.results import IndicatorRecord
+
 Truth = Mapping[str, float]
 
 # headline id → its planted value, read from truth.json "indicators"
@@ -25,15 +27,15 @@ HEADLINE_TRUTH: dict[str, Callable[[Truth], float]] = {
 EOL_IDS = frozenset({"eol_hosp_rate", "eol_spending_treated", "eol_spending_control", "eol_spending_difference"})
 
 
-def compare(records: Mapping[str, Mapping], truth: Truth) -> dict[str, dict]:
+def compare(records: Mapping[str, IndicatorRecord], truth: Truth) -> dict[str, dict]:
     """For each headline: truth, estimate, CI and whether the CI contains the truth."""
     out = {}
     for id_, of in HEADLINE_TRUTH.items():
         r = records.get(id_)
         t = of(truth)
-        if r is None or r.get("ci_low") is None or t is None:
-            out[id_] = {"truth": t, "value": None if r is None else r.get("value"), "covered": None}
+        if r is None or r.ci_low is None or t is None:
+            out[id_] = {"truth": t, "value": None if r is None else r.value, "covered": None}
             continue
-        out[id_] = {"truth": t, "value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
-                    "covered": bool(r["ci_low"] <= t <= r["ci_high"])}
+        out[id_] = {"truth": t, "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                    "covered": bool(r.ci_low <= t <= r.ci_high)}
     return out

@@ -7,7 +7,6 @@ the only SAS format pyreadstat can write — it stands in for SAS7BDAT, which sh
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,19 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from pipeline.contract_spec import TableSpec
+from pipeline.io import PipelineError
+from pipeline.readers import ARROW_TYPES
 
-ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "date": pa.date32()}
 PARQUET_OPTIONS: dict[str, Any] = dict(compression="zstd", compression_level=1, use_dictionary=True,
                                        write_statistics=True, version="2.6")
 # ER_PRS_F is written one row group per chunk of persons (about 1 M rows); bigger tables are split.
 PARQUET_ROW_GROUP_MAX_ROWS = 4_000_000
 FORMATS = ("parquet", "csv", "xpt")
 SUFFIX = {"parquet": ".parquet", "csv": ".csv", "xpt": ".xpt"}
+
+
+class GenerationError(PipelineError):
+    """The generator cannot run with these arguments."""
 
 
 def arrow_schema(spec: TableSpec) -> pa.Schema:
@@ -126,7 +130,3 @@ def write_xpt(table: pa.Table, path: Path, spec: TableSpec) -> None:
     table_name = spec.label.replace("aa", "")[:32]
     pyreadstat.write_xport(frame, str(path), file_format_version=8, table_name=table_name,
                            variable_format=formats)
-
-
-def date_array(values: list[dt.date]) -> np.ndarray:
-    return np.asarray(values, dtype="datetime64[D]")

@@ -111,9 +111,9 @@ def resample_counts(n_sets: int, replicates: int, rng: np.random.Generator) -> I
     done = 0
     while done < replicates:
         m = min(chunk, replicates - done)
-        draws = rng.integers(0, n_sets, size=(m, n_sets))
+        picks = rng.integers(0, n_sets, size=(m, n_sets))
         offsets = (np.arange(m) * n_sets)[:, None]
-        counts = np.bincount((draws + offsets).ravel(), minlength=m * n_sets).reshape(m, n_sets)
+        counts = np.bincount((picks + offsets).ravel(), minlength=m * n_sets).reshape(m, n_sets)
         yield counts
         done += m
 
@@ -144,20 +144,20 @@ class BootstrapTotals:
 
     names: tuple[str, ...]
     point: np.ndarray          # (k,)
-    replicates: np.ndarray     # (B, k)
+    draws: np.ndarray          # (B, k): the totals of each of the B bootstrap replicates
     n_sets: int                # resampling units: matched sets, or clusters of sets sharing a person
     ci_level: float
     seed: int
 
     @property
     def n_replicates(self) -> int:
-        return int(self.replicates.shape[0])
+        return int(self.draws.shape[0])
 
     def totals(self) -> Mapping[str, np.ndarray]:
         return _Totals(self.names, self.point)
 
     def replicate_totals(self) -> Mapping[str, np.ndarray]:
-        return _Totals(self.names, self.replicates)
+        return _Totals(self.names, self.draws)
 
     def replicate_values(self, stat: Statistic) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -189,9 +189,9 @@ def cluster_bootstrap(per_set: np.ndarray, names: Sequence[str], replicates: int
     if n_sets == 0:
         raise ValueError("no matched sets to bootstrap: the matched sample is empty")
     rng = np.random.default_rng(seed)
-    reps = np.empty((replicates, per_set.shape[1]))
+    draws = np.empty((replicates, per_set.shape[1]))
     row = 0
     for counts in resample_counts(n_sets, replicates, rng):
-        reps[row:row + counts.shape[0]] = counts @ per_set
+        draws[row:row + counts.shape[0]] = counts @ per_set
         row += counts.shape[0]
-    return BootstrapTotals(tuple(names), per_set.sum(axis=0), reps, n_sets, ci_level, seed)
+    return BootstrapTotals(tuple(names), per_set.sum(axis=0), draws, n_sets, ci_level, seed)

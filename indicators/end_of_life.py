@@ -15,8 +15,8 @@ from indicators.analysis import MatchedAnalysis, difference, quotient, ratio, re
 from indicators.outcomes import category_labels_fr, perimeter_categories, spend_categories
 from indicators.results import Indicator
 
-POPULATION = "decedents during follow-up: matched ÉQUILIBRES patients vs matched controls (weighted)"
-POPULATION_FR = ("personnes décédées pendant le suivi : patients ÉQUILIBRES appariés et leurs témoins appariés "
+EOL_POPULATION = "decedents during follow-up: matched ÉQUILIBRES patients vs matched controls (weighted)"
+EOL_POPULATION_FR = ("personnes décédées pendant le suivi : patients ÉQUILIBRES appariés et leurs témoins appariés "
                  "(pondérés)")
 
 
@@ -75,22 +75,22 @@ def end_of_life(an: MatchedAnalysis) -> EndOfLifeResult:
     inds = [
         Indicator(id="eol_decedents", label_fr="Patients décédés pendant le suivi",
                   label_en="Decedents during follow-up", unit="count", value=float(n_t), ci_low=None,
-                  ci_high=None, n=n_t, method="count", ci_level=None, population=POPULATION,
+                  ci_high=None, n=n_t, method="count", ci_level=None, population=EOL_POPULATION,
                   definition="Units whose death date (IR_BEN_R or PMSI, not flagged as an error) falls "
                              "in their follow-up; control decedents are distinct matched control rows.",
                   arm_values={"treated": float(n_t), "control": float(n_c),
                               "control_weighted": float(an.boot.totals()["c.died"])},
-                  n_control=n_c, method_fr="dénombrement", population_fr=POPULATION_FR,
+                  n_control=n_c, method_fr="dénombrement", population_fr=EOL_POPULATION_FR,
                   definition_fr="Unités dont la date de décès (IR_BEN_R ou PMSI, non signalée comme erronée) "
                                 "tombe pendant leur suivi ; les témoins décédés sont des lignes distinctes de "
                                 "témoins appariés."),
         an.indicator(
             "eol_hosp_rate", "Hospitalisation en fin de vie (différence relative)",
             "End-of-life hospitalisation (relative difference)", "relative_difference",
-            relative_difference(hosp_t, hosp_c), n=n_t, population=POPULATION,
+            relative_difference(hosp_t, hosp_c), n=n_t, population=EOL_POPULATION,
             definition=f"Share of decedents with at least one full MCO stay overlapping {window}; value = "
                        f"treated share / control share − 1.",
-            population_fr=POPULATION_FR,
+            population_fr=EOL_POPULATION_FR,
             definition_fr=f"Part des personnes décédées ayant au moins un séjour MCO complet chevauchant "
                           f"{window_fr} ; valeur = part des traités / part des témoins − 1.",
             arms={"treated": hosp_t, "control": hosp_c}),
@@ -98,9 +98,9 @@ def end_of_life(an: MatchedAnalysis) -> EndOfLifeResult:
             "eol_hosp_days", "Journées d'hospitalisation en fin de vie (différence par patient)",
             "End-of-life hospital days (difference per decedent)", "days_per_patient",
             difference(per_dec("t", "eol_hosp_days"), per_dec("c", "eol_hosp_days")), n=n_t,
-            population=POPULATION,
+            population=EOL_POPULATION,
             definition=f"Nights of full MCO stays inside {window}, per decedent; treated − control.",
-            population_fr=POPULATION_FR,
+            population_fr=EOL_POPULATION_FR,
             definition_fr=f"Nuits de séjours MCO complets dans {window_fr}, par personne décédée ; "
                           f"traités − témoins.",
             arms={"treated": per_dec("t", "eol_hosp_days"), "control": per_dec("c", "eol_hosp_days")}),
@@ -108,11 +108,11 @@ def end_of_life(an: MatchedAnalysis) -> EndOfLifeResult:
             "eol_death_in_hospital", "Décès à l'hôpital (différence de part)",
             "Death in hospital (difference of shares)", "share",
             difference(per_dec("t", "eol_death_in_hosp"), per_dec("c", "eol_death_in_hosp")), n=n_t,
-            population=POPULATION,
+            population=EOL_POPULATION,
             definition="Share of decedents dying in hospital (an MCO stay with SOR_MOD 9 ending within a "
                        "day of death, or a death date taken from PMSI); the rest die elsewhere. "
                        "Treated − control.",
-            population_fr=POPULATION_FR,
+            population_fr=EOL_POPULATION_FR,
             definition_fr="Part des personnes décédées à l'hôpital (séjour MCO avec SOR_MOD 9 se terminant à un jour "
                           "près du décès, ou date de décès issue du PMSI) ; les autres décèdent "
                           "ailleurs. Traités − témoins.",
@@ -137,19 +137,19 @@ def end_of_life(an: MatchedAnalysis) -> EndOfLifeResult:
         an.indicator(
             "eol_spending_difference", "Écart de dépenses en fin de vie (€ par décédé)",
             "End-of-life spending difference (€ per decedent)", "eur_per_patient",
-            difference(spend_t, spend_c), n=n_t, population=POPULATION,
+            difference(spend_t, spend_c), n=n_t, population=EOL_POPULATION,
             definition=f"Treated − control spending per decedent in {window}; {perim_txt}.",
-            population_fr=POPULATION_FR,
+            population_fr=EOL_POPULATION_FR,
             definition_fr=f"Dépense des traités − dépense des témoins, par personne décédée, dans {window_fr} ; "
                           f"{perim_fr}."),
         an.indicator(
             "eol_nursing_presence", "Présence infirmière en fin de vie (rapport des dépenses infirmières)",
             "End-of-life nursing presence (ratio of nursing spending)", "ratio", quotient(nurse_t, nurse_c),
-            n=n_t, population=POPULATION,
+            n=n_t, population=EOL_POPULATION,
             definition=f"Nursing spending per decedent in {window}, from care dates (categories {nursing}, "
                        f"experiment payments included), treated / control; nursing acts and experiment "
                        f"hours per decedent beside.",
-            population_fr=POPULATION_FR,
+            population_fr=EOL_POPULATION_FR,
             definition_fr=f"Dépense infirmière par personne décédée dans {window_fr}, selon les dates de soins "
                           f"(catégories : "
                           f"{category_labels_fr(cfg, nursing)}, forfaits de l'expérimentation inclus), traités / "

@@ -14,11 +14,10 @@ import numpy as np
 import pandas as pd
 
 from indicators.analysis import MatchedAnalysis
-from pipeline.stats import weighted_mean_var
+from pipeline.stats import SMD_THRESHOLD, weighted_mean_var
 
 BALANCE_COVARIATES = ("age", "BEN_SEX_COD", "ald", "prior_nursing_cost", "prior_total_cost",
                       "prior_hosp_stays")
-SMD_THRESHOLD = 0.1
 
 
 def decedent_balance(an: MatchedAnalysis, matched: pd.DataFrame) -> pd.DataFrame:

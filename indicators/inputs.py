@@ -9,19 +9,14 @@ import duckdb
 import pandas as pd
 
 from indicators.outcomes import ClaimsData
-from indicators.schemas import (
-    MATCHED,
-    PERSONS,
-    STAYS_COLUMNS,
-    check_parquet_columns,
-    eol_daily_columns,
-    panel_columns,
-    validate_frame,
-)
 from pipeline.config import StudyConfig
 from pipeline.io import PipelineError
 from pipeline.paths import BuildPaths
+from pipeline.tables import MATCHED, PERSONS, STAYS, eol_daily_contract, panel_contract, validate_frame
 
+# Columns of the cleaning outputs the indicators read (the cleaning writes more).
+STAYS_READ = ["person_id", "entry_date", "exit_date", "SEJ_NBJ", "SOR_MOD", "is_seance", "cost"]
+PANEL_READ_EXCLUDED = ("hosp_stays", "hosp_days", "seances")  # stays come from the stays table
 _PERSON_COLS = ["person_id", "treated", "inclusion_date", "exit_date", "death_date", "death_source",
                 "death_flag_error"]
 
@@ -38,9 +33,9 @@ def require_inputs(build: Path) -> BuildPaths:
             f"Cleaning outputs missing in {paths.clean}: {[p.name for p in missing_clean]}. Run "
             f"`equilibres clean --data <extract> --out {paths.root}` first."
         )
-    if not (paths.matching / "matched.parquet").exists():
+    if not paths.output("matched").exists():
         raise PipelineError(
-            f"Matching output {paths.matching / 'matched.parquet'} is missing. Run "
+            f"Matching output {paths.output('matched')} is missing. Run "
             f"`equilibres match --out {paths.root}` first."
         )
     return paths
@@ -67,9 +62,10 @@ def load_claims(build: Path, config: StudyConfig) -> ClaimsData:
     if key in _CLAIMS_CACHE:
         return _CLAIMS_CACHE[key]
     fix = f"Re-run `equilibres clean --out {paths.root} --force`."
-    check_parquet_columns(paths.panel, panel_columns(config), "person × month panel", fix)
-    check_parquet_columns(paths.stays, STAYS_COLUMNS, "MCO stays", fix)
-    check_parquet_columns(paths.eol_daily, eol_daily_columns(config), "decedents' DCIR spending per care day", fix)
+    panel = panel_contract(config)
+    panel.subset([c for c in panel.columns if c not in PANEL_READ_EXCLUDED]).check(paths.panel, fix, types=False)
+    STAYS.subset(STAYS_READ).check(paths.stays, fix, types=False)
+    eol_daily_contract(config).check(paths.eol_daily, fix, types=False)
     _check_eol_days(paths, config)
     cols = _available(paths.persons, _PERSON_COLS)
     persons = validate_frame(PERSONS, pd.read_parquet(paths.persons, columns=cols), paths.persons)
@@ -121,7 +117,7 @@ def _data_end(last_month: dt.date | None, config: StudyConfig) -> dt.date:
 
 def load_matched(build: Path) -> pd.DataFrame:
     """The matched cohort (validated): one row per (unit, matched set), every membership included."""
-    path = require_inputs(build).matching / "matched.parquet"
+    path = require_inputs(build).output("matched")
     return prepare_matched(pd.read_parquet(path), path)
 
 

@@ -193,7 +193,7 @@ class ClaimsData:
                    panel, stays, data_end, eol_daily=eol_daily, threads=config.engine.duckdb_threads)
 
     # -- DuckDB plumbing -----------------------------------------------------------------------
-    def _connect(self) -> duckdb.DuckDBPyConnection:
+    def connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect()
         con.execute(f"SET threads = {int(self.threads)}")
         con.execute(f"SET memory_limit = '{self.memory_limit}'")
@@ -318,7 +318,7 @@ def compute_unit_outcomes(units: pd.DataFrame, claims: ClaimsData, config: Study
     spend_cols = [f"spend_{c}" for c in cats]
     count_cols = ["nursing_acts", "experiment_hours"]
     daily_cols = [f"spend_{c}" for c in dcir] + count_cols
-    con = claims._connect()
+    con = claims.connect()
     try:
         sums = _panel_sums(con, windows, spend_cols + count_cols)
         eol_sums = (_daily_sums(con, eol_windows(fu, config), daily_cols) if claims.eol_daily is not None

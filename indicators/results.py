@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import StudyConfig
+from pipeline.results import IndicatorRecord
 
 
 def _clean(x: Any) -> Any:
@@ -94,46 +95,30 @@ class Indicator:
                          "ci_level": self.ci_level if name in self.arm_ci else None})
         return pd.DataFrame(rows)
 
-    def to_record(self, config: StudyConfig | None = None) -> dict[str, Any]:
+    def to_record(self, config: StudyConfig | None = None) -> IndicatorRecord:
         """The CONTRACTS.md §4 record; ``published`` comes from ``config.published`` only.
 
         Counts of people below ``report.min_cell_count`` are replaced by null (``n_suppressed``).
         """
         published = None if config is None else config.published.get(self.id)
-        min_cell = None if config is None else config.report.min_cell_count
+        min_cell_count = None if config is None else config.report.min_cell_count
         n = self.n
-        suppressed = n is not None and min_cell is not None and n < min_cell
-        rec: dict[str, Any] = {
-            "id": self.id,
-            "label_fr": self.label_fr,
-            "label_en": self.label_en,
-            "value": _clean(self.value),
-            "ci_low": _clean(self.ci_low),
-            "ci_high": _clean(self.ci_high),
-            "n": None if suppressed else n,
-            "unit": self.unit,
-            "method": self.method,
-            "published": published,
-            "population": self.population,
-            "definition": self.definition,
-            "ci_level": self.ci_level,
-        }
-        for key in ("method_fr", "population_fr", "definition_fr"):
-            if getattr(self, key):
-                rec[key] = getattr(self, key)
-        if suppressed:
-            rec["n_suppressed"] = True
-        if self.arm_values:
-            rec["arm_values"] = {k: _clean(v) for k, v in self.arm_values.items()}
-        if self.arm_ci:
-            rec["arm_ci"] = {k: [_clean(lo), _clean(hi)] for k, (lo, hi) in self.arm_ci.items()}
-        if self.replicates is not None:
-            rec["replicates"] = self.replicates
-        return rec
+        suppressed = n is not None and min_cell_count is not None and n < min_cell_count
+        return IndicatorRecord(
+            id=self.id, label_fr=self.label_fr, label_en=self.label_en, unit=self.unit,
+            value=_clean(self.value), ci_low=_clean(self.ci_low), ci_high=_clean(self.ci_high),
+            n=None if suppressed else n, method=self.method, population=self.population,
+            definition=self.definition, published=published, ci_level=self.ci_level,
+            method_fr=self.method_fr or None, population_fr=self.population_fr or None,
+            definition_fr=self.definition_fr or None,
+            arm_values={k: _clean(v) for k, v in self.arm_values.items()},
+            arm_ci={k: (_clean(lo), _clean(hi)) for k, (lo, hi) in self.arm_ci.items()},
+            replicates=self.replicates, n_suppressed=suppressed,
+        )
 
     def __str__(self) -> str:  # compact one-liner for logs and render()
-        ci = "" if self.ci_low is None else f" [{_fmt(self.ci_low)}; {_fmt(self.ci_high)}]"
-        return f"{self.id}: {_fmt(self.value)}{ci} ({self.unit}, n={self.n})"
+        ci = "" if self.ci_low is None else f" [{format_value(self.ci_low)}; {format_value(self.ci_high)}]"
+        return f"{self.id}: {format_value(self.value)}{ci} ({self.unit}, n={self.n})"
 
 
 def pct_fr(level: float) -> str:
@@ -146,7 +131,8 @@ def number_fr(x: float) -> str:
     return f"{x:,.0f}".replace(",", "\u202f")
 
 
-def _fmt(x: float | None) -> str:
+def format_value(x: float | None) -> str:
+    """A number for the console summary ("NA" when missing)."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "NA"
     ax = abs(x)
@@ -161,4 +147,4 @@ def records_frame(indicators: list[Indicator], config: StudyConfig) -> pd.DataFr
     """Flat table of records (indicators.csv)."""
     keep = ["id", "label_fr", "label_en", "value", "ci_low", "ci_high", "n", "unit", "method", "published",
             "population", "definition"]
-    return pd.DataFrame([{k: ind.to_record(config).get(k) for k in keep} for ind in indicators])
+    return pd.DataFrame([{k: getattr(ind.to_record(config), k) for k in keep} for ind in indicators])

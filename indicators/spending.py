@@ -11,8 +11,8 @@ from indicators.outcomes import category_labels_fr, perimeter_categories, spend_
 from indicators.results import Indicator
 from pipeline.config import StudyConfig
 
-POPULATION = "matched ÉQUILIBRES patients vs matched controls (weighted), over follow-up"
-POPULATION_FR = "patients ÉQUILIBRES appariés et leurs témoins appariés (pondérés), sur la durée du suivi"
+SPENDING_POPULATION = "matched ÉQUILIBRES patients vs matched controls (weighted), over follow-up"
+SPENDING_POPULATION_FR = "patients ÉQUILIBRES appariés et leurs témoins appariés (pondérés), sur la durée du suivi"
 
 
 def perimeter_text(config: StudyConfig) -> str:
@@ -76,19 +76,19 @@ def spending(an: MatchedAnalysis) -> SpendingResult:
         an.indicator(
             "avoided_spending_per_patient_year", "Dépenses évitées par patient-année",
             "Avoided spending per patient-year", "eur_per_patient_year", avoided_per_py,
-            n=an.n_treated, population=POPULATION,
+            n=an.n_treated, population=SPENDING_POPULATION,
             definition=f"Spending per patient-year of matched controls (weighted) minus that of ÉQUILIBRES "
                        f"patients, each = total spending over follow-up / total patient-years; {ptxt}.",
-            population_fr=POPULATION_FR,
+            population_fr=SPENDING_POPULATION_FR,
             definition_fr=f"Dépense par patient-année des témoins appariés (pondérés) moins celle des patients "
                           f"ÉQUILIBRES, chacune = dépense totale sur le suivi / total des patients-années ; "
                           f"{ptxt_fr}.",
             arms=arms),
         an.indicator(
             "avoided_spending_share", "Part des dépenses évitées", "Share of spending avoided", "share",
-            avoided_share, n=an.n_treated, population=POPULATION,
+            avoided_share, n=an.n_treated, population=SPENDING_POPULATION,
             definition=f"1 − (treated spending per patient-year / control spending per patient-year); {ptxt}.",
-            population_fr=POPULATION_FR,
+            population_fr=SPENDING_POPULATION_FR,
             definition_fr=f"1 − (dépense par patient-année des traités / dépense par patient-année des "
                           f"témoins) ; {ptxt_fr}.",
             arms=arms),

@@ -117,6 +117,13 @@ class Assignment:
     distance: np.ndarray
 
 
+def concat_assignments(parts: list[Assignment]) -> Assignment:
+    """The edges of several assignments, one after the other (an empty assignment for none)."""
+    if not parts:
+        return Assignment(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    return Assignment(*(np.concatenate([getattr(a, f) for a in parts]) for f in ("treated", "position", "distance")))
+
+
 class _Availability:
     """Which sorted control positions are still available: two path-compressed 'next available' maps.
 
@@ -330,7 +337,7 @@ def greedy_match(
     )
 
 
-def _window_edges(rows: np.ndarray, start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def window_edges(rows: np.ndarray, start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every (row, position) with start[i] <= position < stop[i], for the given rows (vectorised)."""
     size = np.maximum(stop - start, 0)
     offsets = np.cumsum(size) - size
@@ -382,7 +389,7 @@ def nearest_candidates(
         while len(active):
             start = np.maximum(lo[active], pos[active] - width[active])
             stop = np.minimum(hi[active], pos[active] + width[active])
-            local, position = _window_edges(active, start, stop)
+            local, position = window_edges(active, start, stop)
             ok = valid(local, position)
             on_left = position < pos[local]
             n_left = np.bincount(local[ok & on_left], minlength=len(idx))[active]
@@ -393,7 +400,7 @@ def nearest_candidates(
             width[active] *= 2
     start = np.maximum(lo, pos - width)
     stop = np.minimum(hi, pos + width)
-    local, position = _window_edges(np.arange(len(idx), dtype=np.int64), start, stop)
+    local, position = window_edges(np.arange(len(idx), dtype=np.int64), start, stop)
     if constrained:
         ok = valid(local, position)
         local, position = local[ok], position[ok]

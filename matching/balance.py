@@ -27,9 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.stats import weighted_mean_var
+from pipeline.stats import SMD_THRESHOLD, weighted_mean_var
 
-SMD_THRESHOLD = 0.1
 VR_BOUNDS = (0.5, 2.0)
 
 

@@ -6,11 +6,14 @@ ending in ``_``. The estimator is generic over any table: one row per unit, a 0/
 unique id column; optionally a person column (several rows of one person share its capacity), a period
 column (risk-set matching period by period) and a time-zero / at-risk-until pair of date columns. See
 docs/matching.md for the exact algorithms.
+
+Modules: parameter checks in :mod:`matching.params`, persons/periods/time zeros in
+:mod:`matching.risk_sets`, the propensity model in :mod:`matching.propensity`, the matching algorithms
+on sorted arrays in :mod:`matching.algorithms`; this module prepares their inputs and builds the outputs.
 """
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -20,13 +23,18 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from matching import algorithms
-
-METHODS = ("nearest", "optimal", "propensity", "cem")
-TRANSFORMS = ("none", "log1p")
-CALIPER_SCALES = ("sd", "absolute", "relative")
-ORDERS = ("closest", "data", "random")
-#: Default caliper of method='propensity' when ``caliper='auto'`` (Austin 2011: 0.2 SD of the logit).
-PROPENSITY_DEFAULT_CALIPER = 0.2
+from matching.params import check_frame, check_params
+from matching.propensity import propensity_logit
+from matching.risk_sets import (
+    NO_TIME,
+    check_persons,
+    count_at_risk,
+    period_blocks,
+    period_codes,
+    period_counts,
+    person_codes,
+    time_values,
+)
 
 UNMATCHED_REASONS = {
     "missing_value": "a matching variable (or its time zero) is missing",
@@ -36,7 +44,6 @@ UNMATCHED_REASONS = {
     "controls_taken": "its within-caliper controls at risk were all used by other treated units (or "
                       "their persons by matched sets of earlier periods)",
 }
-_NO_TIME = np.iinfo(np.int64).min  # a missing date, as int64 seconds (NaT)
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,9 @@ class Matcher(BaseEstimator):
         The distance variable (for 'propensity' it is also a covariate of the score model).
     transform : {'none', 'log1p'}
         Transform of ``on`` before distances are taken ('log1p' needs non-negative values).
-    caliper : float > 0, None or 'auto'
-        Maximum distance. 'auto' = 0.2 (SD of the logit) for 'propensity', no caliper otherwise.
+    caliper : float > 0 or None
+        Maximum distance (None: no caliper). The default 0.2 is the configured ``matching.caliper``
+        (with ``caliper_scale='sd'``, Austin 2011's 0.2 SD).
     caliper_scale : {'sd', 'absolute', 'relative'}
         'sd': caliper × pooled SD of the distance variable, sqrt((s²_treated + s²_control) / 2), over
         the rows passed to ``fit``; 'absolute': in units of the (transformed) distance variable;
@@ -95,7 +103,7 @@ class Matcher(BaseEstimator):
         ``matched_`` each control row then takes the ``time_zero`` of its set's treated unit and keeps
         its own in ``candidate_<time_zero>``.
     order : {'closest', 'data', 'random'}
-        Greedy order: closest pair first (global), data order, or a random order (``random_state``).
+        Greedy order: closest pair first (global), data order, or a random order (``seed``).
     ps_covariates : list of str or None
         Covariates of the propensity model (default: ``exact`` + ``on``); object/category columns are
         one-hot encoded, numeric columns standardised.
@@ -105,7 +113,7 @@ class Matcher(BaseEstimator):
         distances nor the SD-scaled caliper.
     cem_bins : int >= 1
         Number of equal-width bins of the transformed ``on`` for 'cem'.
-    random_state : int or None
+    seed : int or None
         Seed for ``order='random'`` and the propensity subsample. Same seed, same result.
     """
 
@@ -116,7 +124,7 @@ class Matcher(BaseEstimator):
         exact: Sequence[str] | None = None,
         on: str | None = None,
         transform: str = "none",
-        caliper: float | str | None = "auto",
+        caliper: float | None = 0.2,
         caliper_scale: str = "sd",
         ratio: int = 1,
         replace: bool = False,
@@ -129,7 +137,7 @@ class Matcher(BaseEstimator):
         ps_covariates: Sequence[str] | None = None,
         ps_max_controls: int = 250_000,
         cem_bins: int = 10,
-        random_state: int | None = None,
+        seed: int | None = None,
     ) -> None:
         self.method = method
         self.exact = exact
@@ -148,159 +156,52 @@ class Matcher(BaseEstimator):
         self.ps_covariates = ps_covariates
         self.ps_max_controls = ps_max_controls
         self.cem_bins = cem_bins
-        self.random_state = random_state
+        self.seed = seed
 
-    # ------------------------------------------------------------------ validation
-    def _check_params(self, frame: pd.DataFrame, treatment: str, id: str) -> None:
-        def bad(name: str, expected: str, value: Any) -> ValueError:
-            return ValueError(
-                f"The '{name}' parameter of Matcher must be {expected}. Got {value!r} instead."
-            )
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-        if self.method not in METHODS:
-            raise bad("method", f"a str among {list(METHODS)}", self.method)
-        if self.transform not in TRANSFORMS:
-            raise bad("transform", f"a str among {list(TRANSFORMS)}", self.transform)
-        if self.caliper_scale not in CALIPER_SCALES:
-            raise bad("caliper_scale", f"a str among {list(CALIPER_SCALES)}", self.caliper_scale)
-        if self.order not in ORDERS:
-            raise bad("order", f"a str among {list(ORDERS)}", self.order)
-        cal = self.caliper
-        if not (cal is None or cal == "auto" or (
-            isinstance(cal, numbers.Real) and not isinstance(cal, bool) and np.isfinite(cal) and cal > 0
-        )):
-            raise bad("caliper", "a float > 0, None or 'auto'", cal)
-        if not is_int(self.ratio) or self.ratio < 1:
-            raise bad("ratio", "an int >= 1", self.ratio)
-        if not isinstance(self.replace, bool | np.bool_):
-            raise bad("replace", "a bool", self.replace)
-        if not is_int(self.max_reuse) or self.max_reuse < 0:
-            raise bad("max_reuse", "an int >= 0 (0 = unlimited)", self.max_reuse)
-        if self.max_reuse and not self.replace:
-            raise bad("max_reuse", "0 when replace=False (a cap on reuse needs replace=True)", self.max_reuse)
-        if self.method == "optimal" and self.ratio > 1 and self.replace and self.max_reuse:
-            # replicated rows and columns could pair one treated unit twice with the same control; the
-            # exact problem is a min-cost flow, which scipy does not provide
-            raise bad("max_reuse", "0 with method='optimal' and ratio > 1 (capped reuse is supported for "
-                      "ratio=1, or with method='nearest')", self.max_reuse)
-        if not is_int(self.cem_bins) or self.cem_bins < 1:
-            raise bad("cem_bins", "an int >= 1", self.cem_bins)
-        if not is_int(self.ps_max_controls) or self.ps_max_controls < 1:
-            raise bad("ps_max_controls", "an int >= 1", self.ps_max_controls)
-        if not (self.random_state is None or is_int(self.random_state)):
-            raise bad("random_state", "an int or None", self.random_state)
-        exact = self.exact
-        if exact is not None and (isinstance(exact, str) or not all(isinstance(c, str) for c in exact)):
-            raise bad("exact", "a list of column names or None", exact)
-        if self.ps_covariates is not None and (
-            isinstance(self.ps_covariates, str) or not all(isinstance(c, str) for c in self.ps_covariates)
-        ):
-            raise bad("ps_covariates", "a list of column names or None", self.ps_covariates)
-        if self.on is None and not (self.method == "propensity" and self.ps_covariates):
-            raise bad("on", "a column name (the distance variable)", self.on)
-        if self.on is not None and not isinstance(self.on, str):
-            raise bad("on", "a column name (str)", self.on)
-        for name in ("person", "period", "time_zero", "at_risk_until"):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, str) and v):
-                raise bad(name, "a column name (str) or None", v)
-        if self.time_zero is not None and self.at_risk_until is None:
-            raise bad("at_risk_until", "a column name when time_zero is set (both or neither)", None)
-        if self.at_risk_until is not None and self.time_zero is None:
-            raise bad("time_zero", "a column name when at_risk_until is set (both or neither)", None)
-
-        if not isinstance(frame, pd.DataFrame):
-            raise TypeError(f"Matcher.fit expects a pandas DataFrame; got {type(frame).__name__}.")
-        needed = [treatment, id, *self._exact, *([self.on] if self.on else []), *self._ps_covariates,
-                  *[c for c in (self.person, self.period, self.time_zero, self.at_risk_until) if c]]
-        missing = [c for c in dict.fromkeys(needed) if c not in frame.columns]
-        if missing:
-            raise ValueError(
-                f"Matcher.fit: column(s) {missing} not found in the frame ({len(frame.columns)} columns: "
-                f"{list(frame.columns)[:12]}...). Pass the right names to exact/on/ps_covariates/person/"
-                f"period/time_zero/at_risk_until or treatment=/id=."
-            )
-        tr = frame[treatment]
-        if pd.api.types.is_numeric_dtype(tr) or pd.api.types.is_bool_dtype(tr):
-            t_values = tr.to_numpy(dtype=float, na_value=np.nan)
-            bad_t = ~((t_values == 0) | (t_values == 1))
-        else:
-            bad_t = np.ones(len(tr), dtype=bool)
-        if bad_t.any():
-            raise ValueError(
-                f"Matcher.fit: treatment column '{treatment}' must hold 0/1; {int(bad_t.sum())} of "
-                f"{len(frame)} rows hold other values (e.g. {tr[bad_t].iloc[0]!r})."
-            )
-        dup = frame[id].duplicated()
-        if dup.any():
-            raise ValueError(
-                f"Matcher.fit: id column '{id}' must be unique; {int(dup.sum())} duplicated value(s). "
-                "Use a row-level id (e.g. unit_id = person_id@index_date)."
-            )
-        if self.on is not None and not pd.api.types.is_numeric_dtype(frame[self.on]):
-            raise ValueError(
-                f"Matcher.fit: the distance variable '{self.on}' must be numeric; found dtype "
-                f"{frame[self.on].dtype}."
-            )
-        if self.time_zero is not None and f"candidate_{self.time_zero}" in frame.columns:
-            raise ValueError(
-                f"Matcher.fit: the frame already has a column 'candidate_{self.time_zero}', which matched_ "
-                f"uses for the candidate's own {self.time_zero}; rename or drop it."
-            )
-        if self.on is not None and self.transform == "log1p":
-            neg = int((frame[self.on] < 0).sum())
-            if neg:
-                raise ValueError(
-                    f"Matcher.fit: transform='log1p' needs non-negative values of '{self.on}'; found "
-                    f"{neg} negative value(s). Use transform='none'."
-                )
-
+    # ------------------------------------------------------------------ derived column lists
     @property
-    def _exact(self) -> list[str]:
+    def exact_columns(self) -> list[str]:
+        """The exact-matching columns (``exact``, or none)."""
         return list(self.exact) if self.exact else []
 
     @property
-    def _ps_covariates(self) -> list[str]:
+    def ps_columns(self) -> list[str]:
+        """The covariates of the propensity model (none unless method='propensity')."""
         if self.method != "propensity":
             return []
         if self.ps_covariates:
             return list(self.ps_covariates)
-        return [*self._exact, *([self.on] if self.on else [])]
+        return [*self.exact_columns, *([self.on] if self.on else [])]
 
     @property
-    def _strata_columns(self) -> list[str]:
-        return list(dict.fromkeys([*([self.period] if self.period else []), *self._exact]))
-
-    def _caliper_value(self) -> float | None:
-        if self.caliper == "auto":
-            return PROPENSITY_DEFAULT_CALIPER if self.method == "propensity" else None
-        return None if self.caliper is None else float(self.caliper)
+    def strata_columns(self) -> list[str]:
+        """The columns of an exact stratum: the period (implicitly exact) then ``exact``."""
+        return list(dict.fromkeys([*([self.period] if self.period else []), *self.exact_columns]))
 
     # ------------------------------------------------------------------ fit
     def fit(self, frame: pd.DataFrame, treatment: str = "treated", id: str = "unit_id") -> Matcher:
         """Match the treated rows of ``frame`` to its control rows; returns ``self``."""
-        self._check_params(frame, treatment, id)
+        check_params(self)
+        check_frame(self, frame, treatment, id)
         self.treatment_ = treatment
         self.id_ = id
         self._frame = frame
         is_treated = frame[treatment].to_numpy().astype(bool)
-        time = self._time_values(frame, is_treated)
-        person = self._person_codes(frame, is_treated)
-        period, period_labels = self._period_codes(frame)
-        self._check_persons(person, period, is_treated)
+        time = time_values(frame, is_treated, self.time_zero, self.at_risk_until)
+        person = person_codes(frame, is_treated, self.person)
+        period, period_labels = period_codes(frame, self.period)
+        check_persons(person, period, is_treated, person_column=self.person, period_column=self.period,
+                      method=self.method, capacity=self._capacity())
 
         raw, value = self._distance_variable(frame, is_treated)
         # the period is implicitly exact; it leads the stratum code, so strata are ordered by period
         known = {self.period: (period, len(period_labels))} if period is not None else None
-        stratum = exact_stratum = stratum_codes(frame, self._strata_columns, known)
+        stratum = exact_stratum = stratum_codes(frame, self.strata_columns, known)
         if self.method == "cem":
             stratum = self._cem_strata(stratum, value)
         valid = (stratum >= 0) & np.isfinite(value)
         if time is not None:
-            valid &= time != _NO_TIME  # treated: time zero; control: at-risk-until date
+            valid &= time != NO_TIME  # treated: time zero; control: at-risk-until date
 
         t_rows = np.flatnonzero(is_treated)
         c_rows_all = np.flatnonzero(~is_treated & valid)
@@ -338,7 +239,7 @@ class Matcher(BaseEstimator):
             if np.bincount(codes).max() > 1:  # a person owns several candidate rows: shared capacity
                 pos_person = codes
         t_period = period[t_rows] if period is not None else None
-        blocks = _blocks(t_period) if t_period is not None else None
+        blocks = period_blocks(t_period) if t_period is not None else None
 
         capacity = self._capacity()
         if self.method == "cem":
@@ -354,7 +255,7 @@ class Matcher(BaseEstimator):
                                                     person=pos_person, uses=uses, **constraints)
                     np.add.at(uses, pos_person[part.position], 1)
                     parts.append(part)
-                assignment = _concat(parts)
+                assignment = algorithms.concat_assignments(parts)
         else:
             # with unlimited reuse every treated unit simply takes its k nearest: greedy is optimal
             assignment = algorithms.greedy_match(
@@ -372,41 +273,13 @@ class Matcher(BaseEstimator):
     # ------------------------------------------------------------------ pieces of fit
     def _distance_variable(self, frame: pd.DataFrame, is_treated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.method == "propensity":
-            logit = self._propensity_logit(frame, is_treated)
+            logit, self.ps_model_, self.ps_design_ = propensity_logit(
+                frame, is_treated, self.ps_columns, self.on if self.transform == "log1p" else None, self.seed,
+                self.ps_max_controls)
             return logit, logit
         raw = frame[self.on].to_numpy(dtype=np.float64, na_value=np.nan)
         value = np.log1p(raw) if self.transform == "log1p" else raw
         return raw, value
-
-    def _propensity_logit(self, frame: pd.DataFrame, is_treated: np.ndarray) -> np.ndarray:
-        from sklearn.linear_model import LogisticRegression
-
-        covs = self._ps_covariates
-        design = _Design.fit(frame, covs, self.on if self.transform == "log1p" else None)
-        rng = np.random.default_rng(self.random_state)
-        complete = design.complete(frame)
-        t_rows = np.flatnonzero(is_treated & complete)
-        c_rows = np.flatnonzero(~is_treated & complete)
-        if len(t_rows) == 0 or len(c_rows) == 0:
-            raise ValueError(
-                "Matcher.fit (method='propensity'): need treated and control rows with complete "
-                f"covariates {covs}; found {len(t_rows)} treated and {len(c_rows)} controls."
-            )
-        if len(c_rows) > self.ps_max_controls:
-            c_rows = np.sort(rng.choice(c_rows, self.ps_max_controls, replace=False))
-        fit_rows = np.concatenate([t_rows, c_rows])
-        model = LogisticRegression(max_iter=2000, C=1.0)
-        model.fit(design.transform(frame.iloc[fit_rows]), is_treated[fit_rows].astype(int))
-        self.ps_model_ = model
-        self.ps_design_ = design
-        logit = np.full(len(frame), np.nan)
-        chunk = 500_000
-        for start in range(0, len(frame), chunk):
-            part = frame.iloc[start:start + chunk]
-            ok = complete[start:start + chunk]
-            if ok.any():
-                logit[start:start + chunk][ok] = model.decision_function(design.transform(part[ok]))
-        return logit
 
     def _cem_strata(self, stratum: np.ndarray, value: np.ndarray) -> np.ndarray:
         finite = np.isfinite(value)
@@ -420,24 +293,24 @@ class Matcher(BaseEstimator):
         return combined
 
     def _caliper_width(self, value: np.ndarray, t_mask: np.ndarray, c_mask: np.ndarray) -> float | None:
-        cal = self._caliper_value()
+        cal = self.caliper
         if cal is None or self.method == "cem":
             return None
         if self.caliper_scale == "sd":
             vt = np.var(value[t_mask], ddof=1) if t_mask.sum() > 1 else 0.0
             vc = np.var(value[c_mask], ddof=1) if c_mask.sum() > 1 else 0.0
             self.pooled_sd_ = float(np.sqrt((vt + vc) / 2))
-            return cal * self.pooled_sd_
+            return float(cal) * self.pooled_sd_
         if self.caliper_scale == "absolute":
-            return cal
+            return float(cal)
         return None  # relative: per treated unit, see _caliper_bounds
 
     def _caliper_bounds(self, raw: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        cal = self._caliper_value()
+        cal = self.caliper
         if cal is None or self.method == "cem":
             return np.full_like(value, -np.inf), np.full_like(value, np.inf)
         if self.caliper_scale == "relative":
-            half = cal * np.abs(raw)
+            half = float(cal) * np.abs(raw)
             low_raw, high_raw = raw - half, raw + half
             if self.method != "propensity" and self.transform == "log1p":
                 return np.log1p(np.maximum(low_raw, 0.0)), np.log1p(high_raw)
@@ -450,82 +323,13 @@ class Matcher(BaseEstimator):
             return None
         if self.order == "data":
             return np.arange(n)
-        return np.random.default_rng(self.random_state).permutation(n)
+        return np.random.default_rng(self.seed).permutation(n)
 
     def _capacity(self) -> int:
         """Matched sets one control person may serve: 1 without replacement, max_reuse with (0 = unlimited)."""
         if not self.replace:
             return 1
         return int(self.max_reuse)
-
-    def _time_values(self, frame: pd.DataFrame, is_treated: np.ndarray) -> np.ndarray | None:
-        """Per row, int64 seconds: the time zero of treated rows, the at-risk-until date of control rows."""
-        if self.time_zero is None:
-            return None
-        t0 = _as_seconds(frame[self.time_zero], "time_zero", self.time_zero)
-        until = _as_seconds(frame[self.at_risk_until], "at_risk_until", self.at_risk_until)
-        return np.where(is_treated, t0, until)
-
-    def _person_codes(self, frame: pd.DataFrame, is_treated: np.ndarray) -> np.ndarray | None:
-        """Per row, a code of the person behind each control row (-1 on treated rows)."""
-        if self.person is None:
-            return None
-        codes = np.full(len(frame), -1, dtype=np.int64)
-        codes[~is_treated] = pd.factorize(frame[self.person].to_numpy()[~is_treated])[0]
-        missing = int((codes[~is_treated] < 0).sum())
-        if missing:
-            raise ValueError(
-                f"Matcher.fit: the person column '{self.person}' is missing on {missing} of "
-                f"{int((~is_treated).sum())} control rows; every control row needs a person (its capacity "
-                "is counted per person). Fill or drop those rows."
-            )
-        return codes
-
-    def _period_codes(self, frame: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Per row, the rank of its period label (-1 when missing), and the sorted labels."""
-        if self.period is None:
-            return None, None
-        try:
-            codes, labels = pd.factorize(frame[self.period], sort=True)
-        except TypeError:
-            raise ValueError(
-                f"Matcher.fit: the period column '{self.period}' must hold sortable labels of one type "
-                f"(e.g. '2021Q3'); found dtype {frame[self.period].dtype} with mixed types."
-            ) from None
-        return codes.astype(np.int64), np.asarray(labels)
-
-    def _check_persons(self, person: np.ndarray | None, period: np.ndarray | None, is_treated: np.ndarray) -> None:
-        """At most one control row per person and period; a person with several rows needs a period for
-        'optimal' and 'cem' (greedy methods handle it by removing all rows of an exhausted person)."""
-        if person is None:
-            return
-        pc = person[~is_treated]
-        if period is not None:
-            pp = period[~is_treated]
-            ok = pp >= 0
-            key = pc[ok] * (int(pp.max(initial=0)) + 1) + pp[ok]
-            if len(key) and key.max() < 4 * len(key) + 1024:  # dense codes: a count is cheaper than a hash
-                if np.bincount(key).max() <= 1:
-                    return
-            dup = pd.Series(key).duplicated().to_numpy()
-            if dup.any():
-                n_persons = int(pd.Series(pc[ok][dup]).nunique())
-                raise ValueError(
-                    f"Matcher.fit: {n_persons} person(s) ('{self.person}') have several control rows in one "
-                    f"period of '{self.period}' ({int(dup.sum())} extra row(s)); risk-set matching needs at "
-                    f"most one candidate row per person and period. Keep one row per ({self.person}, "
-                    f"{self.period})."
-                )
-            return
-        several = pd.Series(pc).duplicated().to_numpy()
-        if several.any() and (self.method == "cem" or (self.method == "optimal" and self._capacity() != 0)):
-            n_persons = int(pd.Series(pc[several]).nunique())
-            raise ValueError(
-                f"Matcher.fit (method='{self.method}'): {n_persons} person(s) ('{self.person}') have several "
-                "control rows and period=None, so the capacity of a person cannot be shared between its rows "
-                "in one problem. Set period= (e.g. 'index_quarter') to match period by period (risk-set "
-                "matching), or use method='nearest'."
-            )
 
     def _cem_pairs(self, layout: algorithms.SearchLayout, tv: np.ndarray, t_period: np.ndarray | None,
                    pos_person: np.ndarray | None, capacity: int, c_until: np.ndarray | None = None,
@@ -534,7 +338,7 @@ class Matcher(BaseEstimator):
         periods first."""
         size = layout.stratum_hi - layout.stratum_lo
         size = np.where(layout.hi > layout.lo, size, 0)
-        t_idx, c_pos = algorithms._window_edges(np.arange(len(tv), dtype=np.int64), layout.stratum_lo,
+        t_idx, c_pos = algorithms.window_edges(np.arange(len(tv), dtype=np.int64), layout.stratum_lo,
                                                 layout.stratum_lo + size)
         if c_until is not None:
             keep = c_until[c_pos] >= t_time[t_idx]
@@ -624,7 +428,7 @@ class Matcher(BaseEstimator):
         n_caliper = (layout.hi - layout.lo)[unmatched_t]
         n_at_risk = n_caliper
         if t_time is not None:
-            n_at_risk = _count_at_risk(layout, unmatched_t, constraints["c_until"], t_time)
+            n_at_risk = count_at_risk(layout, unmatched_t, constraints["c_until"], t_time)
         ok = t_ok[unmatched_t]
         reason = np.select(
             [~ok, n_stratum == 0, n_caliper == 0, n_at_risk == 0],
@@ -660,37 +464,8 @@ class Matcher(BaseEstimator):
         if period is None:
             self.period_counts_ = None
             return
-        n_p = len(period_labels)
-
-        def per_period(codes: np.ndarray) -> np.ndarray:
-            return np.bincount(codes[codes >= 0], minlength=n_p)
-
-        t_period = period[t_rows]
-        matched = np.unique(t_idx)
-        c_period = period[c_rows_all]  # valid rows: never a missing period
-        candidates = np.bincount(c_period, minlength=n_p)
-        available = candidates
-        if person is not None and capacity != 0 and len(rows):
-            # a person is available in every period up to the one where it reached its capacity
-            use_period = period[rows]
-            order = np.lexsort((use_period, pers))
-            p_sorted, u_sorted = pers[order], use_period[order]
-            first = np.flatnonzero(np.r_[True, p_sorted[1:] != p_sorted[:-1]])
-            rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
-            exhausted_at = np.full(int(person.max()) + 1, n_p, dtype=np.int64)
-            last = rank == capacity - 1
-            exhausted_at[p_sorted[last]] = u_sorted[last]
-            keep = c_period <= exhausted_at[person[c_rows_all]]
-            available = np.bincount(c_period[keep], minlength=n_p)
-        self.period_counts_ = pd.DataFrame({
-            self.period: period_labels,
-            "treated": per_period(t_period),
-            "treated_matched": per_period(t_period[matched]),
-            "pairs": per_period(t_period[t_idx]),
-            "control_rows": candidates,
-            "control_rows_available": available,
-            "controls_matched": per_period(period[np.unique(rows)]),
-        })
+        self.period_counts_ = period_counts(period, period_labels, self.period, person, t_rows, t_idx, c_rows_all,
+                                            rows, pers, capacity)
 
     # ------------------------------------------------------------------ diagnostics
     def _check_fitted(self) -> None:
@@ -706,14 +481,8 @@ class Matcher(BaseEstimator):
         return balance_table(self._frame, self.matched_, covs, self.treatment_, stages=stages, id=self.id_)
 
     def default_covariates(self) -> list[str]:
-        covs = [*self._exact, *([self.on] if self.on else []), *self._ps_covariates]
+        covs = [*self.exact_columns, *([self.on] if self.on else []), *self.ps_columns]
         return list(dict.fromkeys(covs))
-
-    def love_plot(self, ax=None, covariates: Sequence[str] | None = None, threshold: float = 0.1):
-        """Absolute SMD before/after per covariate (matplotlib); returns the Axes."""
-        from matching.plots import love_plot
-
-        return love_plot(self.balance(covariates), ax=ax, threshold=threshold)
 
     def summary(self, covariates: Sequence[str] | None = None):
         """A :class:`matching.balance.MatchSummary` with sample sizes before/after and balance."""
@@ -721,53 +490,6 @@ class Matcher(BaseEstimator):
 
         self._check_fitted()
         return MatchSummary.from_matcher(self, self.balance(covariates))
-
-
-def _as_seconds(column: pd.Series, role: str, name: str) -> np.ndarray:
-    """A date-like column as int64 seconds (missing = the int64 minimum); ValueError for anything else."""
-    if isinstance(column.dtype, pd.DatetimeTZDtype):
-        column = column.dt.tz_convert("UTC").dt.tz_localize(None)
-    if pd.api.types.is_datetime64_dtype(column):
-        return column.to_numpy().astype("datetime64[s]").astype(np.int64)
-    if column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) in ("date", "datetime", "empty"):
-        values = column.to_numpy().copy()
-        values[pd.isna(column).to_numpy()] = None
-        return np.array(values, dtype="datetime64[s]").astype(np.int64)
-    raise ValueError(
-        f"Matcher.fit: the {role} column '{name}' must hold dates (datetime64, or datetime.date values); "
-        f"found dtype {column.dtype}. Convert it with pd.to_datetime."
-    )
-
-
-def _blocks(t_period: np.ndarray) -> list[np.ndarray]:
-    """Treated indices grouped by period, periods in ascending order (missing periods first)."""
-    order = np.argsort(t_period, kind="stable")
-    return np.split(order, np.flatnonzero(np.diff(t_period[order])) + 1)
-
-
-def _concat(parts: list[algorithms.Assignment]) -> algorithms.Assignment:
-    if not parts:
-        return algorithms.Assignment(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    return algorithms.Assignment(*(np.concatenate([getattr(a, f) for a in parts])
-                                   for f in ("treated", "position", "distance")))
-
-
-def _count_at_risk(layout: algorithms.SearchLayout, treated: np.ndarray, c_until: np.ndarray,
-                   t_time: np.ndarray, chunk: int = 4_000_000) -> np.ndarray:
-    """For the given treated units, the number of controls in their caliper window at risk on their time
-    zero (windows scanned in chunks of about ``chunk`` positions)."""
-    out = np.zeros(len(treated), dtype=np.int64)
-    size = (layout.hi - layout.lo)[treated]
-    ends = np.cumsum(size)
-    start = 0
-    while start < len(treated):
-        stop = max(start + 1, int(np.searchsorted(ends, ends[start] - size[start] + chunk, side="right")))
-        sel = np.arange(start, min(stop, len(treated)))
-        local, position = algorithms._window_edges(sel, layout.lo[treated[sel]], layout.hi[treated[sel]])
-        ok = c_until[position] >= t_time[treated[local]]
-        out += np.bincount(local[ok], minlength=len(treated))
-        start = int(sel[-1]) + 1
-    return out
 
 
 def stratum_codes(frame: pd.DataFrame, columns: Sequence[str],
@@ -794,51 +516,3 @@ def stratum_codes(frame: pd.DataFrame, columns: Sequence[str],
     # hash-based and sorted: codes follow the sorted order of the exact columns' values
     code = pd.factorize(code, sort=True)[0].astype(np.int64)
     return np.where(missing, -1, code)
-
-
-class _Design:
-    """Propensity design matrix: standardised numeric columns + one-hot categorical columns."""
-
-    def __init__(self, numeric, categorical, means, sds, levels, log_column):
-        self.numeric, self.categorical = numeric, categorical
-        self.means, self.sds, self.levels, self.log_column = means, sds, levels, log_column
-
-    @classmethod
-    def fit(cls, frame: pd.DataFrame, columns: list[str], log_column: str | None) -> _Design:
-        numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c]) and not
-                   pd.api.types.is_bool_dtype(frame[c])]
-        categorical = [c for c in columns if c not in numeric]
-        means, sds = {}, {}
-        for c in numeric:
-            x = frame[c].to_numpy(dtype=float, na_value=np.nan)
-            if c == log_column:
-                x = np.log1p(x)
-            finite = x[np.isfinite(x)]
-            means[c] = float(finite.mean()) if len(finite) else 0.0
-            sd = float(finite.std()) if len(finite) else 0.0
-            sds[c] = sd if sd > 0 else 1.0
-        levels = {c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in categorical}
-        return cls(numeric, categorical, means, sds, levels, log_column)
-
-    def complete(self, frame: pd.DataFrame) -> np.ndarray:
-        cols = self.numeric + self.categorical
-        return frame[cols].notna().all(axis=1).to_numpy() if cols else np.ones(len(frame), bool)
-
-    def transform(self, frame: pd.DataFrame):
-        from scipy import sparse
-
-        blocks = []
-        for c in self.numeric:
-            x = frame[c].to_numpy(dtype=float, na_value=np.nan)
-            if c == self.log_column:
-                x = np.log1p(x)
-            blocks.append(sparse.csr_matrix(((x - self.means[c]) / self.sds[c])[:, None]))
-        for c in self.categorical:
-            cat = pd.Categorical(frame[c].astype(str), categories=self.levels[c])
-            codes = cat.codes
-            ok = codes >= 0
-            m = sparse.csr_matrix(
-                (np.ones(ok.sum()), (np.flatnonzero(ok), codes[ok])), shape=(len(frame), len(self.levels[c]))
-            )
-            blocks.append(m)
-        return sparse.hstack(blocks, format="csr")

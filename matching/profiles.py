@@ -1,10 +1,11 @@
 """Who finds no control: share of unmatched treated units overall, for complex-care profiles and per
 flag, how they differ from the matched, and the `unmatched_share_complex` indicator record.
 
-Small-cell rule: a count of people c with 0 < c < ``min_cell_count`` is never written. Shares and CIs
-are always computed from the true counts, and are masked together with the counts they would reveal
-(a share next to its denominator gives the numerator back). Masked cells are null, and the row carries
-``suppressed = True`` and a note.
+Small-cell rule (:func:`pipeline.privacy.is_small`): a count of people c with 0 < c < ``min_cell_count``
+is never written. Shares and CIs are always computed from the true counts, and are masked together with
+the counts they would reveal (a share next to its denominator gives the numerator back). Masked cells
+are null, and the row carries ``suppressed = True`` and ``suppression_note``: the reasons, as
+language-neutral ids joined by ";" (:data:`SUPPRESSION_NOTES`), which the report translates.
 """
 
 from __future__ import annotations
@@ -16,14 +17,19 @@ import numpy as np
 import pandas as pd
 
 from matching.matcher import UNMATCHED_REASONS
+from pipeline.privacy import is_small
+from pipeline.results import IndicatorRecord
 from pipeline.stats import wilson_interval
 
 INDICATOR_ID = "unmatched_share_complex"
 
-
-def is_small(count: float | int | None, min_cell_count: int) -> bool:
-    """A count of people that must not be published (zero is not a disclosure)."""
-    return count is not None and not pd.isna(count) and 0 < count < min_cell_count
+#: Why cells of a profile row are masked (``suppression_note``, ids joined by ";"); the threshold is
+#: ``report.min_cell_count``, saved in matching/params.json.
+SUPPRESSION_NOTES = {
+    "few_treated": "fewer than min_cell_count treated in the profile: the whole row is masked",
+    "few_unmatched_or_matched": "fewer than min_cell_count unmatched or matched: the share is masked",
+    "reason_shares_masked": "some shares of unmatched reasons would reveal a small count",
+}
 
 
 def complex_mask(treated: pd.DataFrame, flags: Sequence[str]) -> np.ndarray:
@@ -81,38 +87,39 @@ def unmatched_profiles(
             for key in UNMATCHED_REASONS:
                 reason_counts[key] = int((mask & unmatched & (r == key)).sum())
                 row[f"share_reason_{key}"] = reason_counts[key] / k if k else np.nan
-        rows.append(_suppress(row, n, k, numeric, reason_counts, min_cell_count))
+        rows.append(suppress_profile_row(row, n, k, numeric, reason_counts, min_cell_count))
     return pd.DataFrame(rows)
 
 
-def _suppress(row: dict[str, Any], n: int, k: int, numeric: Sequence[str], reason_counts: dict[str, int],
-              min_cell: int) -> dict[str, Any]:
+def suppress_profile_row(row: dict[str, Any], n: int, k: int, numeric: Sequence[str], reason_counts: dict[str, int],
+                         min_cell_count: int) -> dict[str, Any]:
+    """Mask the cells of one profile row that would reveal a small count; note why (ids)."""
     notes = []
-    if is_small(n, min_cell):
+    if is_small(n, min_cell_count):
         for key in list(row):
             if key != "profile":
                 row[key] = None
-        notes.append(f"fewer than {min_cell} treated")
+        notes.append("few_treated")
     else:
-        if is_small(k, min_cell) or is_small(n - k, min_cell):
+        if is_small(k, min_cell_count) or is_small(n - k, min_cell_count):
             for key in ("n_unmatched", "share_unmatched", "ci_low", "ci_high"):
                 row[key] = None
-            notes.append(f"fewer than {min_cell} unmatched or matched")
-        if is_small(k, min_cell):
+            notes.append("few_unmatched_or_matched")
+        if is_small(k, min_cell_count):
             for c in numeric:
                 row[f"mean_unmatched_{c}"] = None
             for key in reason_counts:
                 row[f"share_reason_{key}"] = None
-        if is_small(n - k, min_cell):
+        if is_small(n - k, min_cell_count):
             for c in numeric:
                 row[f"mean_matched_{c}"] = None
         for key, cnt in reason_counts.items():
-            if is_small(cnt, min_cell) or is_small(k - cnt, min_cell):
+            if is_small(cnt, min_cell_count) or is_small(k - cnt, min_cell_count):
                 row[f"share_reason_{key}"] = None
-                if "reason shares" not in " ".join(notes):
-                    notes.append("some reason shares hide small counts")
+                if "reason_shares_masked" not in notes:
+                    notes.append("reason_shares_masked")
     row["suppressed"] = bool(notes)
-    row["suppression_note"] = "; ".join(notes) or None
+    row["suppression_note"] = ";".join(notes) or None
     return row
 
 
@@ -125,53 +132,51 @@ def unmatched_indicator(
     method: str,
     ci_level: float = 0.95,
     method_fr: str | None = None,
-) -> dict[str, Any]:
+) -> IndicatorRecord:
     """The `unmatched_share_complex` record (docs/CONTRACTS.md §4), from the true counts.
 
     ``method_fr`` is the French description of the matching method (English ``method`` if omitted).
+    Value, interval and arm shares are masked (null) when they would reveal a small count.
     """
     unmatched = np.asarray(unmatched, dtype=bool)
     cpx = complex_mask(treated, flags)
     n = int(cpx.sum())
     k = int((cpx & unmatched).sum())
     lo, hi = wilson_interval(k, n, ci_level)
-    value = k / n if n else None
     overall_n = len(treated)
     overall_k = int(unmatched.sum())
-    record: dict[str, Any] = {
-        "id": INDICATOR_ID,
-        "label_fr": "Part des patients ÉQUILIBRES en situation complexe sans témoin comparable",
-        "label_en": "Share of complex-care ÉQUILIBRES patients with no comparable control",
-        "value": value,
-        "ci_low": lo if n else None,
-        "ci_high": hi if n else None,
-        "n": n,
-        "unit": "share",
-        "method": f"{method}; Wilson score interval ({ci_level:.0%})",
-        "published": published,
-        "arm_values": {
-            "all_treated": overall_k / overall_n if overall_n else None,
-            "non_complex": int((~cpx & unmatched).sum()) / int((~cpx).sum()) if (~cpx).any() else None,
-        },
-        "population": "eligible ÉQUILIBRES patients at inclusion with at least one complex-care flag "
-                      f"({', '.join(flags)})",
-        "definition": "treated patients for whom matching found no control (exact strata + caliper), "
-                      "divided by all complex-care treated patients passed to matching",
-        "method_fr": f"{method_fr or method} ; intervalle de Wilson ({100 * ci_level:g}\u00a0%)",
-        "population_fr": "patients ÉQUILIBRES éligibles à l'inclusion avec au moins un indicateur de soins "
-                         f"complexes ({', '.join(flags)})",
-        "definition_fr": "patients traités pour lesquels l'appariement n'a trouvé aucun témoin (strates exactes "
-                         "+ caliper), rapportés à l'ensemble des patients traités en soins complexes soumis à "
-                         "l'appariement",
-        "suppressed": False,
-    }
-    if is_small(n, min_cell_count) or is_small(k, min_cell_count) or is_small(n - k, min_cell_count):
-        record.update(value=None, ci_low=None, ci_high=None, suppressed=True)
-        record["n"] = None if is_small(n, min_cell_count) else n
-    if is_small(overall_k, min_cell_count) or is_small(overall_n - overall_k, min_cell_count):
-        record["arm_values"]["all_treated"] = None
     nc_n = int((~cpx).sum())
     nc_k = int((~cpx & unmatched).sum())
-    if is_small(nc_n, min_cell_count) or is_small(nc_k, min_cell_count) or is_small(nc_n - nc_k, min_cell_count):
-        record["arm_values"]["non_complex"] = None
-    return record
+    suppressed = (is_small(n, min_cell_count) or is_small(k, min_cell_count)
+                  or is_small(n - k, min_cell_count))
+    all_small = is_small(overall_k, min_cell_count) or is_small(overall_n - overall_k, min_cell_count)
+    nc_small = (is_small(nc_n, min_cell_count) or is_small(nc_k, min_cell_count)
+                or is_small(nc_n - nc_k, min_cell_count))
+    return IndicatorRecord(
+        id=INDICATOR_ID,
+        label_fr="Part des patients ÉQUILIBRES en situation complexe sans témoin comparable",
+        label_en="Share of complex-care ÉQUILIBRES patients with no comparable control",
+        unit="share",
+        value=None if suppressed or not n else k / n,
+        ci_low=None if suppressed or not n else lo,
+        ci_high=None if suppressed or not n else hi,
+        n=None if is_small(n, min_cell_count) else n,
+        method=f"{method}; Wilson score interval ({ci_level:.0%})",
+        population="eligible ÉQUILIBRES patients at inclusion with at least one complex-care flag "
+                   f"({', '.join(flags)})",
+        definition="treated patients for whom matching found no control (exact strata + caliper), "
+                   "divided by all complex-care treated patients passed to matching",
+        published=published,
+        method_fr=f"{method_fr or method} ; intervalle de Wilson ({100 * ci_level:g}\u00a0%)",
+        population_fr="patients ÉQUILIBRES éligibles à l'inclusion avec au moins un indicateur de soins "
+                      f"complexes ({', '.join(flags)})",
+        definition_fr="patients traités pour lesquels l'appariement n'a trouvé aucun témoin (strates exactes "
+                      "+ caliper), rapportés à l'ensemble des patients traités en soins complexes soumis à "
+                      "l'appariement",
+        arm_values={
+            "all_treated": overall_k / overall_n if overall_n and not all_small else None,
+            "non_complex": nc_k / nc_n if nc_n and not nc_small else None,
+        },
+        suppressed=suppressed,
+        n_suppressed=is_small(n, min_cell_count),
+    )

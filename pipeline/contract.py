@@ -36,12 +36,12 @@ from pipeline.contract_spec import (
 )
 from pipeline.io import PipelineError
 from pipeline.readers import (
-    _q,
     failure_expression,
     find_tables,
     mask_identifier,
     match_columns,
     open_source,
+    quote_identifier,
     source_columns,
     typed_select,
 )
@@ -267,8 +267,8 @@ def _validate_readable_file(db, tmpdir: Path, path: Path, spec: TableSpec, confi
             n_fail = int(con.execute(f"SELECT COUNT(*) FROM {src} WHERE {fail}").fetchall()[0][0])
             if n_fail:
                 ex_cols = [x for x in _context_columns(spec, None) if x in mapping and x != c.name]
-                sel = ", ".join([f"CAST({_q(mapping[x])} AS VARCHAR)" for x in ex_cols] +
-                                [f"CAST({_q(src_col)} AS VARCHAR)"])
+                sel = ", ".join([f"CAST({quote_identifier(mapping[x])} AS VARCHAR)" for x in ex_cols] +
+                                [f"CAST({quote_identifier(src_col)} AS VARCHAR)"])
                 ex_rows = con.execute(f"SELECT {sel} FROM {src} WHERE {fail} LIMIT {k}").fetchall()
                 examples = [{x: _show(x, v) for x, v in zip([*ex_cols, c.name], r, strict=True)} for r in ex_rows]
                 out.append(Violation(name, spec.label, c.name, f"type {c.kind} ({available[src_col]} values that "
@@ -284,7 +284,7 @@ def _validate_readable_file(db, tmpdir: Path, path: Path, spec: TableSpec, confi
             out += _pandera_violations(db, table, spec, converted, config, name, k)
             # 3. duplicated line keys
             if spec.unique and all(u in converted for u in spec.unique):
-                keys = ", ".join(_q(u) for u in spec.unique)
+                keys = ", ".join(quote_identifier(u) for u in spec.unique)
                 n_dup = int(con.execute(
                     f"SELECT COALESCE(SUM(n), 0) FROM (SELECT COUNT(*) n FROM typed GROUP BY {keys} HAVING n > 1)"
                 ).fetchall()[0][0])
@@ -334,12 +334,12 @@ def _pandera_violations(db, table, spec: TableSpec, columns: list[str], config: 
         ctx = [c for c in _context_columns(spec, col) if c in columns]
         examples = []
         for v in grp["val"].drop_duplicates().head(k):
-            where = f"{_q(col)} IS NULL" if v is None or (isinstance(v, float) and v != v) else None
+            where = f"{quote_identifier(col)} IS NULL" if v is None or (isinstance(v, float) and v != v) else None
             params: list[Any] = []
             if where is None:
-                where = f"{_q(col)} = ?"
+                where = f"{quote_identifier(col)} = ?"
                 params = [v.date() if hasattr(v, "date") and spec.column(col).kind == "date" else v]
-            r = db.con.execute(f"SELECT {', '.join(_q(c) for c in ctx)} FROM typed WHERE {where} LIMIT 1",
+            r = db.con.execute(f"SELECT {', '.join(quote_identifier(c) for c in ctx)} FROM typed WHERE {where} LIMIT 1",
                                params).fetchall()
             if r:
                 examples.append({c: _show(c, x) for c, x in zip(ctx, r[0], strict=True)})
@@ -362,23 +362,3 @@ def _rule_label(check: str, col: ColumnSpec | None) -> str:
     if check.startswith("str_matches("):
         return "does not match pattern " + check[len("str_matches"):]
     return check
-
-
-def describe_contract() -> str:
-    """A plain-text description of the contract (tables, columns, types, rules)."""
-    lines = []
-    for spec in TABLES.values():
-        lines.append(f"{spec.label} (key {', '.join(spec.unique) or '-'})")
-        for c in spec.columns:
-            rules = []
-            if c.isin is not None:
-                rules.append(f"in {sorted(c.isin)[:8]}{'…' if len(c.isin) > 8 else ''}")
-            if c.regex:
-                rules.append(f"matches {c.regex}")
-            if c.str_length:
-                rules.append(f"length {c.str_length}")
-            lines.append(f"  {c.name:<14} {c.kind:<6} {'nullable' if c.nullable else '':<9} {'; '.join(rules)}")
-    return "\n".join(lines)
-
-
-

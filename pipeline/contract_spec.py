@@ -10,9 +10,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 # Sentinels of the SNDS: valid values, never violations.
-SENTINEL_ALIVE = dt.date(1600, 1, 1)      # BEN_DCD_DTE alive/unknown, IMB_ALD_DTF open-ended
-SENTINEL_LIFETIME = dt.date(2099, 12, 31)  # IMB_ALD_DTF old lifetime ALDs
-SENTINEL_BIRTH_YEAR = "1600"
+SENTINEL_DATE = dt.date(1600, 1, 1)  # BEN_DCD_DTE alive/unknown, IMB_ALD_DTF open-ended
+LIFETIME_ALD_END = dt.date(2099, 12, 31)  # IMB_ALD_DTF old lifetime ALDs
+UNKNOWN_BIRTH_YEAR = "1600"  # BEN_NAI_ANN unknown
 X_NIR = "xxxxxxxxxxxxxxxxx"
 # Dates outside this range are impossible (typos such as 0021-01-01 or 2921-01-01).
 MIN_DATE = dt.date(1600, 1, 1)

@@ -8,8 +8,10 @@ intact.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import resource
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,15 +106,85 @@ def build_lock(build: Path, step: str) -> Iterator[None]:
         fh.close()
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux ru_maxrss is in KiB).
+def peak_rss_mb(children: bool = False) -> float:
+    """Peak resident memory so far, in MiB (Linux ru_maxrss is in KiB).
 
     A process-lifetime peak: in `equilibres run`, a later step reports at least the peak of the
-    earlier ones. The cleaning runner adds its children (the Spark JVM) itself.
+    earlier ones. ``children=True`` also counts finished children and live descendants (the Spark JVM
+    of the cleaning engine).
     """
-    import resource
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if not children:
+        return round(own, 1)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return round(max(own, kids, live_children_peak_mb()), 1)
 
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+def live_children_peak_mb() -> float:
+    """The largest peak resident memory (VmHWM) among the live descendants of this process, in MiB."""
+    me = str(os.getpid())
+    peak = 0.0
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # pragma: no cover - not Linux
+        return 0.0
+    parents: dict[str, str] = {}
+    for pid in entries:
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                parents[pid] = fh.read().rsplit(")", 1)[1].split()[1]
+        except OSError:
+            continue
+    descendants, frontier = set(), {me}
+    while frontier:
+        nxt = {p for p, pp in parents.items() if pp in frontier and p not in descendants}
+        descendants |= nxt
+        frontier = nxt
+    for pid in descendants:
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return peak
+
+
+# Files at most this large are hashed in full (sha256, streamed); larger ones by size, mtime and a
+# sha256 of 32 evenly spaced 1 MiB blocks plus the last one, so a 10 GB extract is fingerprinted in
+# well under a second. Any rewrite of a file changes its mtime, so the sample cannot miss an edit
+# made by a normal tool.
+FULL_HASH_MAX_BYTES = 256 * 1024 * 1024
+SAMPLE_BLOCKS = 32
+HASH_BLOCK = 1024 * 1024
+HASH_METHOD = (f"sha256 of the whole file up to {FULL_HASH_MAX_BYTES // 2**20} MiB; above, sha256 of "
+               f"size, mtime and {SAMPLE_BLOCKS}+1 sampled 1 MiB blocks")
+
+
+def file_hash(path: Path) -> dict[str, Any]:
+    """The content fingerprint of one file: ``{"sha256", "size", "method"}`` (see HASH_METHOD).
+
+    The one file hasher of the project: steps record ``file_hash(p)["sha256"]`` (or its first 16
+    characters) for the inputs they read.
+    """
+    path = Path(path)
+    st = path.stat()
+    h = hashlib.sha256()
+    if st.st_size <= FULL_HASH_MAX_BYTES:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(HASH_BLOCK), b""):
+                h.update(chunk)
+        return {"sha256": h.hexdigest(), "size": st.st_size, "method": "sha256"}
+    h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    with open(path, "rb") as fh:
+        step = max(1, (st.st_size - HASH_BLOCK) // SAMPLE_BLOCKS)
+        for off in [*range(0, st.st_size - HASH_BLOCK, step)][:SAMPLE_BLOCKS] + [st.st_size - HASH_BLOCK]:
+            fh.seek(off)
+            h.update(fh.read(HASH_BLOCK))
+    return {"sha256": h.hexdigest(), "size": st.st_size, "method": "sampled-sha256+size+mtime"}
 
 
 ROLLBACK_DIR = "rollback"

@@ -18,3 +18,12 @@ SCORE_METHODS_FR = {
     "(scipy.stats.wilcoxon)": "intervalle de Student pour la variation moyenne ; test des rangs signés de "
     "Wilcoxon, différences nulles traitées selon Pratt (scipy.stats.wilcoxon)",
 }
+
+
+def vocabulary(lang: str) -> dict[str, str]:
+    """The shared values above labelled in ``lang`` (in English a value is its own label, except the
+    standard-deviation scale, "SD")."""
+    if lang == "fr":
+        return {**SCORE_METHODS_FR, **MATCHING_METHOD_FR, **CALIPER_SCALE_FR}
+    return {**{en: en for en in SCORE_METHODS_FR}, **{m: m for m in MATCHING_METHOD_FR},
+            **{c: {"sd": "SD"}.get(c, c) for c in CALIPER_SCALE_FR}}

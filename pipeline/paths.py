@@ -67,6 +67,11 @@ OUTPUTS: tuple[Output, ...] = (
 OUTPUT = {o.key: o for o in OUTPUTS}
 
 
+def step_outputs(step: str, kind: str | None = None) -> tuple[str, ...]:
+    """Keys of the outputs ``step`` writes (of one ``kind`` when given), in declaration order."""
+    return tuple(o.key for o in OUTPUTS if o.step == step and (kind is None or o.kind == kind))
+
+
 @dataclass(frozen=True)
 class BuildPaths:
     """The build directory of a run (``root``) and, when the step reads it, the extract (``data``)."""

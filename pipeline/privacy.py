@@ -50,6 +50,29 @@ def mask_count(count: int | None, min_cell_count: int) -> int | None:
     return None if is_small(count, min_cell_count) else count
 
 
+# Columns of result tables that count people (the indicators' CSV outputs).
+COUNT_COLUMNS = ("n", "n_units", "n_treated", "n_control", "deaths", "end_death", "end_study", "end_exit",
+                 "patients", "weighted_n", "control_weighted")
+
+
+def suppress_small_counts(frame: pd.DataFrame, min_cell_count: int,
+                          columns: Sequence[str] = COUNT_COLUMNS) -> pd.DataFrame:
+    """Mask the counts of people in (0, min_cell_count) of ``columns`` (primary suppression only) and
+    flag each row: ``suppressed`` lists the masked columns, joined by ";"."""
+    f = frame.copy()
+    flags = pd.Series([""] * len(f), index=f.index, dtype=object)
+    for col in columns:
+        if col not in f.columns:
+            continue
+        v = pd.to_numeric(f[col], errors="coerce")
+        small = (v > 0) & (v < min_cell_count)
+        if small.any():
+            f[col] = f[col].astype(object).where(~small, None)
+            flags[small] = flags[small] + np.where(flags[small] == "", "", ";") + col
+    f["suppressed"] = flags
+    return f
+
+
 def secondary_suppression(
     values: Mapping[Cell, float],
     primary: Iterable[Cell],

@@ -132,7 +132,7 @@ def locate_tables(data_dir: Path, config: StudyConfig) -> dict[str, list[Path]]:
 
 # ------------------------------------------------------------------------------------------------
 # Typed projection (DuckDB SQL), shared by every format
-def _q(name: str) -> str:
+def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -152,7 +152,7 @@ def cast_expression(col: ColumnSpec, src: str, source_type: str) -> str:
     is_text = st.startswith("VARCHAR") or st == "BLOB"
     is_num = any(st.startswith(t) for t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
                                            "USMALLINT", "UINTEGER", "UBIGINT", "DECIMAL", "DOUBLE", "FLOAT"))
-    s = _q(src)
+    s = quote_identifier(src)
     if col.kind == "str":
         if is_text:
             return f"NULLIF(TRIM({s}), '')"
@@ -187,7 +187,7 @@ def cast_expression(col: ColumnSpec, src: str, source_type: str) -> str:
 
 def failure_expression(col: ColumnSpec, src: str, source_type: str) -> str:
     """SQL boolean: the source value is present but does not convert."""
-    s = _q(src)
+    s = quote_identifier(src)
     present = f"({s} IS NOT NULL AND TRIM(CAST({s} AS VARCHAR)) <> '')"
     return f"({present} AND ({cast_expression(col, src, source_type)}) IS NULL)"
 
@@ -269,7 +269,7 @@ def match_columns(spec: TableSpec, available: dict[str, str]) -> tuple[dict[str,
 
 
 def typed_select(spec: TableSpec, available: dict[str, str], mapping: dict[str, str]) -> str:
-    return ", ".join(f"{cast_expression(c, mapping[c.name], available[mapping[c.name]])} AS {_q(c.name)}"
+    return ", ".join(f"{cast_expression(c, mapping[c.name], available[mapping[c.name]])} AS {quote_identifier(c.name)}"
                      for c in spec.columns if c.name in mapping)
 
 
@@ -287,7 +287,7 @@ def _check_conversions(con, from_clause: str, spec: TableSpec, available: dict[s
     lines = [f"{path}: values that do not convert to the contract type ({spec.label}):"]
     for c, n in bad:
         src = mapping[c.name]
-        ex = con.execute(f"SELECT DISTINCT CAST({_q(src)} AS VARCHAR) FROM {from_clause} WHERE "
+        ex = con.execute(f"SELECT DISTINCT CAST({quote_identifier(src)} AS VARCHAR) FROM {from_clause} WHERE "
                          f"{failure_expression(c, src, available[src])} LIMIT 3").fetchall()
         shown = [mask_identifier(e[0]) if c.name in IDENTIFIER_COLUMNS else repr(e[0]) for e in ex]
         lines.append(f"  - column {c.name}: {n:,} value(s) are not {c.kind} (e.g. {', '.join(shown)})")

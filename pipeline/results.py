@@ -2,7 +2,7 @@
 
 A step builds :class:`IndicatorRecord` objects and writes them with :func:`write_records`; the
 report (or another step) reads them back with :func:`read_records`, which checks every record
-against this declaration. A step saves the settings it used with :func:`write_params`; a reader gets
+against this declaration. A step saves the settings it used with ``StepWriter.params`` (pipeline/writer.py); a reader gets
 them back, typed, from :func:`read_params` (the report renders those, never the live configuration).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +20,13 @@ from typing import Any
 from pipeline.config import StudyConfig, config_from_dict
 from pipeline.io import PipelineError, atomic_write_json
 
-UNITS = frozenset({"share", "count", "eur", "eur_per_py", "rate_per_100py", "ratio", "days", "score",
-                   "patient_years", "pct_points", "per_100py", "eur_per_patient", "years", "mean"})
-
 
 def json_number(x: Any) -> Any:
     """A JSON-safe number: NaN and infinities become None; anything not a number is returned as is."""
     if x is None or isinstance(x, bool):
         return x
+    if isinstance(x, numbers.Integral):
+        return int(x)
     try:
         xf = float(x)
     except (TypeError, ValueError):

@@ -7,6 +7,9 @@ import math
 import numpy as np
 from scipy.stats import norm
 
+# |standardised mean difference| above which a covariate is flagged as imbalanced (cobalt/MatchIt usage).
+SMD_THRESHOLD = 0.1
+
 
 def wilson_interval(successes: float, n: float, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (NaN, NaN when n <= 0); ``n`` may be an

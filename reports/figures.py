@@ -102,18 +102,30 @@ def flow_diagram(boxes: Sequence[tuple[str, str]], side: Sequence[tuple[int, str
 
 
 @_styled
-def love_plot(covariates: Sequence[str], before: Sequence[float], after: Sequence[float],
-              labels: Mapping[str, str], threshold: float = 0.1, xlabel: str = "|SMD|") -> bytes:
-    """|SMD| per covariate before (hollow) and after (filled) matching, with the 0.1 line."""
+def love_plot(covariates: Sequence[str], before: Sequence[float | None], after: Sequence[float | None],
+              labels: Mapping[str, str], threshold: float = 0.1, xlabel: str = "|SMD|",
+              max_covariates: int = 60) -> bytes:
+    """|SMD| per covariate before (hollow) and after (filled) matching, with the 0.1 line.
+
+    A difference the matching step masked (small counts) is None: its point is not drawn. Beyond
+    ``max_covariates`` only the most imbalanced are drawn (in their order) and the title
+    ``labels["left_out"]`` (with ``{n}``) says how many were left out."""
+    left_out = max(len(covariates) - max_covariates, 0)
+    if left_out:
+        size = [max(abs(b) if b is not None else 0.0, abs(a) if a is not None else 0.0) for b, a in
+                zip(before, after, strict=True)]
+        keep = sorted(sorted(range(len(size)), key=lambda i: -size[i])[:max_covariates])
+        covariates, before, after = ([seq[i] for i in keep] for seq in (covariates, before, after))
     k = len(covariates)
     fig, ax = plt.subplots(figsize=(6.5, 0.38 * k + 1.2))
     ys = list(range(k))[::-1]
-    ax.scatter([abs(v) for v in before], ys, facecolors="none", edgecolors=CONTROL_COLOR, s=40,
-               label=labels.get("before", "before"), zorder=3)
-    ax.scatter([abs(v) for v in after], ys, color=TREATED_COLOR, s=40,
-               label=labels.get("after", "after"), zorder=3)
-    for y, b, a in zip(ys, before, after, strict=False):
-        ax.plot([abs(b), abs(a)], [y, y], color="#cccccc", lw=0.8, zorder=1)
+    for values, style in ((before, {"facecolors": "none", "edgecolors": CONTROL_COLOR, "label": labels.get("before", "before")}),
+                          (after, {"color": TREATED_COLOR, "label": labels.get("after", "after")})):
+        shown = [(abs(v), y) for v, y in zip(values, ys, strict=True) if v is not None]
+        ax.scatter([v for v, _ in shown], [y for _, y in shown], s=40, zorder=3, **style)
+    for y, b, a in zip(ys, before, after, strict=True):
+        if b is not None and a is not None:
+            ax.plot([abs(b), abs(a)], [y, y], color="#cccccc", lw=0.8, zorder=1)
     ax.axvline(threshold, color=GREY, ls="--", lw=0.8)
     ax.set_yticks(ys)
     ax.set_yticklabels(covariates)
@@ -121,6 +133,8 @@ def love_plot(covariates: Sequence[str], before: Sequence[float], after: Sequenc
     ax.set_xlim(left=0)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     ax.grid(axis="x", color="#eeeeee")
+    if left_out:
+        ax.set_title(labels.get("left_out", "{n} least imbalanced covariates not shown").format(n=left_out))
     return _save(fig)
 
 

@@ -1,14 +1,14 @@
-"""Read the result files of the other steps for the report (never the person-level tables).
+"""Read the saved results of the other steps for the report (never the person-level tables).
 
-Each input is declared once (:data:`INPUTS`): where it lives in the build directory, which command
-writes it, and whether the report can be rendered without it. A missing *required* input is a
-:class:`~pipeline.io.PipelineError` naming the file and the command to run; a missing optional input
-makes its section show a "not run" notice.
+Where each file lives and which command writes it is declared once, in :data:`pipeline.paths.OUTPUTS`;
+this module says which of them the report reads and which it cannot do without. A missing *required*
+input is a :class:`~pipeline.io.PipelineError` naming the file and the command to run; a missing
+optional input makes its section show a "not run" notice.
 
-Readers are defensive: the column sets of the CSVs are those of docs/CONTRACTS.md when documented,
-and otherwise whatever the producing step writes; the report looks columns up by name and renders
-what it does not know generically. Columns that hold person, unit or team identifiers are dropped on
-read, so no identifier can reach a template even if a producer writes one by mistake.
+Result tables are checked against their declaration (:mod:`pipeline.result_tables`), indicator
+records against :class:`~pipeline.results.IndicatorRecord`, and step parameters are read typed
+(:func:`~pipeline.results.read_params`). Columns that hold person, unit or team identifiers are
+dropped on read, so no identifier can reach a template even if a producer writes one by mistake.
 """
 
 from __future__ import annotations
@@ -21,56 +21,31 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.config import StudyConfig, config_from_dict
+from pipeline.contract_spec import IDENTIFIER_COLUMNS
 from pipeline.io import PipelineError
+from pipeline.paths import OUTPUT, STEPS, BuildPaths
+from pipeline.result_tables import validate_result
+from pipeline.results import IndicatorRecord, StepParams, read_params, read_records
 
-# Columns that identify a person, a matched unit or a team: never rendered.
-IDENTIFIER_COLUMNS = frozenset({
-    "person_id", "unit_id", "treated_id", "control_id", "BEN_NIR_PSA", "BEN_IDT_ANO", "NIR_ANO_17",
-    "EQL_EQP_ID", "team_id", "subclass", "respondent_id", "RSA_NUM", "ETA_NUM",
-})
+# Columns that identify a person, a matched unit or a team: never rendered (the extract's identifier
+# columns, and those the steps derive from them).
+RESULT_IDENTIFIER_COLUMNS = IDENTIFIER_COLUMNS | {
+    "person_id", "unit_id", "treated_id", "control_id", "team_id", "subclass", "respondent_id", "RSA_NUM", "ETA_NUM",
+}
+
+# The outputs the report reads (keys of pipeline.paths.OUTPUTS); without these it cannot be written.
+REQUIRED = ("attrition", "manifest", "matching_params", "balance", "indicators")
+OPTIONAL = ("attrition_matching", "unmatched_profiles", "indicator_unmatched", "indicators_params",
+            "spending_by_category", "eol", "hospitalisation", "followup", "economics_scenarios", "did",
+            "regression_crosscheck", "survey_indicators", "survey_items", "likert", "before_after",
+            "response_rates", "surveys_params", "sweep", "sweep_params")
+RECORDS = ("indicators", "indicator_unmatched", "survey_indicators")  # first occurrence of an id wins
+PARAMS = {"matching_params": "match", "indicators_params": "indicators", "surveys_params": "surveys",
+          "sweep_params": "sweep"}
 
 
 @dataclass(frozen=True)
-class InputSpec:
-    key: str
-    path: str
-    command: str
-    required: bool
-    kind: str  # csv | json | png
-
-
-INPUTS: tuple[InputSpec, ...] = (
-    InputSpec("attrition", "audit/attrition.csv", "equilibres clean", True, "csv"),
-    InputSpec("manifest", "clean/manifest.json", "equilibres clean", True, "json"),
-    InputSpec("matching_params", "matching/params.json", "equilibres match", True, "json"),
-    InputSpec("balance", "matching/balance.csv", "equilibres match", True, "csv"),
-    InputSpec("attrition_matching", "matching/attrition_matching.csv", "equilibres match", False, "csv"),
-    InputSpec("unmatched_profiles", "matching/unmatched_profiles.csv", "equilibres match", False, "csv"),
-    InputSpec("love_plot", "matching/love_plot.png", "equilibres match", False, "png"),
-    InputSpec("indicator_unmatched", "matching/indicator_unmatched.json", "equilibres match", False, "json"),
-    InputSpec("indicators", "indicators/indicators.json", "equilibres indicators", True, "json"),
-    InputSpec("indicators_params", "indicators/params.json", "equilibres indicators", False, "json"),
-    InputSpec("spending_by_category", "indicators/spending_by_category.csv", "equilibres indicators", False, "csv"),
-    InputSpec("eol", "indicators/eol.csv", "equilibres indicators", False, "csv"),
-    InputSpec("hospitalisation", "indicators/hospitalisation.csv", "equilibres indicators", False, "csv"),
-    InputSpec("followup", "indicators/followup.csv", "equilibres indicators", False, "csv"),
-    InputSpec("economics_scenarios", "indicators/economics_scenarios.csv", "equilibres indicators", False, "csv"),
-    InputSpec("did", "indicators/did.csv", "equilibres indicators", False, "csv"),
-    InputSpec("regression_crosscheck", "indicators/regression_crosscheck.csv", "equilibres indicators", False, "csv"),
-    InputSpec("survey_indicators", "surveys/indicators.json", "equilibres surveys", False, "json"),
-    InputSpec("survey_items", "surveys/items.csv", "equilibres surveys", False, "csv"),
-    InputSpec("likert", "surveys/likert.csv", "equilibres surveys", False, "csv"),
-    InputSpec("before_after", "surveys/before_after.csv", "equilibres surveys", False, "csv"),
-    InputSpec("response_rates", "surveys/response_rates.csv", "equilibres surveys", False, "csv"),
-    InputSpec("surveys_params", "surveys/params.json", "equilibres surveys", False, "json"),
-    InputSpec("sweep", "sweep/sweep.csv", "equilibres sweep", False, "csv"),
-    InputSpec("spec_curve", "sweep/specification_curve.png", "equilibres sweep", False, "png"),
-    InputSpec("sweep_params", "sweep/params.json", "equilibres sweep", False, "json"),
-)
-SPECS = {s.key: s for s in INPUTS}
-
-
-@dataclass
 class Missing:
     """An absent optional input: shown in its section as a "not run" notice."""
 
@@ -81,57 +56,39 @@ class Missing:
 
 @dataclass
 class BuildResults:
-    """Every result file the report uses, read once; absent optional ones are None."""
+    """Every result the report uses, read once: tables, indicator records, saved step parameters."""
 
     root: Path
-    data: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    records: dict[str, IndicatorRecord] = field(default_factory=dict)
+    params: dict[str, StepParams] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
     missing: dict[str, Missing] = field(default_factory=dict)
-    survey_pngs: dict[str, bytes] = field(default_factory=dict)
 
-    def __getitem__(self, key: str) -> Any:
-        return self.data.get(key)
+    def table(self, key: str) -> pd.DataFrame | None:
+        return self.tables.get(key)
 
     def has(self, key: str) -> bool:
-        value = self.data.get(key)
-        if value is None:
-            return False
-        if isinstance(value, pd.DataFrame):
-            return not value.empty
-        return True
+        frame = self.tables.get(key)
+        return frame is not None and not frame.empty
 
-    def indicator_records(self) -> list[dict[str, Any]]:
-        """Claims, matching and survey indicator records merged (first occurrence of an id wins)."""
-        seen: dict[str, dict[str, Any]] = {}
-        for key in ("indicators", "indicator_unmatched", "survey_indicators"):
-            for rec in _as_records(self.data.get(key)):
-                if isinstance(rec, dict) and rec.get("id") and rec["id"] not in seen:
-                    seen[rec["id"]] = rec
-        return list(seen.values())
+    def ran(self, key: str) -> bool:
+        """The output ``key`` was written (by the step that produces it)."""
+        return key not in self.missing
+
+    def step_params(self, step: str) -> StepParams | None:
+        return self.params.get(step)
 
     def files(self) -> Iterator[tuple[str, Path]]:
-        for spec in INPUTS:
-            path = self.root / spec.path
+        for key in (*REQUIRED, *OPTIONAL):
+            path = self.root / OUTPUT[key].path
             if path.exists():
-                yield spec.path, path
+                yield OUTPUT[key].path, path
 
 
-def _as_records(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return value
-    if isinstance(value, dict):
-        # Either one record, or {"indicators": [...]}.
-        if "id" in value:
-            return [value]
-        for k in ("indicators", "records"):
-            if isinstance(value.get(k), list):
-                return value[k]
-    return []
-
-
-def read_csv(path: Path) -> pd.DataFrame:
-    """A result CSV without its identifier columns (empty frame for an empty file)."""
+def read_csv(path: Path, key: str) -> pd.DataFrame:
+    """A result CSV without its identifier columns, checked against its declaration (empty frame for
+    an empty file)."""
     try:
         frame = pd.read_csv(path, keep_default_na=True)
     except pd.errors.EmptyDataError:
@@ -140,8 +97,8 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise PipelineError(
             f"Cannot read {path}: {err}. The file is not a valid CSV; re-run the step that writes it."
         ) from None
-    drop = [c for c in frame.columns if c in IDENTIFIER_COLUMNS]
-    return frame.drop(columns=drop)
+    frame = frame.drop(columns=[c for c in frame.columns if c in RESULT_IDENTIFIER_COLUMNS])
+    return validate_result(key, frame)
 
 
 def read_json(path: Path) -> Any:
@@ -154,45 +111,39 @@ def read_json(path: Path) -> Any:
         ) from None
 
 
-def load_build(build: Path) -> BuildResults:
-    """Read every declared input; raise for the required ones that are absent (all listed at once)."""
-    build = Path(build)
-    results = BuildResults(root=build)
-    absent_required: list[InputSpec] = []
-    for spec in INPUTS:
-        path = build / spec.path
-        if not path.exists():
-            if spec.required:
-                absent_required.append(spec)
-            else:
-                results.missing[spec.key] = Missing(spec.key, spec.path, spec.command)
-            results.data[spec.key] = None
-            continue
-        if spec.kind == "csv":
-            results.data[spec.key] = read_csv(path)
-        elif spec.kind == "json":
-            results.data[spec.key] = read_json(path)
-        else:
-            results.data[spec.key] = path.read_bytes()
-    if absent_required:
-        commands = sorted({s.command for s in absent_required}, key=_command_order)
-        lines = [f"  - {build / s.path} (written by `{s.command}`)" for s in absent_required]
+def clean_params(manifest: dict[str, Any]) -> StepParams:
+    """The settings `equilibres clean` saved in its manifest (``parameters``), typed."""
+    saved = manifest.get("parameters") or {}
+    sections = {k: v for k, v in saved.items() if k in StudyConfig.model_fields and isinstance(v, dict)}
+    return StepParams(step="clean", config=config_from_dict(sections, "clean/manifest.json parameters"),
+                      sections=tuple(sorted(sections)), facts=manifest)
+
+
+def load_build(paths: BuildPaths) -> BuildResults:
+    """Read every input; raise for the required ones that are absent (all listed at once)."""
+    results = BuildResults(root=paths.root)
+    absent = [key for key in REQUIRED if not paths.output(key).exists()]
+    if absent:
+        commands = sorted({OUTPUT[k].command for k in absent}, key=lambda c: STEPS.index(c.split()[-1]))
+        lines = [f"  - {paths.output(k)} (written by `{OUTPUT[k].command}`)" for k in absent]
         raise PipelineError(
-            f"The report needs {len(absent_required)} result file(s) that are missing from {build}:\n"
+            f"The report needs {len(absent)} result file(s) that are missing from {paths.root}:\n"
             + "\n".join(lines)
-            + f"\nRun `{commands[0]}` first (or `equilibres run --data <extract> --out {build}` for "
+            + f"\nRun `{commands[0]}` first (or `equilibres run --data <extract> --out {paths.root}` for "
             f"the whole chain), then `equilibres report`."
         )
-    surveys_dir = build / "surveys"
-    if surveys_dir.is_dir():
-        for png in sorted([*surveys_dir.glob("*.png"), *surveys_dir.glob("figures/*.png")]):
-            results.survey_pngs[png.stem] = png.read_bytes()
+    for key in (*REQUIRED, *OPTIONAL):
+        out, path = OUTPUT[key], paths.output(key)
+        if not path.exists():
+            results.missing[key] = Missing(key, out.path, out.command)
+        elif key in RECORDS:
+            for rec in read_records(path):
+                results.records.setdefault(rec.id, rec)
+        elif key in PARAMS:
+            results.params[PARAMS[key]] = read_params(path, PARAMS[key])
+        elif key == "manifest":
+            results.manifest = read_json(path)
+            results.params["clean"] = clean_params(results.manifest)
+        else:
+            results.tables[key] = read_csv(path, key)
     return results
-
-
-_ORDER = ["equilibres clean", "equilibres match", "equilibres indicators", "equilibres surveys",
-          "equilibres sweep"]
-
-
-def _command_order(cmd: str) -> int:
-    return _ORDER.index(cmd) if cmd in _ORDER else len(_ORDER)

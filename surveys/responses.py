@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.io import PipelineError
-from surveys.codebook import Codebook, Question
+from pipeline.survey_codebook import Codebook, Question
 
 TYPE_COLUMN = "_respondent_type"  # respondent type key in the coded frame (not written anywhere)
 SUPPORTED_SUFFIXES = (".csv", ".xlsx")

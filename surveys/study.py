@@ -1,4 +1,5 @@
-"""`equilibres surveys`: read, validate and summarise every survey of the study; write the outputs.
+"""`equilibres surveys`: read, validate and summarise every survey of the study; write the outputs
+(:func:`run`, through :class:`pipeline.writer.StepWriter`).
 
 Outputs (all under ``<build>/surveys/``, written atomically under the build lock):
 
@@ -9,38 +10,31 @@ Outputs (all under ``<build>/surveys/``, written atomically under the build lock
 * ``before_after.csv`` — paired before/after results (change, unchanged pairs, Wilcoxon–Pratt);
 * ``response_rates.csv`` — AAPOR RR1/RR2 per survey (and per respondent type when invited counts by
   type are given);
-* ``figures/<survey>_likert_<k>.png`` (diverging stacked bars per shared scale) and
-  ``figures/<survey>_before_after.png``;
 * ``indicators.json`` — one record per indicator a codebook links to (docs/CONTRACTS.md §4), the
   published value beside it from the configuration's ``[published]`` table;
 * ``params.json`` — the survey settings, codebook and input hashes.
 
-No respondent id reaches any output: the id column is dropped right after validation.
+No respondent id reaches any output: the id column is dropped right after validation. The report
+draws the charts from ``likert.csv`` and ``before_after.csv``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from pipeline.config import StudyConfig, write_params
-from pipeline.io import (
-    atomic_write_bytes,
-    atomic_write_csv,
-    atomic_write_json,
-    build_lock,
-    restore_on_failure,
-)
-from pipeline.paths import BuildPaths
-from surveys.charts import before_after_chart, likert_diverging_chart
-from surveys.codebook import Codebook, load_codebooks
+from pipeline.config import StudyConfig
+from pipeline.io import PipelineError, file_hash
+from pipeline.paths import BuildPaths, step_outputs
+from pipeline.results import IndicatorRecord, json_number
+from pipeline.survey_codebook import Codebook, load_codebooks
+from pipeline.writer import StepWriter
+from surveys.formatting import format_number
 from surveys.responses import load_responses
-from surveys.stats import FrequencyResult, PairedResult, format_number
+from surveys.scores import PairedResult
+from surveys.stats import FrequencyResult
 from surveys.summary import SurveySummary, summarise_survey
 
 
@@ -49,14 +43,14 @@ class SurveyRunResult:
     """What `equilibres surveys` computed and wrote."""
 
     surveys: tuple[SurveySummary, ...]
-    indicators: tuple[dict[str, Any], ...]
+    indicators: tuple[IndicatorRecord, ...]
     out_dir: Path
     outputs: tuple[Path, ...]
     lang: str = "fr"
 
-    def indicator(self, indicator_id: str) -> dict[str, Any]:
+    def indicator(self, indicator_id: str) -> IndicatorRecord:
         for rec in self.indicators:
-            if rec["id"] == indicator_id:
+            if rec.id == indicator_id:
                 return rec
         raise KeyError(indicator_id)
 
@@ -71,32 +65,21 @@ class SurveyRunResult:
         pub = "publié" if lang == "fr" else "published"
         lines.append(f"{head} | {'calculé' if lang == 'fr' else 'computed'} | {pub}")
         for rec in self.indicators:
-            shown = rec["display_fr"] if lang == "fr" else rec["display_en"]
-            p = rec["published"]
+            shown = rec.display_fr if lang == "fr" else rec.display_en
+            p = rec.published
             if p is None:
                 p_s = "–"
-            elif rec["unit"] == "share":
+            elif rec.unit == "share":
                 p_s = format_number(100 * p, 0, lang) + " %"  # type: ignore[arg-type]
             else:
                 p_s = format_number(p, 1, lang)  # type: ignore[arg-type]
-            flag = " ⚠" if rec["small_n_warning"] else ""
-            lines.append(f"{rec['id']} | {shown}{flag} | {p_s}")
+            flag = " ⚠" if rec.small_n_warning else ""
+            lines.append(f"{rec.id} | {shown}{flag} | {p_s}")
         lines.append(f"{'Sorties' if lang == 'fr' else 'Outputs'}: {self.out_dir}")
         return "\n".join(lines)
 
 
-def _clean(x: Any) -> Any:
-    """JSON-safe value: NaN and infinities become null, numpy scalars plain numbers."""
-    if x is None:
-        return None
-    if hasattr(x, "item"):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def indicator_records(summaries: list[SurveySummary], config: StudyConfig) -> list[dict[str, Any]]:
+def indicator_records(summaries: list[SurveySummary], config: StudyConfig) -> list[IndicatorRecord]:
     """Records (docs/CONTRACTS.md §4) for every indicator linked in a codebook."""
     records = []
     for s in summaries:
@@ -106,23 +89,23 @@ def indicator_records(summaries: list[SurveySummary], config: StudyConfig) -> li
             for link in q.indicators:
                 est = item.estimate(link)
                 who = "+".join(item.applicable_types)
-                records.append({
-                    "id": link.id, "label_fr": link.label_fr, "label_en": link.label_en,
-                    "value": _clean(est.value), "ci_low": _clean(est.ci_low), "ci_high": _clean(est.ci_high),
-                    "n": int(est.n), "unit": est.unit, "method": est.method,
-                    "published": config.published.get(link.id),
-                    "population": (f"{b.title_en} ({b.mode}, {b.fieldwork}): {who} respondents to whom the "
-                                   f"question applies, item non-response excluded"),
-                    "definition": _definition(q, link, b),
-                    "method_fr": est.method_fr or est.method,
-                    "population_fr": (f"{b.title_fr} ({_MODES_FR.get(b.mode, b.mode)}, {b.fieldwork}) : "
-                                      f"{_respondents_fr(b, item.applicable_types)} concernés par la question, "
-                                      f"non-réponses partielles exclues"),
-                    "definition_fr": _definition_fr(q, link),
-                    "survey": b.id, "question": q.id, "ci_level": config.surveys.ci_level,
-                    "small_n_warning": bool(est.small_n_warning),
-                    "display_en": est.display_en, "display_fr": est.display_fr,
-                })
+                records.append(IndicatorRecord(
+                    id=link.id, label_fr=link.label_fr, label_en=link.label_en,
+                    value=json_number(est.value), ci_low=json_number(est.ci_low), ci_high=json_number(est.ci_high),
+                    n=int(est.n), unit=est.unit, method=est.method,
+                    published=config.published.get(link.id),
+                    population=(f"{b.title_en} ({b.mode}, {b.fieldwork}): {who} respondents to whom the "
+                                f"question applies, item non-response excluded"),
+                    definition=_definition(q, link, b),
+                    method_fr=est.method_fr or est.method,
+                    population_fr=(f"{b.title_fr} ({_MODES_FR.get(b.mode, b.mode)}, {b.fieldwork}) : "
+                                   f"{_respondents_fr(b, item.applicable_types)} concernés par la question, "
+                                   f"non-réponses partielles exclues"),
+                    definition_fr=_definition_fr(q, link),
+                    survey=b.id, question=q.id, ci_level=config.surveys.ci_level,
+                    small_n_warning=bool(est.small_n_warning),
+                    display_en=est.display_en, display_fr=est.display_fr,
+                ))
     return records
 
 
@@ -163,7 +146,8 @@ def _definition(q, link, book: Codebook) -> str:
     return f"Mean score ({q.min}–{q.max}), {side}, over complete pairs, to: {q.text_en}"
 
 
-def _tables(summaries: list[SurveySummary]) -> dict[str, pd.DataFrame]:
+def survey_tables(summaries: list[SurveySummary]) -> dict[str, pd.DataFrame]:
+    """The result tables of the surveys, by output key (items, likert, before_after, response_rates)."""
     items, freq, pairs, rates = [], [], [], []
     for s in summaries:
         for it in s.items:
@@ -190,63 +174,40 @@ def _tables(summaries: list[SurveySummary]) -> dict[str, pd.DataFrame]:
         if col in rates_frame:
             rates_frame[col] = rates_frame[col].astype("Int64")
     return {
-        "items.csv": items_frame,
-        "likert.csv": pd.concat(freq, ignore_index=True) if freq else pd.DataFrame(),
-        "before_after.csv": pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame(),
-        "response_rates.csv": rates_frame,
+        "survey_items": items_frame,
+        "likert": pd.concat(freq, ignore_index=True) if freq else pd.DataFrame(),
+        "before_after": pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame(),
+        "response_rates": rates_frame,
     }
 
 
-def _figures(summaries: list[SurveySummary], lang: str) -> dict[str, bytes]:
-    figures: dict[str, bytes] = {}
-    for s in summaries:
-        title = s.codebook.title_fr if lang == "fr" else s.codebook.title_en
-        # One diverging chart per answer scale, so every bar of a chart shares one legend.
-        groups: dict[tuple[int, ...], list] = {}
-        for it in s.items:
-            if it.question.type == "likert":
-                groups.setdefault(it.result.codes, []).append(it)  # type: ignore[union-attr]
-        for k, group in enumerate(groups.values(), start=1):
-            items = [(it.question.text_fr if lang == "fr" else it.question.text_en, it.result) for it in group]
-            figures[f"{s.survey_id}_likert_{k}.png"] = likert_diverging_chart(items, lang=lang, title=title)
-        paired = [(it.question.text_fr if lang == "fr" else it.question.text_en, it.result)
-                  for it in s.items if it.question.type == "before_after"]
-        if paired:
-            figures[f"{s.survey_id}_before_after.png"] = before_after_chart(paired, lang=lang, title=title)
-    return figures
+# Tables of surveys/ by output key.
+SURVEY_TABLES = step_outputs("surveys", "csv")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> SurveyRunResult:
+    """Validate every survey of ``config.surveys.codebooks`` under ``<paths.data>/surveys/`` and write
+    its summaries under ``surveys/``. Raises SurveyValidationError listing every problem.
 
-
-def run_surveys(data_dir: Path, build: Path, config: StudyConfig) -> SurveyRunResult:
-    """Validate every survey of ``config.surveys.codebooks`` under ``<data_dir>/surveys/`` and write
-    its summaries under ``<build>/surveys/``. Raises SurveyValidationError listing every problem."""
-    data_dir, build = Path(data_dir), Path(build)
+    The summaries always recompute; ``force`` is accepted for the common step signature.
+    """
+    if paths.data is None:
+        raise PipelineError("The surveys are read from the extract: give its directory to --data.")
     codebooks = load_codebooks(config.codebook_paths())
-    loaded = load_responses(data_dir, codebooks)  # raises with every problem of every file
+    loaded = load_responses(paths.data, codebooks)  # raises with every problem of every file
     summaries = [summarise_survey(loaded[b.id][1], b, config.surveys) for b in codebooks]
     records = indicator_records(summaries, config)
-    lang = config.report.lang
-    out = BuildPaths(build).surveys
-    written: list[Path] = []
-    with build_lock(build, "surveys"), restore_on_failure(build, out):
-        for name, frame in _tables(summaries).items():
-            atomic_write_csv(out / name, frame)
-            written.append(out / name)
-        for name, png in _figures(summaries, lang).items():
-            atomic_write_bytes(out / "figures" / name, png)
-            written.append(out / "figures" / name)
-        atomic_write_json(out / "indicators.json", records)
-        written.append(out / "indicators.json")
-        write_params(
-            config, out / "params.json", sections=["surveys"],
+    with StepWriter(paths, "surveys") as out:
+        tables = survey_tables(summaries)
+        for key in SURVEY_TABLES:
+            out.table(key, tables[key])
+        out.records("survey_indicators", records)
+        out.params(
+            config, ["surveys"],
             codebooks=[{"id": b.id, "path": b.path, "sha256": b.sha256} for b in codebooks],
-            inputs=[{"survey": sid, "file": p.name, "sha256": _sha256(p), "respondents": len(frame)}
+            inputs=[{"survey": sid, "file": p.name, "sha256": file_hash(p)["sha256"], "respondents": len(frame)}
                     for sid, (p, frame) in loaded.items()],
-            published={r["id"]: r["published"] for r in records},
+            published={r.id: r.published for r in records},
         )
-        written.append(out / "params.json")
-    return SurveyRunResult(surveys=tuple(summaries), indicators=tuple(records), out_dir=out,
-                           outputs=tuple(written), lang=lang)
+    return SurveyRunResult(surveys=tuple(summaries), indicators=tuple(records), out_dir=paths.surveys,
+                           outputs=tuple(out.written.values()), lang=config.report.lang)

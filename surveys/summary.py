@@ -10,24 +10,15 @@ import pandas as pd
 
 from pipeline.config import SurveySettings
 from pipeline.labels import SCORE_METHODS_FR
-from surveys.codebook import UNITS_BY_STATISTIC, Codebook, IndicatorLink, Question
+from pipeline.survey_codebook import UNITS_BY_STATISTIC, Codebook, IndicatorLink, Question
+from surveys.response_rates import ResponseRateResult, response_rate
 from surveys.responses import TYPE_COLUMN, applicable_mask
-from surveys.stats import (
-    FrequencyResult,
-    PairedResult,
-    ProportionResult,
-    ResponseRateResult,
-    ScoreResult,
-    frequency_table,
-    paired_change,
-    response_rate,
-    score_summary,
-    weighted_proportion,
-)
+from surveys.scores import PairedResult, ScoreResult, paired_change, score_summary
+from surveys.stats import FrequencyResult, ProportionResult, frequency_table, weighted_proportion
 
 
 @dataclass(frozen=True)
-class Estimate:
+class IndicatorEstimate:
     """One number taken from an item result, as an indicator record needs it."""
 
     value: float
@@ -62,29 +53,29 @@ class ItemResult:
     def small_n_warning(self) -> bool:
         return self.result.small_n_warning
 
-    def estimate(self, link: IndicatorLink) -> Estimate:
+    def estimate(self, link: IndicatorLink) -> IndicatorEstimate:
         r = self.result
         unit = UNITS_BY_STATISTIC[link.statistic]
         if link.statistic in ("favourable", "level"):
             assert isinstance(r, FrequencyResult)
             p = r.favourable if link.statistic == "favourable" else r.level(int(link.level))
             assert p is not None
-            return Estimate(p.estimate, p.ci_low, p.ci_high, p.n, unit,
+            return IndicatorEstimate(p.estimate, p.ci_low, p.ci_high, p.n, unit,
                             f"{p.method_label} ({100 * p.ci_level:g} %), unweighted", p.small_n_warning,
                             p.format("en"), p.format("fr"),
                             f"{p.method_label_fr} ({_pct_fr(p.ci_level)}), non pondéré")
         if link.statistic == "mean":
             assert isinstance(r, ScoreResult)
-            return Estimate(r.mean, r.ci_low, r.ci_high, r.n, unit, f"{r.method} ({100 * r.ci_level:g} %)",
+            return IndicatorEstimate(r.mean, r.ci_low, r.ci_high, r.n, unit, f"{r.method} ({100 * r.ci_level:g} %)",
                             r.small_n_warning, r.format("en"), r.format("fr"),
                             f"{SCORE_METHODS_FR.get(r.method, r.method)} ({_pct_fr(r.ci_level)})")
         assert isinstance(r, PairedResult)
         if link.statistic == "mean_change":
-            return Estimate(r.mean_change, r.change_ci_low, r.change_ci_high, r.n_pairs, unit, r.method,
+            return IndicatorEstimate(r.mean_change, r.change_ci_low, r.change_ci_high, r.n_pairs, unit, r.method,
                             r.small_n_warning, r.format("en"), r.format("fr"),
                             SCORE_METHODS_FR.get(r.method, r.method))
         s = r.before if link.statistic == "mean_before" else r.after
-        return Estimate(s.mean, s.ci_low, s.ci_high, s.n, unit,
+        return IndicatorEstimate(s.mean, s.ci_low, s.ci_high, s.n, unit,
                         f"{s.method} ({100 * s.ci_level:g} %), complete before/after pairs",
                         s.small_n_warning, s.format("en"), s.format("fr"),
                         f"{SCORE_METHODS_FR.get(s.method, s.method)} ({_pct_fr(s.ci_level)}), paires "

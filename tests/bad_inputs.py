@@ -300,7 +300,7 @@ def cli(*args: str) -> CliOutcome:
     """Run ``equilibres <args>`` in-process through typer's CliRunner."""
     from typer.testing import CliRunner
 
-    from pipeline.cli import app, console
+    from study.cli import app, console
 
     # Rich wraps messages at 80 columns, splitting long paths; the tests read them unwrapped.
     width = console.width

@@ -27,7 +27,7 @@ GOLDEN_DIR = Path(__file__).parent / "golden"
 RUN_RECORD = re.compile(r"(^|/)(params\.json|manifest\.json|\.lock)$|^(logs|tmp|clean/_stages|matching/cache)/")
 
 
-def _sha(data: bytes) -> str:
+def short_sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:20]
 
 
@@ -35,11 +35,11 @@ def parquet_digest(path: Path) -> str:
     frame = pd.read_parquet(path)
     head = json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()])
     rows = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
-    return _sha(head.encode() + rows)
+    return short_sha(head.encode() + rows)
 
 
 def json_digest(path: Path) -> str:
-    return _sha(json.dumps(json.loads(path.read_text(encoding="utf-8")), sort_keys=True).encode())
+    return short_sha(json.dumps(json.loads(path.read_text(encoding="utf-8")), sort_keys=True).encode())
 
 
 def output_digest(root: Path, dirs: tuple[str, ...]) -> dict[str, str]:
@@ -56,9 +56,9 @@ def output_digest(root: Path, dirs: tuple[str, ...]) -> dict[str, str]:
                 out[rel] = json_digest(p)
             elif p.suffix == ".csv" and "seconds" in p.read_text(encoding="utf-8").split("\n", 1)[0].split(","):
                 # Per-row timings (the sweep's) are run records inside a result table.
-                out[rel] = _sha(pd.read_csv(p).drop(columns="seconds").to_csv(index=False).encode())
+                out[rel] = short_sha(pd.read_csv(p).drop(columns="seconds").to_csv(index=False).encode())
             else:
-                out[rel] = _sha(p.read_bytes())
+                out[rel] = short_sha(p.read_bytes())
     return out
 
 

@@ -7,28 +7,14 @@ threshold so the report's suppression is exercised.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import pandas as pd
 
 # Strings that look like identifiers: they must never reach the report (the fixture puts them in
 # columns that the report must drop).
 FAKE_IDENTIFIERS = ("PSAFAKE0000000001", "IDTANOFAKE000042", "EQPFAKE17")
-
-
-def _png() -> bytes:
-    fig, ax = plt.subplots(figsize=(3, 2))
-    ax.plot([0, 1, 2], [1, 3, 2])
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=60)
-    plt.close(fig)
-    return buf.getvalue()
 
 
 METHODS_FR = {"matched-set bootstrap": "bootstrap par ensembles appariés", "Wilson interval": "intervalle de Wilson",
@@ -50,7 +36,7 @@ def _rec(id_, fr, en, unit, value, lo, hi, n, published=None, arms=None, method=
 
 def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: bool = True) -> Path:
     root = Path(root)
-    for d in ("audit", "clean", "matching", "indicators", "surveys/figures", "sweep"):
+    for d in ("audit", "clean", "matching", "indicators", "surveys", "sweep"):
         (root / d).mkdir(parents=True, exist_ok=True)
 
     attrition = pd.DataFrame([
@@ -77,7 +63,7 @@ def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: boo
     (root / "clean/manifest.json").write_text(json.dumps({
         "inputs": {"IR_BEN_R.parquet": {"sha256": "ab" * 32, "rows": 5200},
                    "ER_PRS_F.parquet": {"sha256": "cd" * 32, "rows": 412000}},
-        "parameters": {"cleaning": {"drop_dpn_qlf_71": True}},
+        "parameters": {"cleaning": {"drop_dpn_qlf_71": True}, "cohort": {"history_months": 12}},
         "versions": {"python": "3.11.2", "duckdb": "1.1.0"},
         "code_version": "0.1.0",
     }), encoding="utf-8")
@@ -108,16 +94,15 @@ def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: boo
                         "ecdf_mean": 0.02, "ecdf_max": 0.05, "flag_smd": abs(smd) > 0.1, "flag_vr": False,
                         "n_treated": 1290 if stage == "before" else 1150, "n_control": 2810 if stage == "before" else 1150})
     pd.DataFrame(bal).to_csv(root / "matching/balance.csv", index=False)
-    (root / "matching/love_plot.png").write_bytes(_png())
 
     prof = pd.DataFrame([
         {"profile": "overall", "n_treated": 1290, "n_unmatched": 140, "share_unmatched": 140 / 1290,
-         "ci_low": 0.09, "ci_high": 0.127, "mean_matched_age": 80.9, "mean_unmatched_age": 84.0, "suppressed": False, "note": ""},
+         "ci_low": 0.09, "ci_high": 0.127, "mean_matched_age": 80.9, "mean_unmatched_age": 84.0, "suppressed": False, "suppression_note": None},
         {"profile": "complex", "n_treated": 320, "n_unmatched": 96, "share_unmatched": 0.30,
-         "ci_low": 0.25, "ci_high": 0.35, "mean_matched_age": 79.0, "mean_unmatched_age": 85.2, "suppressed": False, "note": ""},
+         "ci_low": 0.25, "ci_high": 0.35, "mean_matched_age": 79.0, "mean_unmatched_age": 85.2, "suppressed": False, "suppression_note": None},
         {"profile": "CPX_PEDIATRIE", "n_treated": 25, "n_unmatched": None, "share_unmatched": None,
          "ci_low": None, "ci_high": None, "mean_matched_age": 9.1, "mean_unmatched_age": None,
-         "suppressed": True, "note": "fewer than 10 unmatched or matched"},
+         "suppressed": True, "suppression_note": "few_unmatched_or_matched"},
     ])
     prof.to_csv(root / "matching/unmatched_profiles.csv", index=False)
     unmatched = _rec("unmatched_share_complex", "Patients complexes sans témoin", "Complex patients without a control",
@@ -150,24 +135,24 @@ def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: boo
     (root / "indicators/indicators.json").write_text(json.dumps(records), encoding="utf-8")
     (root / "indicators/params.json").write_text(json.dumps({"indicators": {"eol_window_days": 90}}), encoding="utf-8")
     pd.DataFrame([
-        {"category": c, "treated": t, "treated_ci_low": t * 0.9, "treated_ci_high": t * 1.1,
+        {"category": c, "unit": "eur_per_patient_year", "treated": t, "treated_ci_low": t * 0.9, "treated_ci_high": t * 1.1,
          "control": k, "control_ci_low": k * 0.9, "control_ci_high": k * 1.1, "n_treated": 1150, "n_control": 1150,
          "suppressed": ""}
         for c, t, k in [("nursing_acts", 2100.0, 4300.0), ("experiment", 2500.0, 0.0), ("gp", 300.0, 320.0),
                         ("pharmacy", 1900.0, 2000.0), ("hospital", 3100.0, 4700.0)]
     ]).to_csv(root / "indicators/spending_by_category.csv", index=False)
     pd.DataFrame([
-        {"measure": "share_any_stay", "treated": 0.52, "treated_ci_low": 0.45, "treated_ci_high": 0.6,
+        {"measure": "share_any_stay", "unit": "share", "treated": 0.52, "treated_ci_low": 0.45, "treated_ci_high": 0.6,
          "control": 0.64, "control_ci_low": 0.57, "control_ci_high": 0.71, "difference": -0.12,
          "difference_ci_low": -0.2, "difference_ci_high": -0.04, "ratio": 0.81, "ratio_ci_low": 0.7,
-         "ratio_ci_high": 0.93, "n": 150, "suppressed": ""},
-        {"measure": "death_in_hospital", "treated": 0.2, "treated_ci_low": 0.1, "treated_ci_high": 0.3,
+         "ratio_ci_high": 0.93, "n_treated": 150, "n_control": 160, "suppressed": ""},
+        {"measure": "death_in_hospital", "unit": "share", "treated": 0.2, "treated_ci_low": 0.1, "treated_ci_high": 0.3,
          "control": 0.3, "control_ci_low": 0.2, "control_ci_high": 0.4, "difference": -0.1,
          "difference_ci_low": -0.2, "difference_ci_high": 0.0, "ratio": 0.66, "ratio_ci_low": 0.4,
-         "ratio_ci_high": 1.0, "n": None, "suppressed": "n"},
+         "ratio_ci_high": 1.0, "n_treated": None, "n_control": 160, "suppressed": "n_treated"},
     ]).to_csv(root / "indicators/eol.csv", index=False)
-    pd.DataFrame([{"measure": "stays_per_patient_year", "treated": 0.61, "control": 0.79, "difference": -0.18,
-                   "n": 1150}]).to_csv(root / "indicators/hospitalisation.csv", index=False)
+    pd.DataFrame([{"measure": "hosp_stays_per_100py", "unit": "per_100_patient_years", "treated": 61.0,
+                   "control": 79.0, "difference": -18.0, "n_treated": 1150, "n_control": 1150}]).to_csv(root / "indicators/hospitalisation.csv", index=False)
     pd.DataFrame([{"arm": "treated", "n_units": 1150, "patient_years": 2010.5, "deaths": 150, "end_exit": 8},
                   {"arm": "control", "n_units": 1150, "patient_years": 1990.1, "deaths": 171, "end_exit": 0}]
                  ).to_csv(root / "indicators/followup.csv", index=False)
@@ -181,10 +166,11 @@ def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: boo
                        "net_savings_year": a * 4800 - inv, "net_savings_year_ci_low": (a - 300) * 4800 - inv,
                        "net_savings_year_ci_high": (a + 300) * 4800 - inv, "experiment_repriced": True})
     pd.DataFrame(sc).to_csv(root / "indicators/economics_scenarios.csv", index=False)
-    pd.DataFrame([{"term": "treated:post", "estimate": -812.3, "ci_low": -1200.0, "ci_high": -400.2,
-                   "n": 2300}]).to_csv(root / "indicators/did.csv", index=False)
-    pd.DataFrame([{"model": "OLS on matched sample", "estimate": -790.0, "ci_low": -1150.0, "ci_high": -420.0,
-                   "p_value": 0.00012}]).to_csv(root / "indicators/regression_crosscheck.csv", index=False)
+    pd.DataFrame([{"row": "did", "pre_eur_per_patient_year": None, "post_eur_per_patient_year": None,
+                   "estimate": -812.3, "se": 205.1, "ci_low": -1200.0, "ci_high": -400.2}]).to_csv(root / "indicators/did.csv", index=False)
+    pd.DataFrame([{"outcome": "spending_per_patient_year (treated − control)",
+                   "estimator": "WLS, cluster-robust SE by matched set", "estimate": -790.0, "se": 186.0,
+                   "ci_low": -1150.0, "ci_high": -420.0, "n_rows": 2300, "n_clusters": 1150}]).to_csv(root / "indicators/regression_crosscheck.csv", index=False)
 
     if with_surveys:
         survey_recs = [
@@ -203,29 +189,33 @@ def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: boo
              "rr1": 0.529, "rr2": 0.553, "formula": "I/(I+P+R+NC+O+U)", "note": "", "small_n_warning": False},
         ]).to_csv(root / "surveys/response_rates.csv", index=False)
         lk = []
-        for q, fr, en in (("q1", "Qualité de vie améliorée", "Quality of life improved"),
-                          ("q2", "Maintien à domicile favorisé", "Staying at home favoured")):
+        for q in ("q1", "q2"):
             for code, (lfr, len_), share in zip(range(1, 5), [("Pas du tout", "Not at all"), ("Plutôt non", "Rather not"),
                                                              ("Plutôt oui", "Rather yes"), ("Tout à fait", "Completely")],
                                                 (0.05, 0.12, 0.43, 0.40), strict=True):
-                lk.append({"survey_id": "patients_caregivers", "question_id": q, "text_fr": fr, "text_en": en,
-                           "code": code, "label_fr": lfr, "label_en": len_, "count": round(share * 90),
+                lk.append({"survey_id": "patients_caregivers", "question_id": q, "code": code, "label_fr": lfr, "label_en": len_, "count": round(share * 90),
                            "n": 90, "share": share, "ci_low": share - 0.05, "ci_high": share + 0.05})
         pd.DataFrame(lk).to_csv(root / "surveys/likert.csv", index=False)
         pd.DataFrame([
-            {"survey_id": "nurses_online", "question_id": "qvt", "text_fr": "Qualité de vie au travail",
-             "text_en": "Quality of working life", "label": "Quality of working life", "n_pairs": 90,
+            {"survey_id": "nurses_online", "question_id": "qvt", "n_pairs": 90,
              "mean_before": 5.9, "before_ci_low": 5.5, "before_ci_high": 6.3, "mean_after": 8.7,
              "after_ci_low": 8.4, "after_ci_high": 9.0, "mean_change": 2.8, "p_value": 1e-9, "n_unchanged": 3},
-            {"survey_id": "nurses_online", "question_id": "conditions", "text_fr": "Conditions de travail",
-             "text_en": "Working conditions", "label": "Working conditions", "n_pairs": 90,
+            {"survey_id": "nurses_online", "question_id": "conditions", "n_pairs": 90,
              "mean_before": 5.6, "before_ci_low": 5.2, "before_ci_high": 6.0, "mean_after": 7.7,
              "after_ci_low": 7.4, "after_ci_high": 8.0, "mean_change": 2.1, "p_value": 1e-7, "n_unchanged": 5},
         ]).to_csv(root / "surveys/before_after.csv", index=False)
-        pd.DataFrame([{"survey_id": "patients_caregivers", "question_id": "q1", "statistic": "favourable",
-                       "n": 90, "k": 73, "value": 0.81, "ci_low": 0.72, "ci_high": 0.88,
-                       "display_en": "81% (73/90)", "display_fr": "81 % (73/90)"}]).to_csv(root / "surveys/items.csv", index=False)
-        (root / "surveys/figures/patients_caregivers_likert_1.png").write_bytes(_png())
+        # items.csv holds the question texts of every survey (likert.csv and before_after.csv do not).
+        items = [{"survey_id": "patients_caregivers", "question_id": "q1", "statistic": "favourable",
+                  "text_fr": "Qualité de vie améliorée", "text_en": "Quality of life improved",
+                  "n": 90, "k": 73, "value": 0.81, "ci_low": 0.72, "ci_high": 0.88,
+                  "display_en": "81% (73/90)", "display_fr": "81 % (73/90)"},
+                 {"survey_id": "patients_caregivers", "question_id": "q2", "statistic": "favourable",
+                  "text_fr": "Maintien à domicile favorisé", "text_en": "Staying at home favoured", "n": 90},
+                 {"survey_id": "nurses_online", "question_id": "qvt", "statistic": "mean",
+                  "text_fr": "Qualité de vie au travail", "text_en": "Quality of working life", "n": 90},
+                 {"survey_id": "nurses_online", "question_id": "conditions", "statistic": "mean",
+                  "text_fr": "Conditions de travail", "text_en": "Working conditions", "n": 90}]
+        pd.DataFrame(items).to_csv(root / "surveys/items.csv", index=False)
         (root / "surveys/params.json").write_text(json.dumps({"surveys": {"proportion_ci": "wilson"}}), encoding="utf-8")
 
     if with_sweep:
@@ -245,7 +235,6 @@ def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: boo
                              "avoided_spending_per_patient_year_ci_low": est - 300,
                              "avoided_spending_per_patient_year_ci_high": est + 300, "seconds": 0.5})
         pd.DataFrame(rows).to_csv(root / "sweep/sweep.csv", index=False)
-        (root / "sweep/specification_curve.png").write_bytes(_png())
         (root / "sweep/params.json").write_text(json.dumps({"curve_estimate": "avoided_spending_per_patient_year"}),
                                                 encoding="utf-8")
     # An identifier column written by mistake: the report must drop it.

@@ -8,10 +8,11 @@ import shutil
 import pytest
 
 from data_samples import SAMPLE_DIR
+from pipeline import runner
+from pipeline.clean_stages import STAGE_NAMES
 from pipeline.config import load_config
-from pipeline.io import PipelineError
+from pipeline.io import PipelineError, file_hash
 from pipeline.paths import BuildPaths
-from pipeline.runner import STAGE_NAMES, file_hash, run_clean
 
 
 @pytest.fixture()
@@ -30,12 +31,12 @@ def test_second_run_does_no_work_and_cohort_parameter_reruns_only_cohort(extract
     cfg = load_config()
     build = tmp_path / "build"
     paths = BuildPaths(build)
-    first = run_clean(extract, build, cfg)
+    first = runner.run(BuildPaths(build, extract), cfg)
     assert first.ran == STAGE_NAMES
     before = _mtimes(paths)
     manifest_before = paths.clean_manifest.read_text()
 
-    again = run_clean(extract, build, cfg)
+    again = runner.run(BuildPaths(build, extract), cfg)
     assert again.up_to_date and again.ran == []
     assert "up to date" in again.render()
     assert _mtimes(paths) == before
@@ -43,7 +44,7 @@ def test_second_run_does_no_work_and_cohort_parameter_reruns_only_cohort(extract
 
     # one cohort parameter: only the cohort stage runs; persons/panel/stays are untouched
     cfg2 = cfg.with_overrides({"cohort": {"min_prior_nursing_cost": 500.0}})
-    third = run_clean(extract, build, cfg2)
+    third = runner.run(BuildPaths(build, extract), cfg2)
     assert third.ran == ["cohort"]
     after = _mtimes(paths)
     assert {k: v for k, v in after.items() if k != "cohort.parquet"} == {
@@ -55,12 +56,12 @@ def test_second_run_does_no_work_and_cohort_parameter_reruns_only_cohort(extract
 
     # a PMSI rule switch re-runs pmsi and what depends on it, not ingest or dcir
     cfg3 = cfg2.with_overrides({"cleaning": {"drop_ghm_90": False}})
-    assert run_clean(extract, build, cfg3).ran == ["pmsi", "outputs", "cohort"]
+    assert runner.run(BuildPaths(build, extract), cfg3).ran == ["pmsi", "outputs", "cohort"]
 
     # an input change re-runs the stages reading it; --force re-runs everything
     (extract / "EQUILIBRES_ROSTER.parquet").write_bytes((extract / "EQUILIBRES_ROSTER.parquet").read_bytes() + b"")
-    assert run_clean(extract, build, cfg3).ran == []  # same content, same hash
-    assert run_clean(extract, build, cfg3, force=True).ran == STAGE_NAMES
+    assert runner.run(BuildPaths(build, extract), cfg3).ran == []  # same content, same hash
+    assert runner.run(BuildPaths(build, extract), cfg3, force=True).ran == STAGE_NAMES
     log = (paths.logs / "clean.log").read_text()
     assert log.count("clean start") == 6 and "every stage up to date" in log
 
@@ -70,19 +71,19 @@ def test_changed_input_reruns_dependent_stages(extract, tmp_path):
 
     cfg = load_config()
     build = tmp_path / "build"
-    run_clean(extract, build, cfg)
+    runner.run(BuildPaths(build, extract), cfg)
     t = pq.read_table(extract / "T_MCO21VALO.parquet")
     pq.write_table(t.slice(0, t.num_rows - 1), extract / "T_MCO21VALO.parquet")
-    assert run_clean(extract, build, cfg).ran == ["pmsi", "outputs", "cohort"]
+    assert runner.run(BuildPaths(build, extract), cfg).ran == ["pmsi", "outputs", "cohort"]
 
 
 def test_deleted_output_is_rebuilt(extract, tmp_path):
     cfg = load_config()
     build = tmp_path / "build"
     paths = BuildPaths(build)
-    run_clean(extract, build, cfg)
+    runner.run(BuildPaths(build, extract), cfg)
     paths.panel.unlink()
-    assert run_clean(extract, build, cfg).ran == ["outputs"]
+    assert runner.run(BuildPaths(build, extract), cfg).ran == ["outputs"]
     assert paths.panel.exists()
 
 
@@ -90,7 +91,7 @@ def test_failed_run_leaves_previous_outputs_and_manifest_consistent(extract, tmp
     cfg = load_config()
     build = tmp_path / "build"
     paths = BuildPaths(build)
-    run_clean(extract, build, cfg)
+    runner.run(BuildPaths(build, extract), cfg)
     manifest_before = paths.clean_manifest.read_text()
 
     import pipeline.stages.cohort as cohort_mod
@@ -100,7 +101,7 @@ def test_failed_run_leaves_previous_outputs_and_manifest_consistent(extract, tmp
 
     monkeypatch.setattr(cohort_mod, "cohort_table", boom)
     with pytest.raises(RuntimeError):
-        run_clean(extract, build, cfg.with_overrides({"cohort": {"history_months": 6}}))
+        runner.run(BuildPaths(build, extract), cfg.with_overrides({"cohort": {"history_months": 6}}))
     assert paths.clean_manifest.read_text() == manifest_before
     manifest = json.loads(manifest_before)
     for name, info in manifest["outputs"].items():
@@ -111,7 +112,7 @@ def test_failed_run_leaves_previous_outputs_and_manifest_consistent(extract, tmp
 def test_missing_table_is_a_clear_error(extract, tmp_path):
     (extract / "IR_IMB_R.parquet").unlink()
     with pytest.raises(PipelineError, match="IR_IMB_R"):
-        run_clean(extract, tmp_path / "build", load_config())
+        runner.run(BuildPaths(tmp_path / "build", extract), load_config())
 
 
 def test_missing_column_is_a_clear_error(extract, tmp_path):
@@ -120,17 +121,17 @@ def test_missing_column_is_a_clear_error(extract, tmp_path):
     t = pq.read_table(extract / "IR_BEN_R.parquet")
     pq.write_table(t.drop_columns(["BEN_DCD_DTE"]), extract / "IR_BEN_R.parquet")
     with pytest.raises(PipelineError, match="BEN_DCD_DTE"):
-        run_clean(extract, tmp_path / "build", load_config())
+        runner.run(BuildPaths(tmp_path / "build", extract), load_config())
 
 
 def test_large_files_are_hashed_by_sample(tmp_path, monkeypatch):
-    import pipeline.runner as runner
+    import pipeline.io
 
     f = tmp_path / "big.bin"
     f.write_bytes(bytes(range(256)) * 40_000)  # ~10 MB
     full = file_hash(f)
     assert full["method"] == "sha256"
-    monkeypatch.setattr(runner, "FULL_HASH_MAX_BYTES", 1024)
+    monkeypatch.setattr(pipeline.io, "FULL_HASH_MAX_BYTES", 1024)
     sampled = file_hash(f)
     assert sampled["method"].startswith("sampled") and sampled["sha256"] != full["sha256"]
     data = bytearray(f.read_bytes())

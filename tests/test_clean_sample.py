@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_samples import SAMPLE_DIR
+from pipeline import runner
 from pipeline.config import load_config
 from pipeline.paths import BuildPaths
-from pipeline.runner import run_clean
 from pipeline.stages import cohort as cohort_stage
 from pipeline.stages import outputs as outputs_stage
 
@@ -24,7 +24,7 @@ def cfg():
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, cfg):
     build = tmp_path_factory.mktemp("clean_sample")
-    result = run_clean(SAMPLE_DIR, build, cfg)
+    result = runner.run(BuildPaths(build, SAMPLE_DIR), cfg)
     return build, result
 
 
@@ -239,7 +239,7 @@ def test_manifest_and_log(built):
     assert set(manifest["stages"]) == {"ingest", "dcir", "pmsi", "outputs", "cohort"}
     assert all(s["seconds"] is not None and s["peak_rss_mb"] > 0 for s in manifest["stages"].values())
     assert {h["table"] for hs in manifest["inputs"].values() for h in hs} >= {"ER_PRS_F", "IR_BEN_R", "MCO_B"}
-    from pipeline.runner import file_hash
+    from pipeline.io import file_hash
 
     for name, info in manifest["outputs"].items():
         assert file_hash(paths.root / info["path"])["sha256"] == info["sha256"], name

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_samples import SAMPLE_DIR
+from pipeline import runner
 from pipeline.config import load_config
 from pipeline.paths import BuildPaths
-from pipeline.runner import run_clean
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -27,10 +27,10 @@ def builds(tmp_path_factory):
     base = load_config()
     duck = tmp_path_factory.mktemp("duckdb")
     spark = tmp_path_factory.mktemp("spark")
-    run_clean(SAMPLE_DIR, duck, base)
+    runner.run(BuildPaths(duck, SAMPLE_DIR), base)
     spark_cfg = base.with_overrides({"engine": {"name": "spark", "spark_master": "local[2]",
                                                 "spark_driver_memory": "1g"}})
-    result = run_clean(SAMPLE_DIR, spark, spark_cfg)
+    result = runner.run(BuildPaths(spark, SAMPLE_DIR), spark_cfg)
     assert result.engine == "spark" and result.ran
     return BuildPaths(duck), BuildPaths(spark)
 

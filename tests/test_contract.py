@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from data_samples import SAMPLE_DIR
 from data_samples.generator import generate_extract
-from pipeline.cli import app
 from pipeline.config import load_config
 from pipeline.contract import ValidationReport, pandas_schema, validate_extract
 from pipeline.readers import read_table
+from study.cli import app
 
 
 @pytest.fixture(scope="module")

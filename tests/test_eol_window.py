@@ -119,10 +119,10 @@ def test_followup_hospital_spending_from_stays_entering_in_followup(config):
 
 @pytest.fixture(scope="module")
 def sample_build(tmp_path_factory, config):
-    from pipeline.runner import run_clean
+    from pipeline import runner
 
     build = tmp_path_factory.mktemp("eol_sample")
-    run_clean(SAMPLE_DIR, build, config)
+    runner.run(BuildPaths(build, SAMPLE_DIR), config)
     return BuildPaths(build)
 
 

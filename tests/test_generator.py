@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 import pytest
 
+import data_samples.chunks as chunks
 import data_samples.generator as gen
 from data_samples import SAMPLE_DIR
 from data_samples.generator import GenerationError, generate_extract
@@ -67,16 +68,16 @@ def test_same_seed_gives_byte_identical_files(tmp_path, config):
 
 def test_worker_processes_do_not_change_the_files(tmp_path, config, monkeypatch):
     """Chunks drawn by forked workers and handed over through shared memory give the same bytes."""
-    monkeypatch.setattr(gen, "PERSONS_PER_CHUNK", 376)  # 5 chunks at scale 0.001 (1 878 persons: Lozère)
-    monkeypatch.setattr(gen, "HANDOVER_SLOT_BYTES", 21 * 2**20)  # some chunk tables are bigger: files
+    monkeypatch.setattr(chunks, "PERSONS_PER_CHUNK", 376)  # 5 chunks at scale 0.001 (1 878 persons: Lozère)
+    monkeypatch.setattr(chunks, "HANDOVER_SLOT_BYTES", 21 * 2**20)  # some chunk tables are bigger: files
     ways = []
-    take = gen._Handover.take
+    take = chunks.Handover.take
 
     def spy(self, out):
         ways.append("file" if out.path is not None else "slot")
         return take(self, out)
 
-    monkeypatch.setattr(gen._Handover, "take", spy)
+    monkeypatch.setattr(chunks.Handover, "take", spy)
     _gen(tmp_path / "serial", config, seed=9, workers=1)
     _gen(tmp_path / "parallel", config, seed=9, workers=2)
     assert sorted(set(ways)) == ["file", "slot"] and len(ways) == 5
@@ -91,15 +92,15 @@ def test_a_dying_worker_fails_the_run_cleanly(tmp_path, config, monkeypatch):
     import os
     from concurrent.futures.process import BrokenProcessPool
 
-    monkeypatch.setattr(gen, "PERSONS_PER_CHUNK", 120)
-    chunk = gen._chunk_output
+    monkeypatch.setattr(chunks, "PERSONS_PER_CHUNK", 120)
+    chunk = chunks.chunk_output
 
     def dies_on_chunk_3(ctx, k):
         if k == 3:
             os._exit(9)  # only ever reached in a forked worker
         return chunk(ctx, k)
 
-    monkeypatch.setattr(gen, "_chunk_output", dies_on_chunk_3)
+    monkeypatch.setattr(chunks, "chunk_output", dies_on_chunk_3)
     with pytest.raises(BrokenProcessPool):
         _gen(tmp_path / "x", config, workers=2)
     assert list(tmp_path.iterdir()) == []
@@ -113,7 +114,7 @@ def test_failed_run_leaves_previous_extract_untouched(tmp_path, config, monkeypa
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(gen, "_write_roster", boom)
+    monkeypatch.setattr(gen, "write_roster", boom)
     with pytest.raises(RuntimeError):
         _gen(out, config, seed=2)
     assert hashes(out) == before
@@ -454,7 +455,7 @@ def test_confounding_option_is_recorded_and_changes_outcomes(tmp_path, config):
 def test_render_and_cli(tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from study.cli import app
 
     r = CliRunner().invoke(app, ["generate", "--scale", "0.001", "--seed", "3", "--out", str(tmp_path / "e")])
     assert r.exit_code == 0, r.output

@@ -17,7 +17,7 @@ RESULT_DIRS = ("clean", "audit", "matching", "indicators", "surveys", "sweep")
 
 
 def _run(data: Path, out: Path, *extra: str) -> None:
-    outcome = bi.cli("run", "--data", str(data), "--out", str(out), *extra)
+    outcome = bi.cli("run", "--data", str(data), "--out", str(out), "--no-report", *extra)
     assert outcome.exit_code == 0, outcome.text
 
 
@@ -47,7 +47,7 @@ def test_generated_extract_and_outputs_match_golden(tmp_path):
     data = tmp_path / "extract"
     outcome = bi.cli("generate", "--scale", "0.0015", "--seed", "7", "--out", str(data))
     assert outcome.exit_code == 0, outcome.text
-    extract = {p.name: golden.parquet_digest(p) if p.suffix == ".parquet" else golden._sha(p.read_bytes())
+    extract = {p.name: golden.parquet_digest(p) if p.suffix == ".parquet" else golden.short_sha(p.read_bytes())
                for p in sorted(data.rglob("*")) if p.is_file()}
     _run(data, tmp_path / "build", "--no-sweep")
     outputs = golden.output_digest(tmp_path / "build", RESULT_DIRS)

@@ -66,8 +66,8 @@ def test_bootstrap_is_seedable():
     a = cluster_bootstrap(per_set, names, 199, seed=5, ci_level=0.95)
     b = cluster_bootstrap(per_set, names, 199, seed=5, ci_level=0.95)
     c = cluster_bootstrap(per_set, names, 199, seed=6, ci_level=0.95)
-    np.testing.assert_array_equal(a.replicates, b.replicates)
-    assert not np.array_equal(a.replicates, c.replicates)
+    np.testing.assert_array_equal(a.draws, b.draws)
+    assert not np.array_equal(a.draws, c.draws)
     np.testing.assert_allclose(a.point, per_set.sum(axis=0))
 
 

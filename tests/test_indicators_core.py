@@ -311,12 +311,12 @@ def test_records_follow_contract(an, config):
 
     ind = by_id(spending(an).indicators, "avoided_spending_share")
     rec = ind.to_record(config)
-    for key in ["id", "label_fr", "label_en", "value", "ci_low", "ci_high", "n", "unit", "method",
-                "published", "population", "definition"]:
-        assert key in rec
-    assert rec["published"] == config.published["avoided_spending_share"]
+    assert (rec.id, rec.label_fr, rec.label_en, rec.unit) == (ind.id, ind.label_fr, ind.label_en, ind.unit)
+    assert (rec.value, rec.ci_low, rec.ci_high) == (ind.value, ind.ci_low, ind.ci_high)
+    assert (rec.method, rec.population, rec.definition) == (ind.method, ind.population, ind.definition)
+    assert rec.published == config.published["avoided_spending_share"]
     # 3 treated people < min_cell_count → suppressed
-    assert rec["n"] is None and rec["n_suppressed"] is True
+    assert rec.n is None and rec.n_suppressed is True
     assert ind.ci_low <= ind.value <= ind.ci_high
     frame = ind.summary_frame()
     assert list(frame["quantity"]) == ["value", "treated", "control"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import load_config
+from pipeline.paths import BuildPaths
 
 generator = pytest.importorskip("data_samples.generator")
 runner = pytest.importorskip("pipeline.runner")
@@ -36,17 +37,18 @@ HEADLINE_TRUTH, EOL_IDS = truth_check.HEADLINE_TRUTH, truth_check.EOL_IDS
 
 
 def _run_case(root: Path, seed: int, truth_file: str) -> tuple[dict, dict]:
-    from indicators.study import run_indicators
+    from indicators import study as indicators_study
 
     config = load_config()  # the shipped configuration
     data, build = root / "extract", root / "build"
     generator.generate_extract(data, scale=SCALE, seed=seed, truth_path=TRUTH_DIR / truth_file,
                                fmt="parquet", confounding=None, config=config)
-    runner.run_clean(data, build, config)
-    mstudy.run_match(build, config)
-    res = run_indicators(build, config, data_dir=data)
+    paths = BuildPaths(build, data)
+    runner.run(paths, config)
+    mstudy.run(paths, config)
+    res = indicators_study.run(paths, config)
     truth = json.loads((data / "truth.json").read_text())["indicators"]
-    return {r["id"]: r for r in res.records}, truth
+    return {r.id: r for r in res.records}, truth
 
 
 @pytest.fixture(scope="module", params=list(CASES))
@@ -74,10 +76,10 @@ def test_headline_cis_contain_truth(case):
             continue
         t = of(truth)
         r = records[id_]
-        assert r["ci_low"] is not None, (name, id_)
-        if not r["ci_low"] <= t <= r["ci_high"]:
-            misses.append(f"{id_}: truth {t:.4g} outside [{r['ci_low']:.4g}; {r['ci_high']:.4g}] "
-                          f"(estimate {r['value']:.4g})")
+        assert r.ci_low is not None, (name, id_)
+        if not r.ci_low <= t <= r.ci_high:
+            misses.append(f"{id_}: truth {t:.4g} outside [{r.ci_low:.4g}; {r.ci_high:.4g}] "
+                          f"(estimate {r.value:.4g})")
     assert not misses, f"{name}: " + "; ".join(misses)
 
 
@@ -89,7 +91,7 @@ def test_null_truth_cis_contain_zero(case):
     for id_ in ("eol_hosp_rate", "eol_spending_difference", "avoided_spending_share",
                 "avoided_spending_per_patient_year", "did_spending_per_patient_year"):
         r = records[id_]
-        assert r["ci_low"] <= 0 <= r["ci_high"], (id_, r["value"], r["ci_low"], r["ci_high"])
+        assert r.ci_low <= 0 <= r.ci_high, (id_, r.value, r.ci_low, r.ci_high)
 
 
 @pytest.mark.slow
@@ -98,8 +100,8 @@ def test_default_truth_effects_are_detected(case):
     name, records, _ = case
     if not name.startswith("default"):
         pytest.skip("only for the default truth")
-    assert records["avoided_spending_share"]["ci_low"] > 0
-    assert records["avoided_spending_per_patient_year"]["ci_low"] > 0
+    assert records["avoided_spending_share"].ci_low > 0
+    assert records["avoided_spending_per_patient_year"].ci_low > 0
 
 
 @pytest.mark.slow

@@ -10,10 +10,12 @@ import pytest
 from test_indicators_core import eol_daily, matched, panel, persons, stays
 
 from indicators.headline import HEADLINE_IDS, headline_effects
-from indicators.study import run_indicators, suppress_small_counts
-from pipeline.config import load_config
+from indicators.study import run
+from pipeline.config import StudyConfig, load_config
 from pipeline.io import PipelineError
 from pipeline.paths import BuildPaths
+from pipeline.privacy import suppress_small_counts
+from pipeline.results import IndicatorRecord, write_records
 
 EXPECTED_IDS = {
     "unmatched_share_complex", "followup_patient_years", "hosp_share_any_stay", "hosp_stays_per_100py",
@@ -23,6 +25,10 @@ EXPECTED_IDS = {
     "programme_investment", "caseload_patient_years", "gross_savings_year", "net_savings_year",
     "return_per_euro_invested", "did_spending_per_patient_year",
 }
+
+
+def run_indicators(root: Path, config: StudyConfig):
+    return run(BuildPaths(root), config)
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +49,10 @@ def write_build(root: Path, config) -> Path:
     pd.DataFrame({"treated_id": ["T1@2022-01-01"] * 2 + ["T2@2022-01-01", "T3@2022-01-01"],
                   "control_id": ["C1a@2022-01-01", "C1b@2022-01-01", "C2@2022-01-01", "C3@2022-01-01"],
                   "subclass": ["A", "A", "B", "C"], "distance": 0.0}).to_parquet(paths.matching / "pairs.parquet")
-    (paths.matching / "indicator_unmatched.json").write_text(json.dumps({
-        "id": "unmatched_share_complex", "label_fr": "x", "label_en": "x", "value": 0.3, "ci_low": 0.2,
-        "ci_high": 0.4, "n": 100, "unit": "share", "method": "wilson", "published": 0.30}))
+    write_records(paths.output("indicator_unmatched"), [IndicatorRecord(
+        id="unmatched_share_complex", label_fr="x", label_en="x", value=0.3, ci_low=0.2, ci_high=0.4, n=100,
+        unit="share", method="wilson", population="complex-care treated", definition="unmatched / all",
+        published=0.30)])
     return root
 
 
@@ -89,7 +96,7 @@ def test_no_identifiers_and_small_counts_suppressed(built):
     assert fu["n_units"].isna().all() and fu["suppressed"].str.contains("n_units").all()
     records = json.loads((out / "indicators.json").read_text())
     dec = next(r for r in records if r["id"] == "eol_decedents")
-    assert dec["value"] is None and dec["value_suppressed"] is True and dec["n"] is None
+    assert dec["value"] is None and dec["suppressed"] is True and dec["n"] is None
 
 
 def test_suppression_keeps_large_and_zero_counts():
@@ -142,7 +149,7 @@ def test_bad_perimeter_is_reported(tmp_path):
 def test_cli_indicators(tmp_path, config):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from study.cli import app
 
     root = write_build(tmp_path / "b", config)
     r = CliRunner().invoke(app, ["indicators", "--out", str(root), "--replicates", "99",

@@ -173,7 +173,7 @@ def test_invariants(seed, n_t, n_c, n_strata, method, caliper, scale, ratio, rep
     if method == "optimal" and ratio > 1 and max_reuse:
         max_reuse = 0  # not supported (see test_optimal_capped_reuse_with_ratio_is_refused)
     m = Matcher(method=method, exact=["s1", "s2"], on="x", caliper=caliper, caliper_scale=scale, ratio=ratio,
-                replace=replace, max_reuse=max_reuse, order=order, random_state=seed)
+                replace=replace, max_reuse=max_reuse, order=order, seed=seed)
     if method == "propensity" and (n_t == 0 or (df.treated == 0).sum() == 0):
         with pytest.raises(ValueError, match="treated and control rows"):
             m.fit(df)
@@ -241,7 +241,7 @@ def test_weights_and_subclasses_with_reuse():
         "treated": [1, 1, 0, 0, 0],
         "x": [0.0, 10.0, 0.1, 0.2, 9.0],
     })
-    m = Matcher(on="x", ratio=2, replace=True).fit(df)
+    m = Matcher(on="x", caliper=None, ratio=2, replace=True).fit(df)
     # t1 takes c1, c2; t2 takes c3 then c2 (nearer than c1)
     assert pair_set(m) == {("t1", "c1"), ("t1", "c2"), ("t2", "c3"), ("t2", "c2")}
     # one row per (unit, matched set): c2 serves both sets, once in each, with that set's share
@@ -275,7 +275,7 @@ def test_relative_caliper_on_raw_values():
 
 # ------------------------------------------------------------------ parameters, sklearn API
 @pytest.mark.parametrize("params, message", [
-    ({"caliper": -0.2}, "The 'caliper' parameter of Matcher must be a float > 0, None or 'auto'. Got -0.2 instead."),
+    ({"caliper": -0.2}, "The 'caliper' parameter of Matcher must be a float > 0 or None. Got -0.2 instead."),
     ({"ratio": 0}, "The 'ratio' parameter of Matcher must be an int >= 1. Got 0 instead."),
     ({"method": "knn"}, "The 'method' parameter of Matcher must be a str among ['nearest', 'optimal', 'propensity', 'cem']. Got 'knn' instead."),
     ({"transform": "log"}, "The 'transform' parameter of Matcher must be a str among ['none', 'log1p']. Got 'log' instead."),
@@ -295,7 +295,7 @@ def test_optimal_capped_reuse_with_ratio_is_refused():
     df = random_table(0, 5, 10, 2)
     with pytest.raises(ValueError, match="The 'max_reuse' parameter of Matcher must be 0 with method='optimal' and ratio > 1"):
         Matcher(method="optimal", on="x", ratio=2, replace=True, max_reuse=2).fit(df)
-    Matcher(method="optimal", on="x", ratio=1, replace=True, max_reuse=2).fit(df)
+    Matcher(method="optimal", on="x", caliper=None, ratio=1, replace=True, max_reuse=2).fit(df)
 
 
 def test_data_validation_messages():
@@ -326,15 +326,15 @@ def test_init_only_stores_and_sklearn_api():
 def test_deterministic_for_a_seed(method):
     df = random_table(5, 40, 120, 3, ties=True)
     kw = dict(method=method, exact=["s1"], on="x", caliper=0.5, ratio=2, order="random")
-    a = Matcher(random_state=7, **kw).fit(df).pairs_
-    b = Matcher(random_state=7, **kw).fit(df).pairs_
+    a = Matcher(seed=7, **kw).fit(df).pairs_
+    b = Matcher(seed=7, **kw).fit(df).pairs_
     pd.testing.assert_frame_equal(a, b)
 
 
 def test_random_order_depends_on_seed():
     df = random_table(5, 60, 80, 1, ties=True)
     runs = {tuple(map(tuple, Matcher(on="x", caliper=0.01, caliper_scale="absolute", order="random",
-                                     random_state=s).fit(df).pairs_[["treated_id", "control_id"]].to_numpy()))
+                                     seed=s).fit(df).pairs_[["treated_id", "control_id"]].to_numpy()))
             for s in range(5)}
     assert len(runs) > 1
 
@@ -381,7 +381,7 @@ def test_matcher_from_config_wires_risk_sets():
     # reuse statistics for params.json: counts of persons below the small-cell threshold are masked
     df = pd.DataFrame({"unit_id": ["t1", "t2", "c1", "c2", "c3"], "treated": [1, 1, 0, 0, 0],
                        "x": [0.0, 10.0, 0.1, 0.2, 9.0]})
-    m = Matcher(on="x", ratio=2, replace=True).fit(df)
+    m = Matcher(on="x", caliper=None, ratio=2, replace=True).fit(df)
     assert reuse_sizes(m, 1) == {"control_persons_matched": 3, "control_persons_used_once": 2,
                                  "control_persons_reused": 1, "control_max_uses": 2,
                                  "control_rows_share_from_reused": 0.5}

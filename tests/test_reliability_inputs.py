@@ -133,13 +133,15 @@ def test_validate_passes_on_the_sample_and_on_audited_defects(small_sample: Path
         assert out.exit_code == 0, (name, out.text)
 
 
-def test_run_stops_at_the_first_step_on_a_damaged_extract(tmp_path: Path):
+def test_run_stops_before_cleaning_on_a_damaged_extract(tmp_path: Path):
     data, _ = _damaged(tmp_path, "corrupt_parquet")
     build = tmp_path / "build"
     out = bi.cli("run", "--data", data, "--out", build, "--no-sweep")
     _assert_no_crash(out)
-    assert out.exit_code == 2 and "ER_PRS_F.parquet" in out.text and "damaged" in out.text, out.text
-    assert not (build / "matching").exists() and not (build / "indicators").exists()
+    # `equilibres run` validates the extract first: a broken contract stops it with exit code 1.
+    assert out.exit_code == 1 and "ER_PRS_F.parquet" in out.text and "damaged" in out.text, out.text
+    assert "nothing was cleaned" in out.text
+    assert not (build / "clean").exists() and not (build / "matching").exists()
 
 
 # -- audited continuations -----------------------------------------------------------------------

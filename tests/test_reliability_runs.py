@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline import runner
 from pipeline.config import load_config
-from pipeline.io import build_lock, restore_on_failure
+from pipeline.io import build_lock, file_hash, restore_on_failure
 from pipeline.paths import BuildPaths
-from pipeline.runner import file_hash, run_clean
 
 ROOT = Path(__file__).parents[1]
 
@@ -65,7 +65,7 @@ def test_failed_run_on_a_damaged_extract_leaves_previous_outputs_byte_for_byte(c
     assert digest(build, "clean", "audit") == before
     assert_manifest_consistent(build)
     # The cache is consistent too: the good extract again is up to date, nothing re-runs.
-    again = run_clean(bi.SAMPLE_DIR, build, load_config())
+    again = runner.run(BuildPaths(build, bi.SAMPLE_DIR), load_config())
     assert again.up_to_date
     assert digest(build, "clean", "audit") == before
 
@@ -93,7 +93,7 @@ def test_failure_after_outputs_were_rewritten_restores_every_file(cleaned, monke
     assert_manifest_consistent(build)
     assert not (build / "tmp" / "rollback").exists() or not any((build / "tmp" / "rollback").rglob("*.parquet"))
     monkeypatch.undo()
-    assert run_clean(bi.SAMPLE_DIR, build, load_config()).up_to_date
+    assert runner.run(BuildPaths(build, bi.SAMPLE_DIR), load_config()).up_to_date
 
 
 def tmp_config(where: Path, text: str) -> Path:
@@ -120,7 +120,7 @@ def test_killed_run_is_rolled_back_by_the_next_run(cleaned):
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, timeout=60)
     assert proc.returncode == 9, proc.stderr
     assert (build / "clean" / "persons.parquet").read_bytes() == b"new persons"
-    result = run_clean(bi.SAMPLE_DIR, build, load_config())
+    result = runner.run(BuildPaths(build, bi.SAMPLE_DIR), load_config())
     assert result.up_to_date
     assert digest(build, "clean", "audit") == before
 
@@ -164,13 +164,13 @@ def test_a_locked_build_is_refused_with_a_clear_message(cleaned, tmp_path: Path)
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
-    assert run_clean(bi.SAMPLE_DIR, build, load_config()).up_to_date
+    assert runner.run(BuildPaths(build, bi.SAMPLE_DIR), load_config()).up_to_date
 
 
 def test_two_concurrent_runs_do_not_corrupt_the_build(tmp_path: Path):
     build = tmp_path / "build"
     exe = ROOT / ".venv" / "bin" / "equilibres"
-    cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "pipeline.cli"]),
+    cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "study.cli"]),
            "clean", "--data", str(bi.SAMPLE_DIR), "--out", str(build)]
     procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(2)]
@@ -184,19 +184,19 @@ def test_two_concurrent_runs_do_not_corrupt_the_build(tmp_path: Path):
         if code == 3:
             assert "is locked by 'equilibres clean'" in " ".join(text.split())
     assert_manifest_consistent(build)
-    assert run_clean(bi.SAMPLE_DIR, build, load_config()).up_to_date
+    assert runner.run(BuildPaths(build, bi.SAMPLE_DIR), load_config()).up_to_date
 
 
 def test_failed_matching_leaves_previous_matching_outputs(cleaned, monkeypatch):
     build, _ = cleaned
     assert bi.cli("match", "--out", build).exit_code == 0
     before = digest(build, "matching")
-    import matching.plots
+    import matching.study
 
     def boom(*args, **kwargs):
-        raise RuntimeError("simulated failure while drawing")
+        raise RuntimeError("simulated failure after pairs and matched were written")
 
-    monkeypatch.setattr(matching.plots, "love_plot", boom)
+    monkeypatch.setattr(matching.study, "suppress_balance", boom)
     out = bi.cli("match", "--out", build, "--caliper", "0.5")  # pairs.parquet is rewritten, then boom
     assert isinstance(out.exception, RuntimeError)
     assert digest(build, "matching") == before

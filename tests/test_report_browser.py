@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import load_config
-from reports.build import SECTION_IDS, render_report
+from pipeline.paths import BuildPaths
+from reports.build import SECTION_IDS, run
 from tests.report_fixture import make_fixture_build
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -36,7 +37,7 @@ def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     build = make_fixture_build(tmp_path_factory.mktemp("browser_build"))
-    result = render_report(build, load_config(), pdf=True)
+    result = run(BuildPaths(build), load_config(), pdf=True)
     return result
 
 

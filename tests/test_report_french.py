@@ -20,7 +20,8 @@ import pytest
 
 from data_samples import SAMPLE_DIR
 from pipeline.config import load_config
-from reports.build import render_report
+from pipeline.paths import BuildPaths
+from reports.build import run
 from tests.report_fixture import make_fixture_build
 
 # English phrases of the record texts and rule descriptions that must not survive in French.
@@ -55,7 +56,7 @@ def _visible(path: Path) -> str:
 
 def _render(build: Path, lang: str, data_dir: Path | None = None) -> str:
     cfg = load_config().with_overrides({"report": {"lang": lang}})
-    return _visible(render_report(build, cfg, data_dir=data_dir, pdf=False).html_path)
+    return _visible(run(BuildPaths(build, data_dir), cfg, pdf=False).html_path)
 
 
 def test_every_cleaning_rule_has_a_french_description() -> None:
@@ -102,17 +103,11 @@ def test_fixture_report_falls_back_to_english_when_french_is_absent(tmp_path: Pa
 @pytest.fixture(scope="module")
 def sample_build(tmp_path_factory) -> Path:
     """A real build of the committed sample (199 bootstrap replicates to stay fast)."""
-    from indicators.study import run_indicators
-    from matching.study import run_match
-    from pipeline.runner import run_clean
-    from surveys.study import run_surveys
+    from study.chain import run_chain
 
     build = tmp_path_factory.mktemp("sample_build")
     cfg = load_config().with_overrides({"indicators": {"bootstrap_replicates": 199}})
-    run_clean(SAMPLE_DIR, build, cfg)
-    run_match(build, cfg, data_dir=SAMPLE_DIR)
-    run_indicators(build, cfg, data_dir=SAMPLE_DIR)
-    run_surveys(SAMPLE_DIR, build, cfg)
+    run_chain(BuildPaths(build, SAMPLE_DIR), cfg, sweep=False, report_too=False)
     return build
 
 
@@ -151,12 +146,14 @@ def test_sample_report_in_english_keeps_english_record_texts(sample_build: Path,
         assert phrase not in en, phrase
 
 
-def test_value_labels_translate_producer_strings():
-    from reports.i18n import value_label
+def test_producer_note_ids_and_values_are_translated():
+    from reports.i18n import note_text, value_label
 
-    assert value_label("fewer than 10 unmatched or matched; some reason shares hide small counts", "fr") == (
+    assert note_text("few_unmatched_or_matched;reason_shares_masked", "fr", 10) == (
         "moins de 10 non appariés ou appariés; certaines parts par motif masquent de petits effectifs")
-    assert value_label("fewer than 5 treated", "fr") == "moins de 5 traités"
-    assert value_label("fewer than 5 treated", "en") == "fewer than 5 treated"
+    assert note_text("few_treated", "fr", 5) == "moins de 5 traités"
+    assert note_text("few_treated", "en", 5) == "fewer than 5 treated"
+    with pytest.raises(KeyError, match="not defined"):
+        note_text("fewer than 5 treated", "fr", 5)  # sentences are not translated, only ids
     assert value_label("WLS, cluster-robust SE by matched set", "fr").startswith("moindres carrés pondérés")
     assert value_label("an unknown note", "fr") == "an unknown note"

@@ -15,8 +15,9 @@ import pytest
 
 from data_samples import SAMPLE_DIR
 from pipeline.config import load_config
+from pipeline.paths import BuildPaths
 from pipeline.privacy import extract_identifiers
-from reports.build import SECTION_IDS, render_report
+from reports.build import SECTION_IDS, run
 
 pytestmark = pytest.mark.slow
 
@@ -37,18 +38,12 @@ def _all_identifiers(sample: Path) -> set[str]:
 def sample_report(tmp_path_factory):
     if not (SAMPLE_DIR / "IR_BEN_R.parquet").exists():
         pytest.skip(f"the committed sample extract is missing from {SAMPLE_DIR}")
-    from indicators.study import run_indicators
-    from matching.study import run_match
-    from pipeline.runner import run_clean
-    from surveys.study import run_surveys
+    from study.chain import run_chain
 
-    build = tmp_path_factory.mktemp("sample_build")
+    paths = BuildPaths(tmp_path_factory.mktemp("sample_build"), SAMPLE_DIR)
     cfg = load_config()
-    run_clean(SAMPLE_DIR, build, cfg)
-    run_match(build, cfg, data_dir=SAMPLE_DIR)
-    run_indicators(build, cfg, data_dir=SAMPLE_DIR)
-    run_surveys(SAMPLE_DIR, build, cfg)
-    return render_report(build, cfg, data_dir=SAMPLE_DIR, pdf=True)
+    run_chain(paths, cfg, sweep=False, report_too=False)
+    return run(paths, cfg, pdf=True)
 
 
 def test_sample_has_identifiers_to_look_for():

@@ -10,9 +10,12 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.io import PipelineError
+from pipeline.paths import BuildPaths
 from pipeline.privacy import identifiers_in
-from reports.build import SECTION_IDS, _agreement, render_report
-from reports.i18n import Formatter
+from pipeline.results import IndicatorRecord
+from reports.build import SECTION_IDS, run
+from reports.format import Formatter
+from reports.records import agreement
 from tests.report_fixture import FAKE_IDENTIFIERS, make_fixture_build
 
 TEXT_RE = re.compile(r"<[^>]+>")
@@ -37,7 +40,7 @@ def rendered(fixture_build: Path, tmp_path_factory) -> dict[str, tuple[str, obje
         build = tmp_path_factory.mktemp(f"build_{lang}")
         shutil.copytree(fixture_build, build, dirs_exist_ok=True)
         cfg = load_config().with_overrides({"report": {"lang": lang}})
-        result = render_report(build, cfg, pdf=False)
+        result = run(BuildPaths(build), cfg, pdf=False)
         out[lang] = (result.html_path.read_text(encoding="utf-8"), result)
     return out
 
@@ -91,13 +94,20 @@ def test_summary_lists_every_published_figure_with_its_status(rendered):
     assert "input" in summary  # programme_investment is an input, not an agreement
 
 
+def _record(**values) -> IndicatorRecord:
+    base = {"id": "eol_hosp_rate", "label_fr": "x", "label_en": "x", "unit": "relative_difference", "value": -0.19,
+            "ci_low": -0.30, "ci_high": -0.07, "n": 150, "method": "matched-set bootstrap", "population": "p",
+            "definition": "d"}
+    return IndicatorRecord(**{**base, **values})
+
+
 def test_agreement_rules():
-    rec = {"value": -0.19, "ci_low": -0.30, "ci_high": -0.07, "n": 150}
-    assert _agreement(rec, -0.21, 0.10)[0] == "agrees"
-    assert _agreement({**rec, "ci_low": -0.20, "ci_high": -0.18}, -0.21, 0.10)[0] == "close"
-    assert _agreement({**rec, "value": -0.10, "ci_low": -0.12, "ci_high": -0.08}, -0.21, 0.10)[0] == "differs"
-    assert _agreement(None, 0.3, 0.1)[0] == "missing"
-    assert _agreement({"value": 374000.0, "method": "input"}, 374000.0, 0.1)[0] == "input"
+    rec = _record()
+    assert agreement(rec, -0.21, 0.10)[0] == "agrees"
+    assert agreement(_record(ci_low=-0.20, ci_high=-0.18), -0.21, 0.10)[0] == "close"
+    assert agreement(_record(value=-0.10, ci_low=-0.12, ci_high=-0.08), -0.21, 0.10)[0] == "differs"
+    assert agreement(None, 0.3, 0.1)[0] == "missing"
+    assert agreement(_record(value=374000.0, ci_low=None, ci_high=None, method="input"), 374000.0, 0.1)[0] == "input"
 
 
 def test_small_counts_are_masked_in_the_html(rendered):
@@ -121,7 +131,7 @@ def test_identifier_columns_never_reach_the_report(rendered):
 
 def test_optional_steps_absent_show_not_run_notices(tmp_path):
     build = make_fixture_build(tmp_path / "b", with_surveys=False, with_sweep=False)
-    result = render_report(build, load_config(), pdf=False)
+    result = run(BuildPaths(build), load_config(), pdf=False)
     html = result.html_path.read_text(encoding="utf-8")
     assert "sweep" in result.not_run and "survey_indicators" in result.not_run
     assert html.count('class="notice not-run"') >= 2
@@ -132,7 +142,7 @@ def test_missing_required_input_names_the_file_and_the_command(tmp_path):
     build = make_fixture_build(tmp_path / "b")
     (build / "indicators" / "indicators.json").unlink()
     with pytest.raises(PipelineError) as err:
-        render_report(build, load_config(), pdf=False)
+        run(BuildPaths(build), load_config(), pdf=False)
     msg = str(err.value)
     assert "indicators/indicators.json" in msg and "equilibres indicators" in msg
     assert not (build / "report" / "report.html").exists()
@@ -140,7 +150,7 @@ def test_missing_required_input_names_the_file_and_the_command(tmp_path):
 
 def test_missing_build_directory_is_a_clear_error(tmp_path):
     with pytest.raises(PipelineError, match="does not exist"):
-        render_report(tmp_path / "nope", load_config(), pdf=False)
+        run(BuildPaths(tmp_path / "nope"), load_config(), pdf=False)
 
 
 def test_privacy_guard_refuses_to_write_a_report_with_an_extract_identifier(tmp_path):
@@ -153,7 +163,7 @@ def test_privacy_guard_refuses_to_write_a_report_with_an_extract_identifier(tmp_
     # (the code of a rule): the guard must stop the report from being written.
     pd.DataFrame({"BEN_NIR_PSA": ["dpn_qlf_71"], "BEN_IDT_ANO": ["ANOFAKE0001"]}).to_parquet(data / "IR_BEN_R.parquet")
     with pytest.raises(PipelineError, match="Privacy check failed"):
-        render_report(build, load_config(), data_dir=data, pdf=False)
+        run(BuildPaths(build, data), load_config(), pdf=False)
     assert not (build / "report" / "report.html").exists()
 
 

@@ -14,17 +14,14 @@ from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 from statsmodels.stats.weightstats import DescrStatsW
 
-from surveys.charts import before_after_chart, likert_diverging_chart
+from surveys.response_rates import RR1_FORMULA, response_rate
+from surveys.scores import paired_change, score_summary
 from surveys.stats import (
-    RR1_FORMULA,
     frequency_table,
     kish_effective_n,
     likert_summary,
-    paired_change,
     proportion,
     proportion_interval,
-    response_rate,
-    score_summary,
     weighted_proportion,
 )
 
@@ -96,7 +93,7 @@ def test_equal_weights_give_the_unweighted_result():
     assert (r.estimate, r.ci_low, r.ci_high) == pytest.approx((u.estimate, u.ci_low, u.ci_high))
 
 
-def test_likert_frequency_median_and_top_box_by_hand():
+def test_likert_frequency_median_and_favourable_share_by_hand():
     answers = np.array([1, 2, 2, 3, 3, 3, 4, 4, 4, 4, np.nan, np.nan])
     r = likert_summary(answers, [1, 2, 3, 4], favourable=(3, 4), labels_en=("SD", "D", "A", "SA"))
     assert r.counts == (1, 2, 3, 4)
@@ -104,7 +101,7 @@ def test_likert_frequency_median_and_top_box_by_hand():
     assert r.shares == pytest.approx((0.1, 0.2, 0.3, 0.4))
     # lower median: cumulative shares 0.1, 0.3, 0.6 -> level 3 (same as numpy's inverted-CDF median)
     assert r.median == 3 == int(np.quantile(answers[~np.isnan(answers)], 0.5, method="inverted_cdf"))
-    top = r.top_box
+    top = r.favourable
     assert (top.k, top.n) == (7, 10)
     assert (top.ci_low, top.ci_high) == pytest.approx(proportion_confint(7, 10, method="wilson"), abs=1e-12)
     frame = r.summary_frame()
@@ -206,14 +203,3 @@ def test_response_rate_without_invited_is_not_computed():
     r = response_rate(22)
     assert r.rr1 is None
     assert "not computable" in r.render("en")
-
-
-def test_charts_are_png_and_refuse_mixed_scales():
-    a = likert_summary([1, 2, 3, 4, 4], [1, 2, 3, 4], favourable=(3, 4))
-    b = likert_summary([1, 2, 3, 3, 5], [1, 2, 3, 4, 5], favourable=(4, 5))
-    png = likert_diverging_chart([("item a", a), ("item b", a)], lang="fr")
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ValueError, match="same scale"):
-        likert_diverging_chart([("a", a), ("b", b)])
-    p = paired_change([5, 6, 4, 7], [8, 9, 6, 9])
-    assert before_after_chart([("qvt", p)])[:4] == b"\x89PNG"

@@ -16,11 +16,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from data_samples.surveys import largest_remainder, planted_score_distribution, write_synthetic_surveys
 from pipeline.config import load_config
-from surveys.codebook import load_codebooks
+from pipeline.survey_codebook import load_codebooks
 from surveys.responses import load_responses
 from surveys.summary import summarise_survey
-from surveys.synthetic import largest_remainder, planted_score_distribution, write_synthetic_surveys
 
 CONFIG = load_config()
 SEEDS = [20240101, 7]
@@ -116,7 +116,7 @@ def test_targets_come_from_the_configuration(tmp_path: Path):
 
 
 def test_missing_published_key_is_a_clear_error(tmp_path: Path):
-    from surveys.codebook import CodebookError
+    from pipeline.survey_codebook import CodebookError
 
     user = tmp_path / "study.toml"
     # replacing [published] wholesale is not possible (tables merge), so point a codebook at a missing key

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from data_samples.surveys import write_synthetic_surveys
 from pipeline.config import load_config
 from pipeline.io import PipelineError
-from surveys.codebook import CodebookError, load_codebook, load_codebooks
+from pipeline.survey_codebook import CodebookError, load_codebook, load_codebooks
 from surveys.responses import SurveyValidationError, load_responses, read_survey_table, validate_responses
-from surveys.synthetic import write_synthetic_surveys
 
 CONFIG = load_config()
 PATIENTS_YAML = Path(CONFIG.base_dir) / "codebooks" / "patients_caregivers.yaml"

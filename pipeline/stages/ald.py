@@ -5,7 +5,8 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from pipeline.stages.ingest import IR_IMB_R_TYPES, LIFETIME_ALD_END, SENTINEL_DATE, cast_to_contract
+from pipeline.contract_spec import LIFETIME_ALD_END, SENTINEL_DATE
+from pipeline.stages.ingest import IR_IMB_R_TYPES, cast_to_contract
 from pipeline.stages.rules import AuditRow, audit_from_fates, fate_expr, flag_row, rule
 
 # -- rules ---------------------------------------------------------------------------------------

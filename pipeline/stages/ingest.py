@@ -6,17 +6,12 @@ Stage functions are pure Ibis: tables in, a table out. The runner reads the extr
 
 from __future__ import annotations
 
-import datetime as dt
-
 import ibis
 import ibis.expr.types as ir
 
+from pipeline.contract_spec import SENTINEL_DATE, UNKNOWN_BIRTH_YEAR
 from pipeline.io import PipelineError
 from pipeline.stages.rules import AuditRow, audit_from_fates, fate_expr, flag_row, rule
-
-SENTINEL_DATE = dt.date(1600, 1, 1)
-LIFETIME_ALD_END = dt.date(2099, 12, 31)
-UNKNOWN_BIRTH_YEAR = "1600"
 
 # Contract types (docs/CONTRACTS.md, section 1) of the columns each stage uses.
 IR_BEN_R_TYPES = {

@@ -175,10 +175,6 @@ def rule(stage: str, kind: RuleKind) -> Callable[[Callable[..., Any]], Rule]:
     return decorate
 
 
-def rules_of(stage: str) -> list[Rule]:
-    return [r for (s, _), r in REGISTRY.items() if s == stage]
-
-
 # -- audit rows ----------------------------------------------------------------------------------
 
 

@@ -124,7 +124,7 @@ class Weighting(_Model):
         return v
 
 
-class Population(_Model):
+class InvitedPopulation(_Model):
     """The invited population, for AAPOR-style response rates and weighting."""
 
     invited: int | None = Field(None, ge=1)
@@ -154,7 +154,7 @@ class Codebook(_Model):
     respondent_label_en: str = "respondent"
     respondent_types: RespondentTypes | None = None
     missing_codes: tuple[Code, ...] = ()
-    population: Population = Field(default_factory=Population)
+    population: InvitedPopulation = Field(default_factory=InvitedPopulation)
     scales: dict[str, tuple[Code, ...]] = Field(default_factory=dict)
     questions: tuple[Question, ...]
     calibration: dict[str, Any] = Field(default_factory=dict)

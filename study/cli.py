@@ -1,6 +1,7 @@
 """The `equilibres` command line: one sub-command per step, all sharing --data, --out, --config.
 
-Each command loads the study configuration, applies its CLI overrides, and calls the step's runner.
+Each command loads the study configuration, applies its CLI overrides, and calls the step's entry
+``run(paths, config, *, force=...)`` (`equilibres run` calls them all, through :mod:`study.chain`).
 Errors a user can act on (bad input, bad configuration, a locked build) are printed without a
 traceback and exit non-zero.
 """
@@ -19,6 +20,7 @@ from rich.markup import escape
 
 from pipeline.config import ConfigError, StudyConfig, load_config
 from pipeline.io import PipelineError
+from pipeline.paths import BuildPaths
 
 app = typer.Typer(
     name="equilibres",
@@ -39,6 +41,8 @@ EngineOpt = Annotated[
     str | None, typer.Option("--engine", help="Engine for cleaning: duckdb (default) or spark.")
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute even if cached outputs are up to date.")]
+LangOpt = Annotated[str | None, typer.Option(help="Report language: fr (default) or en.")]
+PdfOpt = Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also write the PDF report.")]
 
 
 def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -90,7 +94,7 @@ def generate(
     from data_samples.generator import generate_extract
     result = generate_extract(out, scale=scale, seed=seed, truth_path=truth, fmt=fmt,
                               confounding=confounding, config=cfg)
-    console.print(result.render() if hasattr(result, "render") else f"Extract written to {out}")
+    console.print(result.render())
 
 
 @app.command()
@@ -101,9 +105,9 @@ def validate(
     examples: Annotated[int, typer.Option(help="Example rows shown per violation.")] = 3,
 ) -> None:
     """Check an extract against the SNDS input contract; print every violation; exit 1 if any."""
-    cfg = _config(config)
     from pipeline.contract import validate_extract
-    report = validate_extract(data, cfg, max_examples=examples)
+
+    report = validate_extract(data, _config(config), max_examples=examples)
     print(report.render())
     if not report.ok:
         raise typer.Exit(code=1)
@@ -114,10 +118,10 @@ def validate(
 def clean(data: DataOpt, out: OutOpt = Path("build"), config: ConfigOpt = None, engine: EngineOpt = None,
           force: ForceOpt = False) -> None:
     """Clean the extract in stages (cached) and write persons, panel, stays, cohort and the audit trail."""
-    cfg = _config(config, engine)
-    from pipeline.runner import run_clean
-    result = run_clean(data, out, cfg, force=force)
-    console.print(result.render() if hasattr(result, "render") else "Cleaning done.")
+    from pipeline.runner import run as clean_extract
+
+    result = clean_extract(BuildPaths(out, data), _config(config, engine), force=force)
+    console.print(result.render())
 
 
 def _matching_overrides(
@@ -157,19 +161,18 @@ def match(
                                      order, exact, seed),
         cohort={"age_band_width": age_band_width},
     )
-    from matching.study import run_match
-    result = run_match(out, cfg, data_dir=data)
-    console.print(result.render() if hasattr(result, "render") else "Matching done.")
+    from matching.study import run as match_cohort
+
+    console.print(match_cohort(BuildPaths(out, data), cfg).render())
 
 
 @app.command()
 @_user_errors
 def sweep(data: DataOpt = Path("data"), out: OutOpt = Path("build"), config: ConfigOpt = None) -> None:
     """Run the grid of matching specifications of the sweep section and record sizes, balance and effects."""
-    cfg = _config(config)
-    from matching.study import run_sweep
-    result = run_sweep(out, cfg, data_dir=data)
-    console.print(result.render() if hasattr(result, "render") else "Sweep done.")
+    from study.sweep import run as run_sweep
+
+    console.print(run_sweep(BuildPaths(out, data), _config(config)).render())
 
 
 @app.command()
@@ -186,19 +189,18 @@ def indicators(
     """Compute the claims indicators with confidence intervals from the cached matching outputs."""
     cfg = _config(config, indicators={"bootstrap_replicates": replicates,
                                       "eol_window_days": eol_window_days})
-    from indicators.study import run_indicators
-    result = run_indicators(out, cfg, data_dir=data)
-    console.print(result.render() if hasattr(result, "render") else "Indicators done.")
+    from indicators.study import run as compute_indicators
+
+    console.print(compute_indicators(BuildPaths(out, data), cfg).render())
 
 
 @app.command()
 @_user_errors
 def surveys(data: DataOpt = Path("data"), out: OutOpt = Path("build"), config: ConfigOpt = None) -> None:
     """Summarise the patient/caregiver and nurse surveys (proportions, Likert, before/after)."""
-    cfg = _config(config)
-    from surveys.study import run_surveys
-    result = run_surveys(data, out, cfg)
-    console.print(result.render() if hasattr(result, "render") else "Surveys done.")
+    from surveys.study import run as summarise_surveys
+
+    console.print(summarise_surveys(BuildPaths(out, data), _config(config)).render())
 
 
 @app.command()
@@ -207,14 +209,14 @@ def report(
     data: DataOpt = Path("data"),
     out: OutOpt = Path("build"),
     config: ConfigOpt = None,
-    lang: Annotated[str | None, typer.Option(help="fr (default) or en.")] = None,
-    pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also write the PDF.")] = True,
+    lang: LangOpt = None,
+    pdf: PdfOpt = True,
 ) -> None:
     """Render the HTML and PDF report from the results already computed (nothing is recomputed)."""
-    cfg = _config(config, report={"lang": lang})
-    from reports.build import render_report
-    result = render_report(out, cfg, data_dir=data, pdf=pdf)
-    console.print(result.render() if hasattr(result, "render") else "Report written.")
+    from study.chain import report as render_report
+
+    result = render_report(BuildPaths(out, data), _config(config, report={"lang": lang}), pdf=pdf)
+    console.print(result.render())
 
 
 @app.command()
@@ -226,24 +228,23 @@ def run(
     engine: EngineOpt = None,
     force: ForceOpt = False,
     with_sweep: Annotated[bool, typer.Option("--sweep/--no-sweep", help="Also run the sweep.")] = True,
+    with_report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the report.")] = True,
+    lang: LangOpt = None,
+    pdf: PdfOpt = True,
 ) -> None:
-    """Run every step: clean, match, indicators, surveys and (by default) the sweep."""
-    from indicators.study import run_indicators
-    from matching.study import run_match, run_sweep
-    from pipeline.runner import run_clean
-    cfg = _config(config, engine)
-    from surveys.study import run_surveys
-    for label, step in [
-        ("clean", lambda: run_clean(data, out, cfg, force=force)),
-        ("match", lambda: run_match(out, cfg, data_dir=data)),
-        ("indicators", lambda: run_indicators(out, cfg, data_dir=data)),
-        ("surveys", lambda: run_surveys(data, out, cfg)),
-        *([("sweep", lambda: run_sweep(out, cfg, data_dir=data))] if with_sweep else []),
-    ]:
-        console.rule(f"[bold]{label}")
-        result = step()
-        if hasattr(result, "render"):
-            console.print(result.render())
+    """Run every step: validate, clean, match, indicators, surveys, the sweep and the report (by default).
+
+    An extract that breaks the input contract stops the run before cleaning (exit code 1).
+    """
+    from study.chain import run_chain
+
+    def show(name: str, result: Any) -> None:
+        # Validation lists every file checked: its verdict (last line) is enough when it passes.
+        console.print(result.render().splitlines()[-1] if name == "validate" else result.render())
+
+    run_chain(BuildPaths(out, data), _config(config, engine, report={"lang": lang}), force=force,
+              sweep=with_sweep, report_too=with_report, pdf=pdf,
+              on_step=lambda name: console.rule(f"[bold]{name}"), on_result=show)
 
 
 def main() -> None:  # pragma: no cover - console entry point

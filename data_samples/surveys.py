@@ -36,7 +36,7 @@ from scipy import stats as sps
 
 from pipeline.config import StudyConfig
 from pipeline.io import atomic_write_text
-from surveys.codebook import Codebook, CodebookError, Question, load_codebooks
+from pipeline.survey_codebook import Codebook, CodebookError, Question, load_codebooks
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,14 @@ class _Calibration:
     book: Codebook
     published: dict[str, float]
 
-    def _err(self, key: str, msg: str) -> CodebookError:
+    def error(self, key: str, msg: str) -> CodebookError:
         return CodebookError(f"Survey codebook {self.book.path}: calibration.{key}: {msg}")
 
     @property
     def section(self) -> dict[str, Any]:
         cal = self.book.calibration
         if not cal:
-            raise self._err("", "the codebook has no calibration section; synthetic files need one "
+            raise self.error("", "the codebook has no calibration section; synthetic files need one "
                                 "(see docs/surveys.md, 'Synthetic files')")
         return cal
 
@@ -59,20 +59,20 @@ class _Calibration:
         """A number, or ``{published: <key>}`` looked up in the configuration's [published] table."""
         if isinstance(value, dict):
             if set(value) != {"published"}:
-                raise self._err(key, f"a target is a number or {{published: <key>}}; found {value!r}")
+                raise self.error(key, f"a target is a number or {{published: <key>}}; found {value!r}")
             name = value["published"]
             if name not in self.published:
-                raise self._err(key, f"published figure {name!r} is not in the [published] table of the "
+                raise self.error(key, f"published figure {name!r} is not in the [published] table of the "
                                      f"study configuration; add it there or give a number")
             return float(self.published[name])
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        raise self._err(key, f"a target is a number or {{published: <key>}}; found {value!r}")
+        raise self.error(key, f"a target is a number or {{published: <key>}}; found {value!r}")
 
     def question(self, q: Question) -> dict[str, Any]:
         questions = self.section.get("questions") or {}
         if q.id not in questions:
-            raise self._err(f"questions.{q.id}", "missing: every question needs calibration targets")
+            raise self.error(f"questions.{q.id}", "missing: every question needs calibration targets")
         return questions[q.id]
 
     def respondents(self) -> dict[str, int]:
@@ -81,7 +81,7 @@ class _Calibration:
             return {self.book.respondent_label_en: spec}
         if isinstance(spec, dict) and self.book.respondent_types and set(spec) <= set(self.book.type_keys):
             return {k: int(v) for k, v in spec.items()}
-        raise self._err("respondents", f"expected a count (survey without respondent types) or a count per "
+        raise self.error("respondents", f"expected a count (survey without respondent types) or a count per "
                                        f"respondent type {list(self.book.type_keys)}; found {spec!r}")
 
     def shares(self, q: Question) -> dict[int, float]:
@@ -91,7 +91,7 @@ class _Calibration:
         if "shares" in spec:
             shares = {int(c): self.target(v, f"{where}.shares.{c}") for c, v in spec["shares"].items()}
             if set(shares) - set(codes):
-                raise self._err(f"{where}.shares", f"codes {sorted(set(shares) - set(codes))} are not answer codes")
+                raise self.error(f"{where}.shares", f"codes {sorted(set(shares) - set(codes))} are not answer codes")
         elif "favourable_share" in spec:
             fs = self.target(spec["favourable_share"], f"{where}.favourable_share")
             fav = [c for c in codes if c in q.favourable]
@@ -100,16 +100,16 @@ class _Calibration:
             for group, total, key in ((fav, fs, "within_favourable"), (other, 1 - fs, "within_other")):
                 weights = {int(c): float(w) for c, w in (spec.get(key) or {c: 1.0 for c in group}).items()}
                 if set(weights) - set(group):
-                    raise self._err(f"{where}.{key}", f"codes {sorted(set(weights) - set(group))} are not in "
+                    raise self.error(f"{where}.{key}", f"codes {sorted(set(weights) - set(group))} are not in "
                                                       f"this group {group}")
                 wsum = sum(weights.values())
                 for c in group:
                     shares[c] = total * weights.get(c, 0.0) / wsum if wsum else 0.0
         else:
-            raise self._err(where, "a coded question needs 'shares' or 'favourable_share'")
+            raise self.error(where, "a coded question needs 'shares' or 'favourable_share'")
         total = sum(shares.values())
         if not 0.98 <= total <= 1.02 or any(v < 0 for v in shares.values()):
-            raise self._err(where, f"target shares must be >= 0 and sum to 1; they sum to {total:.3f}")
+            raise self.error(where, f"target shares must be >= 0 and sum to 1; they sum to {total:.3f}")
         return {c: shares.get(c, 0.0) / total for c in codes}
 
 
@@ -128,9 +128,9 @@ def _beta_binomial_params(mean: float, lo: int, hi: int, concentration: float, w
     span = hi - lo
     p = (mean - lo) / span
     if not 0 < p < 1:
-        raise cal._err(where, f"target mean {mean} must lie strictly between {lo} and {hi}")
+        raise cal.error(where, f"target mean {mean} must lie strictly between {lo} and {hi}")
     if concentration <= 0:
-        raise cal._err(where, "concentration must be > 0")
+        raise cal.error(where, "concentration must be > 0")
     return span, p * concentration, (1 - p) * concentration
 
 
@@ -193,7 +193,7 @@ def synthetic_survey(book: Codebook, seed: int, published: dict[str, float]) -> 
             where = f"questions.{q.id}"
             rho = float(spec.get("correlation", 0.0))
             if not -1 < rho < 1:
-                raise cal._err(f"{where}.correlation", "must lie strictly between -1 and 1")
+                raise cal.error(f"{where}.correlation", "must lie strictly between -1 and 1")
             z = rng.multivariate_normal([0.0, 0.0], [[1.0, rho], [rho, 1.0]], size=len(rows))
             u = np.clip(sps.norm.cdf(z), 1e-12, 1 - 1e-12)
             for j, (col, side) in enumerate(zip(q.columns, ("before", "after"), strict=True)):

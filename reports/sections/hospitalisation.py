@@ -1,0 +1,50 @@
+"""Section 4: hospitalisation, end of life and spending by category, ÉQUILIBRES vs matched controls."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reports import figures
+from reports.context import Block, ReportContext, Section
+from reports.records import arm_chart, indicator_rows, section_of
+from reports.tables import frame_table
+
+
+def build(ctx: ReportContext) -> Section:
+    s = Section("hospitalisation", ctx.t("sec_hospitalisation"))
+    s.blocks.append(ctx.p(ctx.t("hosp_intro", days=ctx.saved("indicators").indicators.eol_window_days)))
+    tab = indicator_rows(ctx, "hospitalisation")
+    if tab:
+        s.blocks.append(tab)
+    eol_ids = [r for r in ctx.records if r.startswith("eol_") and section_of(r) == "hospitalisation"]
+    chart = arm_chart(ctx, eol_ids, ctx.t("fig_eol"))
+    if chart:
+        s.blocks.append(chart)
+    for key, cap in (("eol", "tab_eol"), ("hospitalisation", "tab_hosp"), ("followup", "tab_followup")):
+        if ctx.results.has(key):
+            s.blocks.append(frame_table(ctx, key, ctx.results.table(key), ctx.t(cap)))
+        elif not ctx.results.ran(key):
+            s.blocks.append(ctx.notice_missing(key))
+    s.blocks.extend(spending_blocks(ctx))
+    return s
+
+
+def spending_blocks(ctx: ReportContext) -> list[Block]:
+    """Spending per patient by category: bars of both arms, then the table."""
+    df = ctx.results.table("spending_by_category")
+    if df is None or df.empty:
+        return [] if ctx.results.ran("spending_by_category") else [ctx.notice_missing("spending_by_category")]
+    categories = ctx.saved("clean").cleaning.categories
+    labels = {k: (v.label_fr if ctx.lang == "fr" else v.label_en) for k, v in categories.items()}
+    blocks = []
+    if {"treated", "control"} <= set(df.columns):
+        arms = df[~df["category"].astype(str).str.lower().isin(["total", "all"])]
+        png = figures.grouped_bars([labels.get(c, ctx.value(c)) for c in arms["category"].astype(str)],
+                                   {ctx.t("col_treated"): list(pd.to_numeric(arms["treated"]).fillna(0)),
+                                    ctx.t("col_control"): list(pd.to_numeric(arms["control"]).fillna(0))},
+                                   "€", lambda v: ctx.fmt.eur(v))
+        blocks.append(ctx.figure(ctx.t("fig_spending"), png))
+    df = df.copy()
+    df["category"] = df["category"].map(lambda c: labels.get(str(c), ctx.value(c)))
+    blocks.append(frame_table(ctx, "spending_by_category", df, ctx.t("tab_spending")))
+    return blocks

@@ -1,0 +1,160 @@
+"""Section 3: the matching as `equilibres match` ran it (saved parameters and sizes), covariate balance
+before and after, and the ÉQUILIBRES patients left without a comparable control."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from markupsafe import Markup, escape
+
+from pipeline.privacy import is_small
+from pipeline.result_tables import covariate_kind
+from reports import figures
+from reports.context import Block, ReportContext, Section
+from reports.format import MISSING, as_float, flatten, is_num
+from reports.i18n import has_text
+from reports.records import indicator_rows
+from reports.tables import flow_table, frame_table
+
+
+def build(ctx: ReportContext) -> Section:
+    s = Section("matching", ctx.t("sec_matching"))
+    s.blocks.append(ctx.p(ctx.t("matching_intro")))
+    params = ctx.params("match")
+    if params is not None:
+        saved = params.config.section("matching") if "matching" in params.sections else {}
+        flat = flatten(dict(sorted(saved.items())))
+        if is_num(params.get("caliper_width")):
+            flat["caliper_width"] = float(params["caliper_width"])
+        rows = [[Markup(f"<code>{escape(k)}</code>"), ctx.parameter(v)] for k, v in flat.items()]
+        if rows:
+            s.blocks.append(ctx.table(ctx.t("tab_matching_params"), [ctx.t("param"), ctx.t("value")], rows,
+                                      align=["l", "l"], cls="params"))
+        sizes = params.get("sizes")
+        if isinstance(sizes, dict) and sizes:
+            rows = []
+            for k, v in sizes.items():
+                is_count = not k.startswith("ess")
+                shown = (ctx.fmt.masked(ctx.k) if v is None or (is_count and is_small(v, ctx.k))
+                         else ctx.fmt.integer(v) if is_count else ctx.fmt.number(v, 1))
+                rows.append([size_label(ctx, k), shown])
+            s.blocks.append(ctx.table(ctx.t("tab_matching_sizes"), [ctx.t("col_group"), ctx.t("col_n")], rows,
+                                      note=ctx.masked_note()))
+    if ctx.results.has("attrition_matching"):
+        am = ctx.results.table("attrition_matching")
+        am = am[am["stage"].astype(str) != "cohort"]
+        if not am.empty:
+            s.blocks.append(flow_table(ctx, am.reset_index(drop=True), ctx.t("tab_matching_flow")))
+    s.blocks.extend(balance_blocks(ctx))
+    s.blocks.extend(unmatched_blocks(ctx))
+    extra = indicator_rows(ctx, "matching", exclude={"unmatched_share_complex"})
+    if extra:
+        s.blocks.append(extra)
+    return s
+
+
+def size_label(ctx: ReportContext, key: str) -> str:
+    k = f"size_{key}"
+    return ctx.t(k) if has_text(k, ctx.lang) else key.replace("_", " ")
+
+
+def cov_label(ctx: ReportContext, cov: str) -> str:
+    if "=" in cov:
+        var, _, level = cov.partition("=")
+        return f"{cov_label(ctx, var)} = {ctx.value(level)}"
+    return ctx.value(cov)
+
+
+def balance_blocks(ctx: ReportContext) -> list[Block]:
+    """Means and standardised differences before and after matching, and the love plot."""
+    bal = ctx.results.table("balance")
+    if bal is None or bal.empty or "smd" not in bal.columns:
+        return [ctx.notice_missing("balance")]
+    numeric_cols = [c for c in ("mean_treated", "mean_control", "smd", "variance_ratio") if c in bal.columns]
+    empty = bal.groupby(bal["covariate"].astype(str))[numeric_cols].apply(lambda g: g.isna().all().all())
+    hidden = [c for c, e in empty.items() if e]
+    covs = [c for c in dict.fromkeys(bal["covariate"].astype(str)) if c not in hidden]
+
+    def get(cov: str, stage: str, col: str) -> Any:
+        if col not in bal.columns:
+            return None
+        sel = bal[(bal["covariate"].astype(str) == cov)]
+        if "stage" in bal.columns:
+            sel = sel[sel["stage"].astype(str).str.lower() == stage]
+        return sel[col].iloc[0] if len(sel) else None
+    mean_cols = [c for c in ("mean_treated", "mean_control") if c in bal.columns]
+    cols = [ctx.t("col_covariate")]
+    for stage in ("before", "after"):
+        cols += [f"{ctx.t(m.replace('mean_', 'col_mean_'))} ({ctx.t(stage).lower()})" for m in mean_cols]
+    cols += [ctx.t("col_smd_before"), ctx.t("col_smd_after")]
+    has_vr = "variance_ratio" in bal.columns
+    if has_vr:
+        cols += [ctx.t("col_vr_before"), ctx.t("col_vr_after")]
+    rows, smds = [], []
+    for cov in covs:
+        row = [cov_label(ctx, cov)]
+        for stage in ("before", "after"):
+            for m in mean_cols:
+                v = get(cov, stage, m)
+                row.append(ctx.fmt.eur(v) if covariate_kind(cov) == "eur" else ctx.fmt.number(v, 2))
+        b, a = as_float(get(cov, "before", "smd")), as_float(get(cov, "after", "smd"))
+        row += [ctx.fmt.number(b, 3), ctx.fmt.number(a, 3)]
+        if has_vr:
+            row += [ctx.fmt.number(get(cov, "before", "variance_ratio"), 2),
+                    ctx.fmt.number(get(cov, "after", "variance_ratio"), 2)]
+        rows.append(row)
+        if b is not None or a is not None:
+            smds.append((cov_label(ctx, cov), b, a))
+    has_denom = "smd_denominator" in bal.columns and bal["smd_denominator"].notna().any()
+    denom = bal["smd_denominator"].dropna().astype(str).iloc[0] if has_denom else MISSING
+    note = ctx.html("balance_note", denom=ctx.value(denom))
+    if hidden:
+        note = note + Markup(" ") + ctx.html("balance_hidden", n=len(hidden))
+    blocks = [ctx.table(ctx.t("tab_balance"), cols, rows, note=note)]
+    if smds:
+        png = figures.love_plot([c for c, _, _ in smds], [b for _, b, _ in smds], [a for _, _, a in smds],
+                                {"before": ctx.t("before"), "after": ctx.t("after"), "left_out": ctx.t("love_left_out")},
+                                xlabel="|SMD|" if ctx.lang == "en" else "|DMS|")
+        blocks.append(ctx.figure(ctx.t("fig_love"), png))
+    return blocks
+
+
+def unmatched_blocks(ctx: ReportContext) -> list[Block]:
+    """The share of complex-care patients without a control, and the unmatched patients by profile."""
+    blocks: list[Block] = []
+    rec = ctx.records.get("unmatched_share_complex")
+    if rec is not None:
+        masked = ctx.rec_masked(rec)
+        value = ctx.fmt.masked(ctx.k) if masked else (
+            ctx.fmt.value(rec.value, "share") + " " + ctx.fmt.ci(rec.ci_low, rec.ci_high, "share")
+            if rec.ci_low is not None else ctx.fmt.value(rec.value, "share"))
+        blocks.append(ctx.p(ctx.html("unmatched_text", value=value,
+                                     published=ctx.fmt.published(rec.published, "share"))))
+    up = ctx.results.table("unmatched_profiles")
+    if up is None or up.empty:
+        blocks.append(ctx.notice_missing("unmatched_profiles"))
+        return blocks
+    means = [c for c in up.columns if c.startswith(("mean_matched_", "mean_unmatched_"))]
+    reasons = [c for c in up.columns if c.startswith("share_reason_")]
+    blocks.append(frame_table(ctx, "unmatched_profiles", up, ctx.t("tab_unmatched"), drop=[*means, *reasons],
+                              rename={"profile": ctx.t("col_profile")}))
+    covs = list(dict.fromkeys(c.split("_", 2)[2] for c in means))
+    picks = [p for p in ("overall", "complex") if p in set(up["profile"].astype(str))]
+    if covs and picks:
+        sep = " : " if ctx.lang == "fr" else ": "
+        cols = [ctx.t("col_covariate")]
+        for p in picks:
+            cols += [f"{ctx.value(p)}{sep}{ctx.t('flow_matched').lower()}",
+                     f"{ctx.value(p)}{sep}{ctx.t('flow_unmatched').lower()}"]
+        rows = []
+        for cov in covs:
+            row = [cov_label(ctx, cov)]
+            for p in picks:
+                r = up[up["profile"].astype(str) == p].iloc[0]
+                for side in ("matched", "unmatched"):
+                    v = r.get(f"mean_{side}_{cov}")
+                    row.append(ctx.fmt.secondary() if not is_num(v) else
+                               ctx.fmt.eur(v) if covariate_kind(cov) == "eur" else ctx.fmt.number(v, 1))
+            rows.append(row)
+        blocks.append(ctx.table(ctx.t("tab_unmatched_means"), cols, rows, note=ctx.masked_note()))
+    return blocks

@@ -1,0 +1,99 @@
+"""Section 6: the patient, caregiver and nurse surveys (response rates, items, Likert answers,
+nurses' scores before and after ÉQUILIBRES)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline.paths import step_outputs
+from reports import figures
+from reports.context import Block, ReportContext, Section
+from reports.format import is_num
+from reports.records import indicator_rows, wrap
+from reports.tables import frame_table
+
+
+def build(ctx: ReportContext) -> Section:
+    s = Section("surveys", ctx.t("sec_surveys"))
+    if not ctx.results.ran("survey_indicators") and not any(ctx.results.has(k) for k in step_outputs("surveys", "csv")):
+        s.blocks.append(ctx.notice_missing("survey_indicators"))
+        return s
+    sp = ctx.saved("surveys").surveys
+    s.blocks.append(ctx.p(ctx.t("surveys_intro", ci_method=sp.proportion_ci, small=sp.small_n_threshold)))
+    if ctx.results.has("response_rates"):
+        s.blocks.append(frame_table(ctx, "response_rates", ctx.results.table("response_rates"),
+                                    ctx.t("tab_response_rates")))
+    tab = indicator_rows(ctx, "surveys", caption=ctx.t("tab_survey_items"))
+    if tab:
+        s.blocks.append(tab)
+    s.blocks.extend(likert_blocks(ctx))
+    s.blocks.extend(before_after_blocks(ctx))
+    if ctx.results.has("survey_items") and not tab:
+        s.blocks.append(frame_table(ctx, "survey_items", ctx.results.table("survey_items"),
+                                    ctx.t("tab_survey_items")))
+    return s
+
+
+def question_texts(ctx: ReportContext) -> dict[tuple[str, str], str]:
+    """(survey_id, question_id) → question text in the report language, from items.csv."""
+    items = ctx.results.table("survey_items")
+    col = f"text_{ctx.lang}"
+    if items is None or items.empty or col not in items.columns:
+        return {}
+    sub = items.dropna(subset=[col]).drop_duplicates(["survey_id", "question_id"])
+    return {(str(a), str(b)): str(t) for a, b, t in zip(sub["survey_id"], sub["question_id"], sub[col], strict=True)}
+
+
+def with_question_text(ctx: ReportContext, df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with the question text in the report language (column ``text_<lang>``) after its keys."""
+    texts = question_texts(ctx)
+    if not texts:
+        return df
+    df = df.copy()
+    df.insert(2, f"text_{ctx.lang}", [texts.get((str(a), str(b)), str(b)) for a, b in
+                                     zip(df["survey_id"], df["question_id"], strict=True)])
+    return df
+
+
+def likert_blocks(ctx: ReportContext) -> list[Block]:
+    """One stacked-bar chart per answer scale (bars of different scales cannot share a legend)."""
+    df = ctx.results.table("likert")
+    if df is None or df.empty:
+        return []
+    df = with_question_text(ctx, df)
+    item = f"text_{ctx.lang}" if f"text_{ctx.lang}" in df.columns else "question_id"
+    level = f"label_{ctx.lang}"
+    several = df["survey_id"].nunique() > 1
+    scales: dict[tuple[str, ...], list[tuple[str, list[float]]]] = {}
+    for _, q in df.groupby(["survey_id", "question_id"], sort=False):
+        levels = tuple(q[level].astype(str))
+        shares = [float(x) if is_num(x) else 0.0 for x in q["share"]]
+        label = str(q[item].iloc[0])
+        if several:
+            label = f"{label} ({ctx.value(q['survey_id'].iloc[0])})"
+        scales.setdefault(levels, []).append((label, shares))
+    blocks = []
+    for levels, qs in sorted(scales.items(), key=lambda kv: -len(kv[1]))[:4]:
+        if len(levels) < 2:
+            continue
+        png = figures.likert_stacked([wrap(q[0], 45) for q in qs], list(levels), [q[1] for q in qs],
+                                     lambda v: ctx.fmt.pct(v))
+        blocks.append(ctx.figure(ctx.t("fig_likert"), png))
+    return blocks
+
+
+def before_after_blocks(ctx: ReportContext) -> list[Block]:
+    """The nurses' paired scores: the table, and a chart when the question texts are known."""
+    df = ctx.results.table("before_after")
+    if df is None or df.empty:
+        return []
+    df = with_question_text(ctx, df)
+    text_col = f"text_{ctx.lang}"
+    added = {text_col: "text"} if text_col in df.columns else {}
+    blocks = [frame_table(ctx, "before_after", df, ctx.t("tab_before_after"), added=added)]
+    if added:
+        png = figures.before_after([wrap(str(x), 25) for x in df[text_col]], list(pd.to_numeric(df["mean_before"])),
+                                   list(pd.to_numeric(df["mean_after"])),
+                                   {"before": ctx.t("before"), "after": ctx.t("after")}, "/10")
+        blocks.append(ctx.figure(ctx.t("fig_before_after"), png))
+    return blocks
