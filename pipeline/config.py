@@ -356,4 +356,4 @@ def write_params(config: StudyConfig, path: Path, sections: list[str] | None = N
 
     data = config.to_dict() if sections is None else {s: config.section(s) for s in sections}
     data.update(extra)
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False))
+    atomic_write_text(path, json.dumps(data, indent=2, default=str, ensure_ascii=False))

@@ -56,7 +56,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False))
+    atomic_write_text(path, json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
 def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:

@@ -26,9 +26,7 @@ def study_facts(ctx: ReportContext, st: StudySettings) -> Block:
 
 
 def build(ctx: ReportContext) -> Section:
-    # The study settings are read from the live configuration: the saved ones (clean/manifest.json)
-    # lose the order of the regions (JSON written with sorted keys), see docs/report.md.
-    st = ctx.config.study
+    st = ctx.saved("clean").study
     s = Section("intervention", ctx.t("sec_intervention"))
     regions = ", ".join(st.regions.keys()) or MISSING
     s.blocks.append(ctx.p(ctx.html("intervention_text", label=st.article51_label or st.name, regions=regions)))

@@ -33,7 +33,7 @@ def build(ctx: ReportContext) -> Section:
         sizes = params.get("sizes")
         if isinstance(sizes, dict) and sizes:
             rows = []
-            for k, v in sizes.items():
+            for k, v in sorted(sizes.items()):
                 is_count = not k.startswith("ess")
                 shown = (ctx.fmt.masked(ctx.k) if v is None or (is_count and is_small(v, ctx.k))
                          else ctx.fmt.integer(v) if is_count else ctx.fmt.number(v, 1))

@@ -11,9 +11,7 @@ def build(ctx: ReportContext) -> Section:
     s = Section("methods", ctx.t("sec_methods"))
     h = lambda key: {"kind": "h3", "text": ctx.t(key)}  # noqa: E731
     clean, match, indicators = ctx.saved("clean"), ctx.saved("match"), ctx.saved("indicators")
-    # Read from the live configuration: the saved settings (clean/manifest.json) lose the order of the
-    # regions, of the claim categories (which decides a line's category) and of the ALD groups.
-    st, cleaning = ctx.config.study, ctx.config.cleaning
+    st, cleaning = clean.study, clean.cleaning
     s.blocks += [h("m_design"), ctx.p(ctx.t("m_design_text"))]
     s.blocks += [h("m_setting"), study_facts(ctx, st)]
     s.blocks += [h("m_participants"), ctx.p(ctx.t(
