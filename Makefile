@@ -46,10 +46,10 @@ data: $(STAMP) $(DATA)/IR_BEN_R.parquet ## Generate the default synthetic extrac
 validate: data ## Validate the extract against the SNDS input contract
 	$(BIN)/equilibres validate $(DATA)
 
-run: data ## Run the whole chain (validate, clean, match, indicators, surveys, sweep) into BUILD
+run: data ## Bring the chain (validate, clean, match, indicators, surveys, sweep, sensitivity) up to date in BUILD: re-runs only what changed
 	$(BIN)/equilibres run --data $(DATA) --out $(BUILD) --engine $(ENGINE) --no-report $(CONFIG_OPT)
 
-report: data ## Everything, then the HTML and PDF report: BUILD/report/report.{html,pdf}
+report: data ## Everything up to date, then the HTML and PDF report: BUILD/report/report.{html,pdf}
 	$(BIN)/equilibres run --data $(DATA) --out $(BUILD) --engine $(ENGINE) --lang $(LANG_REPORT) $(CONFIG_OPT)
 	@echo "Report: $(BUILD)/report/report.html and $(BUILD)/report/report.pdf"
 

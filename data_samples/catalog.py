@@ -49,6 +49,18 @@ DCIR_KINDS: tuple[LineKind, ...] = (
              (15.00, 12.00, 45.00, 80.00, 25.00), (26, 30, 56, 55, 60), (0,), max_lines_per_month=1),
 )
 
+# Negative-control outcomes (truth [negative_controls], sensitivity.negative_controls): care the programme
+# cannot change, one line per claim (PRS_ACT_QTE 1). Codes from IR_NAT_V; PSE_ACT_NAT from IR_ACT_V
+# (19 dental surgeon, 64 optical supplier, 65 hearing-aid supplier).
+NEGATIVE_CONTROL_KINDS: tuple[LineKind, ...] = (
+    LineKind("dental_care", (1451, 1453), (0.8, 0.2), (25.00, 30.00), (19,), (0,)),
+    LineKind("dental_prosthesis", (1452, 1462, 1464, 1476), (0.3, 0.3, 0.2, 0.2), (180.0, 120.0, 200.0, 150.0),
+             (19,), (0,)),
+    LineKind("spectacles", (3510, 3508, 3504, 3506), (0.35, 0.25, 0.2, 0.2), (60.0, 100.0, 40.0, 30.0), (64,), (0,)),
+    LineKind("contact_lenses", (3535,), (1.0,), (39.0,), (64,), (0,)),
+    LineKind("hearing_aids", (3540, 3550, 5401), (0.6, 0.3, 0.1), (240.0, 30.0, 60.0), (65,), (0,)),
+)
+
 # Physiotherapy, biology, taxi, ambulance and devices are billed by different professionals: the
 # professional of an "other" line follows its code.
 OTHER_ACT_BY_CODE = {3122: 26, 3211: 30, 4214: 56, 4212: 55, 3512: 60}

@@ -310,10 +310,10 @@ def _dcir_table(rng: np.random.Generator, lines: Lines, persons: np.ndarray, ctx
     count_into(defects, "regularisation_pairs", reg.size)
     count_into(defects, "regularisation_corrections", int(corr.sum()))
     count_into(defects, "care_before_window_lines", pre.size)
-    return _er_prs_f_arrow(out, ctx), keep
+    return er_prs_f_arrow(out, ctx), keep
 
 
-def _er_prs_f_arrow(cols: dict[str, np.ndarray], ctx: ChunkContext) -> pa.Table:
+def er_prs_f_arrow(cols: dict[str, np.ndarray], ctx: ChunkContext) -> pa.Table:
     """The ER_PRS_F Arrow table of a chunk: dates from day numbers, strings taken by identity/person."""
     n = cols["DCT_ORD_NUM"].size
     ones = pa.array(np.ones(n, dtype=np.int64))

@@ -30,6 +30,7 @@ import numpy as np
 from data_samples.catalog import DCIR_KINDS
 from data_samples.chunks import ChunkContext, chunk_count, chunk_outputs, count_into
 from data_samples.claims import Stays, experiment_kind
+from data_samples.negative_controls import negative_control_tables, negative_control_truth, planted_kinds
 from data_samples.outcomes import MonthGrid, TruthAccumulator
 from data_samples.population import (
     CONTROL,
@@ -171,7 +172,7 @@ def _generate_into(tmp: Path, scale: float, seed: int, tp: TruthParams, truth_pa
                            eol_window_days=config.indicators.eol_window_days,
                            claims_start=to_date(config.study.claims_start))
     kinds = [*DCIR_KINDS, experiment_kind(config)]
-    _check_categories(kinds, config)
+    _check_categories([*kinds, *planted_kinds(tp)], config)
     n_chunks = chunk_count(pop.n)
     ctx = ChunkContext.of(pop, ids, tp, config, grid, kinds, acc, s_chunks.spawn(n_chunks), tmp / ".chunks")
 
@@ -190,6 +191,12 @@ def _generate_into(tmp: Path, scale: float, seed: int, tp: TruthParams, truth_pa
             for key, v in out.defects.items():
                 count_into(defects, key, v)
             progress.advance(task)
+    # Negative controls last, from their own stream (spawned after the others): every row above is the
+    # same with or without them.
+    (s_nc,) = ss.spawn(1)
+    n_before_nc = writer.rows
+    for table in negative_control_tables(ctx, np.random.default_rng(s_nc)):
+        writer.write(table)
     writer.close()
     shutil.rmtree(ctx.spool, ignore_errors=True)
     files.append(prs_path.name)
@@ -216,6 +223,7 @@ def _generate_into(tmp: Path, scale: float, seed: int, tp: TruthParams, truth_pa
         "persons": pop.n,
         "identities": int(ids.nir.size),
         "er_prs_f_lines": writer.rows,
+        "negative_control_lines": writer.rows - n_before_nc,
         "stays": n_stays,
         "treated_on_support": acc.n_on_support,
         "treated_complex": acc.n_complex,
@@ -237,6 +245,7 @@ def _generate_into(tmp: Path, scale: float, seed: int, tp: TruthParams, truth_pa
         "params": tp.to_dict(),
         "indicators": indicators,
         "mortality": _mortality_summary(pop, tp, config),
+        "negative_controls": negative_control_truth(pop, tp),
         "eol_same_death_date_reference": acc.same_death_reference(),
         "observed": _observed_summary(acc),
         "breakdown_per_patient_year": {

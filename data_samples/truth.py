@@ -135,6 +135,18 @@ class FrailtyEffects(_P):
     gp: float = 0.10
 
 
+class NegativeControlOutcome(_P):
+    """A negative-control outcome planted in ER_PRS_F (codes: catalog.NEGATIVE_CONTROL_KINDS): the
+    programme never changes it; covariates and the unobserved frailty do."""
+
+    # expected claims per alive person-month at reference covariates (80 years, man, no ALD, frailty 0)
+    monthly_claims: float = Field(gt=0, le=5)
+    age_slope: float = 0.0          # log-multiplier per 10 years of age around 80
+    female: float = Field(1.0, gt=0)
+    ald: float = Field(1.0, gt=0)
+    frailty: float = 0.0            # log-multiplier per SD of the unobserved frailty
+
+
 class DefectParams(_P):
     dpn_qlf_71_share: float = 0.015
     regularisation_share: float = 0.012
@@ -166,6 +178,8 @@ class TruthParams(_P):
     baseline: BaselineParams = Field(default_factory=BaselineParams)
     effects: EffectParams = Field(default_factory=EffectParams)
     frailty_effects: FrailtyEffects = Field(default_factory=FrailtyEffects)
+    # keyed by the cleaning category each one lands in (sensitivity.negative_controls)
+    negative_controls: dict[str, NegativeControlOutcome] = Field(default_factory=dict)
     defects: DefectParams = Field(default_factory=DefectParams)
 
     @model_validator(mode="after")

@@ -12,6 +12,12 @@ Conventions (stated in the output):
   after matching.
 * flags: |SMD| > 0.1; variance ratio outside [0.5, 2] (numeric, non-binary covariates only).
 * categorical (non-numeric) covariates are expanded into one 0/1 dummy per level, named ``col=level``.
+* ``convention="matchit"`` follows MatchIt's ``summary()`` (ATT) instead: the SMD denominator of a binary
+  covariate is sqrt(p(1 − p)) of the treated before matching (continuous: the treated SD, as above); no
+  variance ratio for binary covariates; eCDF statistics after matching are taken over the distinct values
+  of the *whole* sample (unmatched units weigh 0), and for a binary covariate eCDF mean = eCDF max = the
+  absolute difference in proportions. Checked against MatchIt's printed summary on lalonde
+  (tests/test_matchit_lalonde.py).
 * after matching, statistics are over *units*: a control serving several matched sets has one row per
   set in ``Matcher.matched_`` and weighs the sum of its per-set weights (:func:`unit_rows`). Means and
   eCDFs would not change if rows were kept split, but Σw² would (variance denominators, Kish ESS —
@@ -30,6 +36,7 @@ import pandas as pd
 from pipeline.stats import SMD_THRESHOLD, weighted_mean_var
 
 VR_BOUNDS = (0.5, 2.0)
+CONVENTIONS = ("study", "matchit")
 
 
 def kish_ess(weights: np.ndarray) -> float:
@@ -100,6 +107,21 @@ def expand_covariates(frame: pd.DataFrame, covariates: Sequence[str]) -> list[_C
     return out
 
 
+def ecdf_stats_on(grid: np.ndarray, x_t: np.ndarray, w_t: np.ndarray, x_c: np.ndarray,
+                  w_c: np.ndarray) -> tuple[float, float]:
+    """Mean and max absolute difference of the (weighted) eCDFs evaluated at the values ``grid``."""
+    if len(x_t) == 0 or len(x_c) == 0 or len(grid) == 0:
+        return np.nan, np.nan
+
+    def cdf(x, w):
+        order = np.argsort(x, kind="stable")
+        cum = np.r_[0.0, np.cumsum(w[order])]
+        return cum[np.searchsorted(x[order], grid, side="right")] / w.sum()
+
+    diff = np.abs(cdf(x_t, w_t) - cdf(x_c, w_c))
+    return float(diff.mean()), float(diff.max())
+
+
 def binary_ecdf_stats(x_t: np.ndarray, w_t: np.ndarray, x_c: np.ndarray, w_c: np.ndarray) -> tuple[float, float]:
     """Same as :func:`ecdf_stats` for a variable with at most two values, without sorting."""
     if len(x_t) == 0 or len(x_c) == 0:
@@ -111,7 +133,7 @@ def binary_ecdf_stats(x_t: np.ndarray, w_t: np.ndarray, x_c: np.ndarray, w_c: np
     return float(diff / 2), float(diff)
 
 
-def _stats(xt, wt, xc, wc, binary: bool = False) -> dict[str, float]:
+def _stats(xt, wt, xc, wc, binary: bool = False, grid: np.ndarray | None = None) -> dict[str, float]:
     if np.isnan(xt).any():  # copies only when something is missing
         ok = np.isfinite(xt)
         xt, wt = xt[ok], wt[ok]
@@ -120,7 +142,10 @@ def _stats(xt, wt, xc, wc, binary: bool = False) -> dict[str, float]:
         xc, wc = xc[ok], wc[ok]
     mt, vt = weighted_mean_var(xt, wt)
     mc, vc = weighted_mean_var(xc, wc)
-    em, ex = (binary_ecdf_stats if binary else ecdf_stats)(xt, wt, xc, wc)
+    if grid is not None:
+        em, ex = ecdf_stats_on(grid, xt, wt, xc, wc)
+    else:
+        em, ex = (binary_ecdf_stats if binary else ecdf_stats)(xt, wt, xc, wc)
     return {"mean_treated": mt, "mean_control": mc, "var_treated": vt, "var_control": vc,
             "ecdf_mean": em, "ecdf_max": ex, "n_treated": int(len(xt)), "n_control": int(len(xc)),
             "ess_control": kish_ess(wc)}
@@ -134,21 +159,28 @@ def balance_table(
     stages: Sequence[str] = ("before", "after"),
     weight: str = "weight",
     id: str | None = None,
+    convention: str = "study",
 ) -> pd.DataFrame:
     """One row per covariate (dummy) and stage: means, SMD, variance ratio, eCDF stats, flags, ESS.
 
     ``id``: the unit id column of ``matched``; units repeated over matched sets are collapsed first
     (:func:`unit_rows`).
 
-    Without the 'before' stage the candidate pool is not scanned: denominators come from the treated
+    ``convention``: 'study' (the module conventions) or 'matchit' (MatchIt's ``summary()``, see the module
+    docstring; it always reads the whole candidate pool).
+
+    Without the 'before' stage (and with the 'study' convention) the candidate pool is not scanned: denominators come from the treated
     rows and dummy levels from the treated and matched rows (the pool is read only for the pooled-SD
     fallback of a covariate constant among the treated).
     """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"balance: convention must be one of {list(CONVENTIONS)}; got {convention!r}")
+    matchit = convention == "matchit"
     full_frame = frame
     covariates = list(dict.fromkeys(covariates))
     if id is not None:
         matched = unit_rows(matched, id, weight)
-    if "before" not in stages:
+    if "before" not in stages and not matchit:
         is_t = frame[treatment].to_numpy().astype(bool)
         cols = [*covariates, treatment]
         frame = pd.concat([frame.loc[is_t, cols], matched.loc[matched[treatment] != 1, cols]], ignore_index=True)
@@ -173,6 +205,9 @@ def balance_table(
         xt = c.values[t_before]
         xc = c.values[~t_before]
         sd_t = np.nanstd(xt, ddof=1) if np.isfinite(xt).sum() > 1 else np.nan
+        if matchit and c.kind == "binary" and np.isfinite(xt).any():
+            p_t = float(np.nanmean(xt))
+            sd_t = np.sqrt(p_t * (1 - p_t))  # MatchIt: the binomial SD of the treated, not the sample SD
         if np.isfinite(sd_t) and sd_t > 0:
             denom, denom_name = sd_t, "treated_sd_before"
         else:
@@ -187,7 +222,9 @@ def balance_table(
                 st = _stats(xt, np.ones(len(xt)), xc, np.ones(len(xc)), c.kind == "binary")
             elif stage == "after":
                 x = after_cov[c.name]
-                st = _stats(x[t_after], w_after[t_after], x[~t_after], w_after[~t_after], c.kind == "binary")
+                grid = np.unique(c.values[np.isfinite(c.values)]) if matchit and c.kind != "binary" else None
+                st = _stats(x[t_after], w_after[t_after], x[~t_after], w_after[~t_after], c.kind == "binary",
+                            grid)
             else:
                 raise ValueError(f"balance: stage must be 'before' or 'after'; got {stage!r}")
             diff = st["mean_treated"] - st["mean_control"]
@@ -196,6 +233,9 @@ def balance_table(
             else:
                 smd = 0.0 if diff == 0 else np.nan
             vr = st["var_treated"] / st["var_control"] if st["var_control"] and st["var_control"] > 0 else np.nan
+            if matchit and c.kind == "binary":
+                vr = np.nan  # MatchIt prints no variance ratio for a binary covariate
+                st["ecdf_mean"] = st["ecdf_max"]  # and its eCDF mean is the difference in proportions
             rows.append({
                 "covariate": c.name, "variable": c.source, "type": c.kind, "stage": stage,
                 "mean_treated": st["mean_treated"], "mean_control": st["mean_control"], "smd": smd,

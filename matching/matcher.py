@@ -35,6 +35,7 @@ from matching.risk_sets import (
     person_codes,
     time_values,
 )
+from matching.support import greedy_sequence, off_support
 
 UNMATCHED_REASONS = {
     "missing_value": "a matching variable (or its time zero) is missing",
@@ -44,6 +45,9 @@ UNMATCHED_REASONS = {
     "controls_taken": "its within-caliper controls at risk were all used by other treated units (or "
                       "their persons by matched sets of earlier periods)",
 }
+#: With ``discard``: treated units off the common support (not a reason of the study's profiles, whose
+#: default design discards nothing).
+OFF_SUPPORT_REASON = {"off_support": "its distance lies outside the common support (discard)"}
 
 
 @dataclass(frozen=True)
@@ -79,9 +83,11 @@ class Matcher(BaseEstimator):
     caliper : float > 0 or None
         Maximum distance (None: no caliper). The default 0.2 is the configured ``matching.caliper``
         (with ``caliper_scale='sd'``, Austin 2011's 0.2 SD).
-    caliper_scale : {'sd', 'absolute', 'relative'}
+    caliper_scale : {'sd', 'sd_all', 'absolute', 'relative'}
         'sd': caliper × pooled SD of the distance variable, sqrt((s²_treated + s²_control) / 2), over
-        the rows passed to ``fit``; 'absolute': in units of the (transformed) distance variable;
+        the rows passed to ``fit``; 'sd_all': caliper × SD of the distance variable over all valid rows,
+        treated and controls together, after ``discard`` (MatchIt's ``std.caliper = TRUE``);
+        'absolute': in units of the (transformed) distance variable;
         'relative': the control's untransformed value must lie within ± caliper × |treated value|.
     ratio : int >= 1
         Controls per treated unit (1:k). Treated units that find fewer are kept (partial sets).
@@ -102,15 +108,29 @@ class Matcher(BaseEstimator):
         ``at_risk_until[c] >= time_zero[t]`` (still at risk on the treated unit's time zero). In
         ``matched_`` each control row then takes the ``time_zero`` of its set's treated unit and keeps
         its own in ``candidate_<time_zero>``.
-    order : {'closest', 'data', 'random'}
-        Greedy order: closest pair first (global), data order, or a random order (``seed``).
+    order : {'closest', 'data', 'random', 'largest', 'smallest'}
+        Greedy order: closest pair first (global), data order, a random order (``seed``), or treated units
+        by decreasing ('largest', MatchIt's default ``m.order``) / increasing ('smallest') value of the
+        distance variable, ties in data order. Ignored by 'optimal' and 'cem'.
     ps_covariates : list of str or None
         Covariates of the propensity model (default: ``exact`` + ``on``); object/category columns are
         one-hot encoded, numeric columns standardised.
     ps_max_controls : int
         The propensity model is fitted on all treated units and at most this many controls (a seeded
         random subset); subsampling controls only shifts the logit by a constant, which changes neither
-        distances nor the SD-scaled caliper.
+        distances nor the SD-scaled caliper on the logit (it does change them with
+        ``ps_scale='probability'``: keep every control to reproduce R).
+    ps_model : {'penalised', 'glm'}
+        'penalised': scikit-learn's L2 logistic regression (C = 1); 'glm': an unpenalised binomial GLM
+        (statsmodels), as R's ``glm`` and MatchIt's ``distance = "glm"``.
+    ps_scale : {'logit', 'probability'}
+        Distance variable of 'propensity': the linear predictor (MatchIt's ``link = "linear.logit"``) or
+        the fitted probability (MatchIt's default ``link = "logit"``).
+    discard : {'none', 'both', 'treated', 'control'}
+        Common support on the distance variable (MatchIt's ``discard``): 'control' drops controls outside
+        the treated units' range, 'treated' treated units outside the controls' range, 'both' every unit
+        outside the overlap of the two ranges (bounds inclusive). Discarded treated units are unmatched
+        with reason 'off_support'; discarded rows do not enter the SD of the caliper. Ignored by 'cem'.
     cem_bins : int >= 1
         Number of equal-width bins of the transformed ``on`` for 'cem'.
     seed : int or None
@@ -136,6 +156,9 @@ class Matcher(BaseEstimator):
         order: str = "closest",
         ps_covariates: Sequence[str] | None = None,
         ps_max_controls: int = 250_000,
+        ps_model: str = "penalised",
+        ps_scale: str = "logit",
+        discard: str = "none",
         cem_bins: int = 10,
         seed: int | None = None,
     ) -> None:
@@ -155,6 +178,9 @@ class Matcher(BaseEstimator):
         self.order = order
         self.ps_covariates = ps_covariates
         self.ps_max_controls = ps_max_controls
+        self.ps_model = ps_model
+        self.ps_scale = ps_scale
+        self.discard = discard
         self.cem_bins = cem_bins
         self.seed = seed
 
@@ -200,6 +226,12 @@ class Matcher(BaseEstimator):
         if self.method == "cem":
             stratum = self._cem_strata(stratum, value)
         valid = (stratum >= 0) & np.isfinite(value)
+        self.distance_ = value
+        # CEM ignores discard, as it ignores the caliper (its cells are its common support)
+        discarded = off_support(value, is_treated, valid, "none" if self.method == "cem" else self.discard)
+        self.n_discarded_treated_ = int((discarded & is_treated).sum())
+        self.n_discarded_controls_ = int((discarded & ~is_treated).sum())
+        valid &= ~discarded
         if time is not None:
             valid &= time != NO_TIME  # treated: time zero; control: at-risk-until date
 
@@ -259,14 +291,15 @@ class Matcher(BaseEstimator):
         else:
             # with unlimited reuse every treated unit simply takes its k nearest: greedy is optimal
             assignment = algorithms.greedy_match(
-                layout, tv, self.ratio, capacity, self._sequence(len(tv)), blocks=blocks, person=pos_person,
+                layout, tv, self.ratio, capacity, greedy_sequence(self.order, tv, self.seed), blocks=blocks,
+                person=pos_person,
                 distinct_persons=pos_person is not None and capacity != 1 and period is None, **constraints,
             )
         if self.method != "cem":
             t_idx, c_pos, dist = assignment.treated, assignment.position, assignment.distance
 
         self._build_outputs(frame, t_rows, pos_rows, layout, t_ok, t_idx, c_pos, dist, id, stratum, exact_stratum,
-                            constraints)
+                            constraints, discarded[t_rows])
         self._reuse_statistics(person, period, period_labels, t_rows, t_idx, c_rows_all, capacity)
         return self
 
@@ -275,7 +308,11 @@ class Matcher(BaseEstimator):
         if self.method == "propensity":
             logit, self.ps_model_, self.ps_design_ = propensity_logit(
                 frame, is_treated, self.ps_columns, self.on if self.transform == "log1p" else None, self.seed,
-                self.ps_max_controls)
+                self.ps_max_controls, self.ps_model)
+            if self.ps_scale == "probability":
+                with np.errstate(over="ignore"):
+                    score = 1.0 / (1.0 + np.exp(-logit))
+                return score, score
             return logit, logit
         raw = frame[self.on].to_numpy(dtype=np.float64, na_value=np.nan)
         value = np.log1p(raw) if self.transform == "log1p" else raw
@@ -296,6 +333,10 @@ class Matcher(BaseEstimator):
         cal = self.caliper
         if cal is None or self.method == "cem":
             return None
+        if self.caliper_scale == "sd_all":  # MatchIt's std.caliper: SD over all units kept
+            both = value[t_mask | c_mask]
+            self.distance_sd_ = float(np.std(both, ddof=1)) if len(both) > 1 else 0.0
+            return float(cal) * self.distance_sd_
         if self.caliper_scale == "sd":
             vt = np.var(value[t_mask], ddof=1) if t_mask.sum() > 1 else 0.0
             vc = np.var(value[c_mask], ddof=1) if c_mask.sum() > 1 else 0.0
@@ -317,13 +358,6 @@ class Matcher(BaseEstimator):
             return low_raw, high_raw
         w = self.caliper_width_
         return value - w, value + w
-
-    def _sequence(self, n: int) -> np.ndarray | None:
-        if self.order == "closest":
-            return None
-        if self.order == "data":
-            return np.arange(n)
-        return np.random.default_rng(self.seed).permutation(n)
 
     def _capacity(self) -> int:
         """Matched sets one control person may serve: 1 without replacement, max_reuse with (0 = unlimited)."""
@@ -360,7 +394,7 @@ class Matcher(BaseEstimator):
         return t_idx.astype(np.int64), c_pos.astype(np.int64), dist
 
     def _build_outputs(self, frame, t_rows, pos_rows, layout, t_ok, t_idx, c_pos, dist, id, stratum,
-                       exact_stratum, constraints) -> None:
+                       exact_stratum, constraints, t_discarded) -> None:
         ids = frame[id].to_numpy()
         c_frame_rows = pos_rows[c_pos]
         n_t = len(t_rows)
@@ -431,8 +465,9 @@ class Matcher(BaseEstimator):
             n_at_risk = count_at_risk(layout, unmatched_t, constraints["c_until"], t_time)
         ok = t_ok[unmatched_t]
         reason = np.select(
-            [~ok, n_stratum == 0, n_caliper == 0, n_at_risk == 0],
-            ["missing_value", "no_control_in_stratum", "no_control_within_caliper", "no_control_at_risk"],
+            [t_discarded[unmatched_t], ~ok, n_stratum == 0, n_caliper == 0, n_at_risk == 0],
+            ["off_support", "missing_value", "no_control_in_stratum", "no_control_within_caliper",
+             "no_control_at_risk"],
             "controls_taken",
         )
         unmatched = frame.iloc[t_rows[unmatched_t]].copy()
@@ -472,13 +507,16 @@ class Matcher(BaseEstimator):
         if not hasattr(self, "pairs_"):
             raise RuntimeError("This Matcher is not fitted yet: call fit(frame) first.")
 
-    def balance(self, covariates: Sequence[str] | None = None, stages: Sequence[str] = ("before", "after")):
-        """Tidy balance table (see :func:`matching.balance.balance_table`)."""
+    def balance(self, covariates: Sequence[str] | None = None, stages: Sequence[str] = ("before", "after"),
+                convention: str = "study"):
+        """Tidy balance table (see :func:`matching.balance.balance_table`; ``convention='matchit'`` for
+        MatchIt's ``summary()`` conventions)."""
         from matching.balance import balance_table
 
         self._check_fitted()
         covs = list(covariates) if covariates is not None else self.default_covariates()
-        return balance_table(self._frame, self.matched_, covs, self.treatment_, stages=stages, id=self.id_)
+        return balance_table(self._frame, self.matched_, covs, self.treatment_, stages=stages, id=self.id_,
+                             convention=convention)
 
     def default_covariates(self) -> list[str]:
         covs = [*self.exact_columns, *([self.on] if self.on else []), *self.ps_columns]

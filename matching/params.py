@@ -14,8 +14,11 @@ if TYPE_CHECKING:
 
 METHODS = ("nearest", "optimal", "propensity", "cem")
 TRANSFORMS = ("none", "log1p")
-CALIPER_SCALES = ("sd", "absolute", "relative")
-ORDERS = ("closest", "data", "random")
+CALIPER_SCALES = ("sd", "sd_all", "absolute", "relative")
+ORDERS = ("closest", "data", "random", "largest", "smallest")
+PS_MODELS = ("penalised", "glm")
+PS_SCALES = ("logit", "probability")
+DISCARDS = ("none", "both", "treated", "control")
 
 
 def _bad(name: str, expected: str, value: Any) -> ValueError:
@@ -40,6 +43,12 @@ def check_params(m: Matcher) -> None:
         raise _bad("caliper_scale", f"a str among {list(CALIPER_SCALES)}", m.caliper_scale)
     if m.order not in ORDERS:
         raise _bad("order", f"a str among {list(ORDERS)}", m.order)
+    if m.ps_model not in PS_MODELS:
+        raise _bad("ps_model", f"a str among {list(PS_MODELS)}", m.ps_model)
+    if m.ps_scale not in PS_SCALES:
+        raise _bad("ps_scale", f"a str among {list(PS_SCALES)}", m.ps_scale)
+    if m.discard not in DISCARDS:
+        raise _bad("discard", f"a str among {list(DISCARDS)}", m.discard)
     cal = m.caliper
     if not (cal is None or (
         isinstance(cal, numbers.Real) and not isinstance(cal, bool) and np.isfinite(cal) and cal > 0

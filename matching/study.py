@@ -89,7 +89,9 @@ def matcher_from_config(config: StudyConfig) -> Matcher:
     return Matcher(
         method=m.method, exact=list(m.exact), on=m.on, transform=m.transform, caliper=m.caliper,
         caliper_scale=m.caliper_scale, ratio=m.ratio, replace=m.replace, max_reuse=m.max_reuse,
-        person=m.person or None, period=m.period or None, order=m.order, seed=m.seed, **time_zero,
+        person=m.person or None, period=m.period or None, order=m.order, seed=m.seed,
+        ps_covariates=list(m.ps_covariates) or None, ps_model=m.ps_model, ps_scale=m.ps_scale, discard=m.discard,
+        **time_zero,
     )
 
 
@@ -236,12 +238,12 @@ def matching_flow(sizes: dict[str, int]) -> pd.DataFrame:
     """
     kept = sizes["treated_matched"] + sizes["controls_matched"]
     return pd.DataFrame([
-        {"stage": "cohort", "rule": "matched", "rows_in": sizes["eligible_rows"], "rows_out": kept,
+        {"stage": "cohort", "rule": "matched", "unit": "cohort_rows", "rows_in": sizes["eligible_rows"], "rows_out": kept,
          "rows_dropped": sizes["eligible_rows"] - kept, "euros_dropped": 0.0,
          "description": "Rows kept by matching: matched ÉQUILIBRES patients and the distinct controls used "
                         "(candidate controls not selected and unmatched patients are dropped)",
          "source": "docs/matching.md", "description_fr": DESCRIPTIONS_FR["matched"]},
-        {"stage": "cohort", "rule": "unmatched", "rows_in": sizes["treated"], "rows_out": sizes["treated_matched"],
+        {"stage": "cohort", "rule": "unmatched", "unit": "persons", "rows_in": sizes["treated"], "rows_out": sizes["treated_matched"],
          "rows_dropped": sizes["unmatched_treated"], "euros_dropped": 0.0,
          "description": "ÉQUILIBRES patients (eligible at inclusion) for whom no control was found in their "
                         "exact stratum within the caliper (dropped = unmatched)",

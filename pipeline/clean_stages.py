@@ -202,7 +202,7 @@ def cohort_flow(persons: ir.Table, cohort: ir.Table) -> list[AuditRow]:
                              "before a candidate index)",
                  source="docs/cleaning.md#control-index-dates"),
         AuditRow("cohort", "eligible", n_rows, e_t + e_c, n_rows - e_t - e_c, treated_rows=e_t, control_rows=e_c,
-                 description="Cohort rows (units) meeting every eligibility criterion",
+                 unit="cohort_rows", description="Cohort rows (units) meeting every eligibility criterion",
                  source="docs/CONTRACTS.md#2-cleaning-outputs-buildclean"),
     ]
     remaining = n_rows

@@ -15,7 +15,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "config" / "equilibres.toml"
 
@@ -160,13 +168,36 @@ class MatchingSettings(_Settings):
     on: str = "prior_nursing_cost"
     transform: Literal["none", "log1p"] = "log1p"
     caliper: float | None = Field(0.2, gt=0)
-    caliper_scale: Literal["sd", "absolute", "relative"] = "sd"
+    # "sd_all": caliper × SD of the distance over all units kept (MatchIt's std.caliper = TRUE).
+    caliper_scale: Literal["sd", "sd_all", "absolute", "relative"] = "sd"
     ratio: int = Field(1, ge=1, le=20)
     replace: bool = False
     max_reuse: int = Field(0, ge=0)
-    order: Literal["closest", "data", "random"] = "closest"
+    # "largest"/"smallest": treated units by decreasing/increasing distance (MatchIt's m.order).
+    order: Literal["closest", "data", "random", "largest", "smallest"] = "closest"
     seed: int = 20240101
     balance_covariates: list[str] = Field(default_factory=list)
+    # MatchIt compatibility (docs/matching.md, "Coming from MatchIt"); written to params.json only when
+    # set, so the outputs of the study's default design do not change. method = "propensity" only:
+    # ps_covariates ([] = exact + on), ps_model ("glm" = R's unpenalised glm), ps_scale ("probability" =
+    # MatchIt's distance, "logit" = link "linear.logit"); discard: common support on the distance.
+    ps_covariates: list[str] = Field(default_factory=list)
+    ps_model: Literal["penalised", "glm"] = "penalised"
+    ps_scale: Literal["logit", "probability"] = "logit"
+    discard: Literal["none", "both", "treated", "control"] = "none"
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_matchit_keys(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        for key, default in MATCHIT_KEY_DEFAULTS.items():
+            if key in data and data[key] == default:
+                del data[key]
+        return data
+
+
+#: The [matching] keys of MatchIt compatibility and their defaults (left out of dumps when unchanged).
+MATCHIT_KEY_DEFAULTS: dict[str, Any] = {"ps_covariates": [], "ps_model": "penalised", "ps_scale": "logit",
+                                        "discard": "none"}
 
 
 class SweepSettings(_Settings):
@@ -195,6 +226,50 @@ class IndicatorSettings(_Settings):
     did_pre_months: int = Field(12, ge=1, le=36)
     # Replicates for the headline effects of each `equilibres sweep` specification (speed).
     sweep_replicates: int = Field(199, ge=49, le=100_000)
+
+
+class SensitivitySettings(_Settings):
+    """Sensitivity analyses of the headline effects (issue 14), run after the indicators."""
+
+    # Negative-control outcomes: spending categories (``cleaning.categories`` names, or "hospital")
+    # the programme cannot plausibly change; each is estimated with the headline design and their
+    # spread calibrates the headline intervals (docs/indicators.md, "Negative controls").
+    negative_controls: list[str] = Field(default_factory=list)
+
+    # Verdict thresholds per headline (docs/indicators.md, "Sensitivity analyses"). Balance: every
+    # covariate's |standardised difference| after matching at most max_abs_smd. Overlap: at least
+    # min_matched_share of the eligible ÉQUILIBRES patients found a control. Pre-trends: the event
+    # study's joint test of no pre-index difference does not reject at pretrend_alpha. Negative
+    # controls: |mean systematic error| (log ratio scale) at most max_systematic_error. Power: the
+    # minimum detectable effect (two-sided alpha, power) at most min_effect_of_interest[headline id],
+    # in the headline's unit (relative reduction for the ratio headlines).
+    max_abs_smd: float = Field(0.1, gt=0, le=2)
+    min_matched_share: float = Field(0.7, ge=0, le=1)
+    pretrend_alpha: float = Field(0.05, gt=0, lt=1)
+    max_systematic_error: float = Field(0.1, ge=0)
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    power: float = Field(0.8, gt=0.5, lt=1)
+    min_effect_of_interest: dict[str, float] = Field(default_factory=dict)
+    # Event study: months relative to the index month shown (before, after) and bootstrap replicates
+    # of its bands; survival and cumulative-incidence curves: months shown and replicates.
+    event_months_before: int = Field(12, ge=2, le=36)
+    event_months_after: int = Field(24, ge=1, le=60)
+    event_replicates: int = Field(199, ge=49, le=100_000)
+    curve_months: int = Field(36, ge=1, le=120)
+    curve_replicates: int = Field(199, ge=49, le=100_000)
+
+    @field_validator("negative_controls")
+    @classmethod
+    def _distinct_controls(cls, v: list[str]) -> list[str]:
+        dup = sorted({c for c in v if v.count(c) > 1})
+        if dup:
+            raise ValueError(f"negative-control outcomes are listed once each; {dup} are repeated")
+        if v and len(v) < 3:
+            raise ValueError(
+                f"at least 3 negative-control outcomes are needed to estimate a systematic-error spread "
+                f"(5 or more recommended); got {len(v)}: {v}"
+            )
+        return v
 
 
 class EconomicsSettings(_Settings):
@@ -235,11 +310,30 @@ class StudyConfig(_Settings):
     sweep: SweepSettings = Field(default_factory=SweepSettings)
     indicators: IndicatorSettings = Field(default_factory=IndicatorSettings)
     economics: EconomicsSettings = Field(default_factory=EconomicsSettings)
+    sensitivity: SensitivitySettings = Field(default_factory=SensitivitySettings)
     surveys: SurveySettings = Field(default_factory=SurveySettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
     published: dict[str, float] = Field(default_factory=dict)
     # Directory of the file this configuration was loaded from (codebook paths are relative to it).
     base_dir: str = Field(default=str(DEFAULT_CONFIG_PATH.parent), exclude=True)
+
+    @model_validator(mode="after")
+    def _negative_controls_are_categories(self) -> StudyConfig:
+        known = [*self.cleaning.category_names, "hospital"]
+        unknown = [c for c in self.sensitivity.negative_controls if c not in known]
+        if unknown:
+            raise ValueError(
+                f"sensitivity.negative_controls names {unknown}, which are not spending categories "
+                f"({', '.join(known)}): add them under [cleaning.categories] or fix the list"
+            )
+        perimeter = self.indicators.perimeter or known  # an empty perimeter counts every category
+        overlap = [c for c in self.sensitivity.negative_controls if c in perimeter]
+        if overlap:
+            raise ValueError(
+                f"sensitivity.negative_controls {overlap} are in indicators.perimeter: a negative control "
+                f"must stay outside the headline spending perimeter; remove it from one of the two lists"
+            )
+        return self
 
     @model_validator(mode="after")
     def _eol_daily_covers_window(self) -> StudyConfig:

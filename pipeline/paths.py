@@ -17,7 +17,7 @@ class Output:
 
     key: str
     path: str
-    step: str  # clean | match | indicators | surveys | sweep
+    step: str  # clean | match | indicators | surveys | sweep | sensitivity
     kind: str  # csv | json | parquet | png
 
     @property
@@ -26,7 +26,7 @@ class Output:
 
 
 # Steps in the order of the run chain (a missing input names the earliest command to run).
-STEPS = ("clean", "match", "indicators", "surveys", "sweep", "report")
+STEPS = ("clean", "match", "indicators", "surveys", "sweep", "sensitivity", "report")
 
 OUTPUTS: tuple[Output, ...] = (
     Output("persons", "clean/persons.parquet", "clean", "parquet"),
@@ -63,6 +63,14 @@ OUTPUTS: tuple[Output, ...] = (
     Output("surveys_params", "surveys/params.json", "surveys", "json"),
     Output("sweep", "sweep/sweep.csv", "sweep", "csv"),
     Output("sweep_params", "sweep/params.json", "sweep", "json"),
+    Output("sensitivity_summary", "sensitivity/summary.json", "sensitivity", "json"),
+    Output("negative_controls", "sensitivity/negative_controls.csv", "sensitivity", "csv"),
+    Output("event_study", "sensitivity/event_study.csv", "sensitivity", "csv"),
+    Output("cumulative_incidence", "sensitivity/cumulative_incidence.csv", "sensitivity", "csv"),
+    Output("generalisability", "sensitivity/generalisability.csv", "sensitivity", "csv"),
+    Output("sensitivity_headlines", "sensitivity/headlines.csv", "sensitivity", "csv"),
+    Output("two_part", "sensitivity/two_part.csv", "sensitivity", "csv"),
+    Output("sensitivity_params", "sensitivity/params.json", "sensitivity", "json"),
 )
 OUTPUT = {o.key: o for o in OUTPUTS}
 
@@ -158,4 +166,4 @@ class BuildPaths:
 
 
 STEP_DIRS = {"clean": "clean", "match": "matching", "indicators": "indicators", "surveys": "surveys",
-             "sweep": "sweep", "report": "report"}
+             "sweep": "sweep", "sensitivity": "sensitivity", "report": "report"}

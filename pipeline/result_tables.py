@@ -67,7 +67,7 @@ def _schema(key: str, columns: Mapping[str, pa.Column], **metadata: str) -> pa.D
 
 
 SUPPRESSED = {"suppressed": _col("technical")}  # the producer's small-count marker (True, or column names)
-FLOW = {"stage": _col("text", required=True), "rule": _col("text", required=True),
+FLOW = {"stage": _col("text", required=True), "rule": _col("text", required=True), "unit": _col("technical"),
         **_cols("count", ("rows_in", "rows_out", "rows_dropped")), "euros_dropped": _col("eur"),
         "description": _col("text"), "description_fr": _col("text"), "source": _col("technical")}
 BY_ARM = {"unit": _col("unit"), **_cols("by_row", ("treated", "control", "difference", "ratio"), ci=True),
@@ -166,6 +166,42 @@ TABLES: dict[str, pa.DataFrameSchema] = {
         r"^(?!(spec|caliper|ratio|age_band_width|ess_controls|method|transform|replace|n_treated|"
         r"n_treated_matched|n_controls_matched|n_unmatched_treated|max_abs_smd_after|share_flagged_after|"
         r"seconds|effects_error)$)[a-z0-9_]+$": _col("indicator", regex=True)}),
+    # -- sensitivity/ (indicators/sensitivity/, docs/indicators.md "Sensitivity analyses") --------------
+    "sensitivity_headlines": _schema("sensitivity_headlines", {
+        "id": _col("text", required=True), **_cols("number", ("value", "ci_low", "ci_high")),
+        "evalue_scale": _col("text"), **_cols("number", ("rr", "rr_ci_low", "rr_ci_high", "evalue", "evalue_ci")),
+        "outcome_sd": _col("number"), **_cols("text", ("rosenbaum_test", "rosenbaum_direction", "verdict")),
+        "rosenbaum_pairs": _col("count"), **_cols("smd", ("rosenbaum_p", "se_log_ratio")),
+        **_cols("number", ("rosenbaum_gamma", "se", "mdrr", "mde")), **_cols("technical", ("alpha", "power")),
+        **SUPPRESSED}, ci_of="value"),
+    "negative_controls": _schema("negative_controls", {
+        "outcome": _col("text", required=True), **_cols("text", ("kind", "label_en", "label_fr", "transform")),
+        "unit": _col("unit"),
+        **_cols("by_row", ("treated", "control")), **_cols("number", ("ratio", "ratio_ci_low", "ratio_ci_high",
+                                                                       "log_ratio", "true_effect", "value")),
+        "se_log_ratio": _col("smd"), "estimable": _col("text"), **CI,
+        **_cols("number", ("calibrated_log_ratio", "calibrated_log_ci_low", "calibrated_log_ci_high",
+                           "calibrated_value", "calibrated_ci_low", "calibrated_ci_high")), **SUPPRESSED},
+        row_unit="unit"),
+    "event_study": _schema("event_study", {
+        "outcome": _col("text", required=True), "relative_month": _col("number"), "unit": _col("unit"),
+        **_cols("by_row", ("treated", "control", "estimate", "ci_low", "ci_high")),
+        **_cols("count", ("n_treated", "n_control")), **SUPPRESSED}, row_unit="unit", ci_of="estimate"),
+    "cumulative_incidence": _schema("cumulative_incidence", {
+        **_cols("text", ("curve", "arm")), **_cols("number", ("month", "day")),
+        **_cols("share", ("estimate", "ci_low", "ci_high")), "n_at_risk": _col("count"), **SUPPRESSED},
+        ci_of="estimate"),
+    "generalisability": _schema("generalisability", {
+        "covariate": _col("text", required=True),
+        **_cols("number", ("mean_matched_treated", "mean_all_treated", "mean_unmatched_complex")),
+        **_cols("smd", ("smd_matched_vs_all", "smd_matched_vs_unmatched_complex")),
+        **_cols("count", ("n_matched_treated", "n_all_treated", "n_unmatched_complex")), **SUPPRESSED}),
+    "two_part": _schema("two_part", {
+        "quantity": _col("text", required=True), "unit": _col("unit"),
+        **_cols("by_row", ("estimate", "ci_low", "ci_high", "bootstrap_estimate", "bootstrap_ci_low",
+                           "bootstrap_ci_high")), "se": _col("smd"),
+        **_cols("number", ("n_rows", "n_clusters")), "note": _col("technical"), **SUPPRESSED},
+        row_unit="unit", ci_of="estimate"),
 }
 
 

@@ -34,6 +34,7 @@ from pipeline.engine import engine_name, make_backend, stop_spark
 from pipeline.input_checks import check_inputs, diagnose_read_failure, out_of_memory_error
 from pipeline.io import HASH_METHOD, PipelineError, atomic_write_json, file_hash, peak_rss_mb
 from pipeline.paths import BuildPaths
+from pipeline.provenance import EXTRACT, code_hash, inconsistencies, read_provenance, settings_hash
 from pipeline.readers import TABLE_KEYS, locate_tables, parquet_needs_conversion, stage_as_parquet
 from pipeline.stages.rules import AUDIT_COLUMNS
 from pipeline.tables import clean_tables
@@ -207,10 +208,14 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Clean
             manifest_ok = paths.clean_manifest.exists() and paths.attrition.exists()
             engine = config.engine.name
             log.info("clean start: engine=%s force=%s stages to run=%s", engine, force, ",".join(todo) or "none")
+            extract_inputs = {f"{EXTRACT}{os.path.relpath(p, paths.data)}": h["sha256"]
+                              for k in TABLE_KEYS for p, h in zip(tables[k], input_hashes[k], strict=True)}
             if not todo and manifest_ok:
                 log.info("clean: every stage up to date, nothing to do")
                 runs = [StageRun(s.name, "cached", 0.0, 0.0, fingerprints[s.name], records[s.name]["outputs"])
                         for s in STAGES]
+                if _record_outdated(paths, config, extract_inputs):
+                    writer.params(config, CLEAN_SECTIONS, extract_inputs=extract_inputs)
                 return _result(paths, engine, runs, time.perf_counter() - t0)
 
             runs: list[StageRun] = []
@@ -284,6 +289,7 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Clean
                 table.check(paths.output(key), fix)
             writer.text("attrition", attrition_csv(records))
             writer.json("manifest", manifest(paths, config, input_hashes, code, runs, records, input_checks=checks))
+            writer.params(config, CLEAN_SECTIONS, extract_inputs=extract_inputs)
             result = _result(paths, engine, runs, time.perf_counter() - t0)
             log.info("clean done in %.1f s: ran %s", result.seconds, ",".join(result.ran))
             return result
@@ -293,6 +299,19 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Clean
         finally:
             log.removeHandler(handler)
             handler.close()
+
+
+# The settings saved in clean/params.json beside the provenance (the manifest holds them too).
+CLEAN_SECTIONS = ("study", "extract", "cleaning", "cohort", "engine")
+
+
+def _record_outdated(paths: BuildPaths, config: StudyConfig, extract_inputs: dict[str, str]) -> bool:
+    """Whether clean/params.json must be rewritten although no stage ran (absent, or written for other
+    settings, code or extract files)."""
+    record = read_provenance(paths, "clean")
+    return (record is None or record.settings_hash != settings_hash(config, "clean")
+            or record.code != code_hash("clean") or dict(record.inputs) != extract_inputs
+            or bool(inconsistencies(paths, "clean")))
 
 
 def _result(paths: BuildPaths, engine: str, runs: list[StageRun], seconds: float) -> CleanResult:

@@ -14,7 +14,7 @@ describes other outputs. Outputs are found by key, never by a path written in st
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -31,7 +31,8 @@ from pipeline.io import (
     build_lock,
     restore_on_failure,
 )
-from pipeline.paths import OUTPUT, OUTPUTS, STEP_DIRS, BuildPaths
+from pipeline.paths import OUTPUT, OUTPUTS, STEP_DIRS, BuildPaths, step_outputs
+from pipeline.provenance import check_upstream, make_record
 from pipeline.result_tables import TABLES as RESULT_TABLES
 from pipeline.result_tables import validate_result
 from pipeline.results import IndicatorRecord, write_records
@@ -55,6 +56,8 @@ class StepWriter:
         self._stack: contextlib.ExitStack | None = None
 
     def __enter__(self) -> StepWriter:
+        # A step never consumes results that no longer follow from what is upstream of them.
+        check_upstream(self.paths, self.step)
         stack = contextlib.ExitStack()
         stack.enter_context(build_lock(self.paths.root, self.step))
         stack.enter_context(restore_on_failure(self.paths.root, *step_dirs(self.paths, self.step)))
@@ -112,9 +115,15 @@ class StepWriter:
         self.written[key] = path
         return path
 
-    def params(self, config: StudyConfig, sections: Sequence[str], **facts: Any) -> Path:
-        """Save the configuration sections the step used and what it recorded about the run."""
+    def params(self, config: StudyConfig, sections: Sequence[str], *,
+               extract_inputs: Mapping[str, str] | None = None, **facts: Any) -> Path:
+        """Save the configuration sections the step used, what it recorded about the run, and its
+        provenance (:mod:`pipeline.provenance`: hashes of its settings, code, inputs and of every output
+        of the step now in place). ``extract_inputs``: the hashes of the files it read outside the build
+        (``extract:<path under --data>`` or ``file:<path>``). Call it last, once every output is written."""
         path = self.paths.params(self.step)
-        write_params(config, path, sections=list(sections), **facts)
+        record = make_record(self.paths, config, self.step, [*step_outputs(self.step), *self.written],
+                             extra_inputs=extract_inputs)
+        write_params(config, path, sections=list(sections), **facts, provenance=record.to_dict())
         self.written["params"] = path
         return path

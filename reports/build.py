@@ -24,6 +24,7 @@ from pipeline.config import StudyConfig
 from pipeline.io import PipelineError, atomic_write_bytes, atomic_write_text, build_lock, restore_on_failure
 from pipeline.paths import BuildPaths
 from pipeline.privacy import extract_identifiers, identifiers_in
+from pipeline.provenance import check_chain
 from reports.context import ReportContext, Section
 from reports.format import Formatter
 from reports.i18n import text
@@ -39,14 +40,19 @@ from reports.sections import (
     sensitivity,
     summary,
     surveys,
+    synthesis,
 )
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 
-# The sections in report order (a section's id is its module's name).
-SECTIONS = (summary, intervention, matching, hospitalisation, economics, surveys, sensitivity, limitations,
-            methods, reproducibility)
+# The report in three parts: the synthesis a funder reads first, the evidence behind it, and the
+# technical annex (checklists, the full comparison with the published figures, reproducibility).
+PARTS = (("synthesis", (synthesis,)),
+         ("evidence", (intervention, matching, hospitalisation, economics, surveys, sensitivity, limitations)),
+         ("annex", (methods, summary, reproducibility)))
+SECTIONS = tuple(m for _part, modules in PARTS for m in modules)
+PART_OF = {m.__name__.rsplit(".", 1)[-1]: part for part, modules in PARTS for m in modules}
 SECTION_IDS = tuple(m.__name__.rsplit(".", 1)[-1] for m in SECTIONS)
 
 
@@ -85,11 +91,14 @@ def render_html(results: BuildResults, config: StudyConfig) -> tuple[str, Report
     title = config.report.title_fr if lang == "fr" else config.report.title_en
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    parts = [{"id": part, "title": text(f"part_{part}", lang),
+               "sections": [s for s in sections if PART_OF[s.id] == part]} for part, _m in PARTS]
     html = env.get_template("report.html.j2").render(
-        lang=lang, title=title, subtitle=text("subtitle", lang), css=Markup(css), sections=sections,
+        lang=lang, title=title, parts=parts, subtitle=text("subtitle", lang), css=Markup(css), sections=sections,
         toc_title=text("toc", lang), generated=text("generated_on", lang) + " " + Formatter(lang).date(dt.date.today()),
         study=config.study.name, t=lambda key, **kw: text(key, lang, **kw),
         table_label=text("table", lang), figure_label=text("figure", lang), page_label=text("page", lang),
+        show_label=text("show_table", lang),
     )
     return html, ctx, sections
 
@@ -105,6 +114,7 @@ def run(paths: BuildPaths, config: StudyConfig, *, pdf: bool = True) -> ReportRe
         raise PipelineError(
             f"Build directory {build} does not exist. Run `equilibres run --data <extract> --out {build}` first."
         )
+    check_chain(paths)  # results of different runs are never mixed (pipeline/provenance.py)
     results = load_build(paths)
     html, ctx, sections = render_html(results, config)
     leftovers = re.findall(r"\{\{|\{%|\}\}|%\}", html)
@@ -146,4 +156,5 @@ def html_to_pdf(html: str, base_url: str | None = None) -> tuple[bytes, int]:
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     logging.getLogger("fontTools").setLevel(logging.ERROR)
     document = HTML(string=html, base_url=base_url).render()
-    return document.write_pdf(), len(document.pages)
+    # Tagged PDF (structure for screen readers); the title, author and language come from the <head>.
+    return document.write_pdf(pdf_tags=True), len(document.pages)

@@ -38,6 +38,9 @@ PUBLISHED_UNITS = {
 
 Block = dict[str, Any]
 
+# Tables longer than this are collapsed in the HTML (a <details> the reader opens); always open in print.
+COLLAPSE_ROWS = 15
+
 
 @dataclass
 class Section:
@@ -85,6 +88,11 @@ class ReportContext:
     def t(self, key: str, **kw: Any) -> Any:
         return text(key, self.lang, **kw)
 
+    def plural(self, key: str, n: int, **kw: Any) -> str:
+        """``key_one`` or ``key_other`` by the count ``n`` (French: 0 and 1 take the singular)."""
+        one = n in (0, 1) if self.lang == "fr" else n == 1
+        return text(f"{key}_{'one' if one else 'other'}", self.lang, n=self.fmt.integer(n), **kw)
+
     def html(self, key: str, **kw: Any) -> Markup:
         """A trusted text with data values escaped into its placeholders."""
         return Markup(text(key, self.lang)).format(**kw)
@@ -104,19 +112,23 @@ class ReportContext:
 
     def table(self, caption: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
               align: Sequence[str] | None = None, note: Any = None, cls: str = "",
-              widths: Sequence[int] | None = None) -> Block:
+              widths: Sequence[int] | None = None, annex: bool = False) -> Block:
+        """A numbered table; ``annex``: a long reference table, collapsed (``<details>``) in the HTML."""
         self.n_tables += 1
         align = list(align) if align else ["l"] + ["r"] * (len(columns) - 1)
         if len(columns) >= 7 and "small" not in cls:
             cls = (cls + " small").strip()
         return {"kind": "table", "number": self.n_tables, "caption": caption, "columns": list(columns),
                 "rows": [[("" if c is None else c) for c in row] for row in rows], "align": align,
-                "note": note, "cls": cls, "widths": list(widths) if widths else None}
+                "note": note, "cls": cls, "widths": list(widths) if widths else None,
+                "collapsed": annex or len(rows) > COLLAPSE_ROWS}
 
-    def figure(self, caption: str, png: bytes, cls: str = "") -> Block:
+    def figure(self, caption: str, png: bytes, cls: str = "", alt: str | None = None) -> Block:
+        """A numbered chart; ``alt`` says what it shows in words (the caption when not given)."""
         self.n_figures += 1
         return {"kind": "figure", "number": self.n_figures, "caption": caption,
-                "src": figures.to_data_uri(png), "alt": caption, "cls": cls}
+                "src": figures.to_data_uri(png), "alt": alt or caption, "cls": cls,
+                "width": figures.css_width(png)}
 
     def notice_missing(self, key: str) -> Block:
         missing = self.results.missing.get(key)

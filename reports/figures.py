@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 TREATED_COLOR = "#1f6f8b"
 CONTROL_COLOR = "#c8a45a"
@@ -46,6 +46,13 @@ def _styled(fn):
 
 def to_data_uri(png: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64," + base64.b64encode(png).decode("ascii")
+
+
+def css_width(png: bytes) -> int:
+    """The width in CSS pixels (96 per inch) of a PNG drawn at :data:`DPI`: the chart is shown at the
+    size it was drawn, so its text has the size of the report's text."""
+    pixels = int.from_bytes(png[16:20], "big")  # IHDR width
+    return round(pixels * 96 / DPI)
 
 
 def _save(fig: plt.Figure) -> bytes:
@@ -140,14 +147,14 @@ def love_plot(covariates: Sequence[str], before: Sequence[float | None], after: 
 
 @_styled
 def grouped_bars(categories: Sequence[str], series: Mapping[str, Sequence[float]], ylabel: str,
-                 tick_format: Callable[[float], str], horizontal: bool = True) -> bytes:
+                 tick_format: Callable[[float], str], horizontal: bool = True, fig_width: float = 6.8) -> bytes:
     """Bars per category, one bar per series (e.g. ÉQUILIBRES vs controls)."""
     k = len(categories)
     m = max(len(series), 1)
     colors = [TREATED_COLOR, CONTROL_COLOR, "#7a9e7e", "#a05a5a"]
     width = 0.8 / m
     if horizontal:
-        fig, ax = plt.subplots(figsize=(6.8, 0.45 * k * max(m, 1) * 0.6 + 1.3))
+        fig, ax = plt.subplots(figsize=(fig_width, 0.45 * k * max(m, 1) * 0.6 + 1.3))
         base = list(range(k))[::-1]
         for j, (name, vals) in enumerate(series.items()):
             pos = [b + (m - 1 - j) * width - 0.4 + width / 2 for b in base]
@@ -155,6 +162,7 @@ def grouped_bars(categories: Sequence[str], series: Mapping[str, Sequence[float]
         ax.set_yticks(base)
         ax.set_yticklabels(categories)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: tick_format(v)))
+        ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.set_xlabel(ylabel)
         ax.grid(axis="x", color="#eeeeee")
     else:
@@ -253,4 +261,100 @@ def specification_curve(estimates: Sequence[float], lo: Sequence[float | None], 
     ax.set_ylabel(ylabel)
     ax.set_xlabel(xlabel)
     ax.grid(axis="y", color="#eeeeee")
+    return _save(fig)
+
+
+@_styled
+def arm_panels(panels: Sequence[tuple[str, float, float, Callable[[float], str]]], arms: tuple[str, str]) -> bytes:
+    """Small multiples: one panel per headline (title, ÉQUILIBRES value, control value, value format),
+    two labelled bars each (the synthesis' end-of-life chart)."""
+    k = len(panels)
+    fig, axes = plt.subplots(1, k, figsize=(2.4 * k, 2.5), squeeze=False)
+    for ax, (title, treated, control, fmt) in zip(axes[0], panels, strict=True):
+        bars = ax.bar([0, 1], [treated, control], color=[TREATED_COLOR, CONTROL_COLOR], width=0.6)
+        for b, v in zip(bars, (treated, control), strict=True):
+            ax.annotate(fmt(v), (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=9,
+                        xytext=(0, 2), textcoords="offset points", fontweight="bold")
+        ax.set_xticks([0, 1])
+        ax.set_xticklabels([textwrap.fill(a, 16) for a in arms])
+        ax.set_title(textwrap.fill(title, 26), fontsize=9)
+        ax.set_yticks([])
+        ax.spines["left"].set_visible(False)
+        ax.set_ylim(0, max(treated, control, 1e-9) * 1.25)
+    fig.tight_layout()
+    return _save(fig)
+
+
+@_styled
+def interval_bars(labels: Sequence[str], values: Sequence[float], lo: Sequence[float | None],
+                  hi: Sequence[float | None], tick_format: Callable[[float], str], xlabel: str = "",
+                  colors: Sequence[str] | None = None, published: Sequence[float | None] | None = None,
+                  published_label: str = "", xlim: tuple[float, float] | None = None, width: float = 6.8) -> bytes:
+    """Horizontal bars with their 95 % interval and, optionally, the published value as a marker."""
+    k = len(labels)
+    fig, ax = plt.subplots(figsize=(width, 0.5 * k + 1.0))
+    ys = list(range(k))[::-1]
+    cols = list(colors) if colors else [TREATED_COLOR] * k
+    ax.barh(ys, values, color=cols, height=0.55)
+    for y, v, a, b in zip(ys, values, lo, hi, strict=True):
+        if a is not None and b is not None:
+            ax.plot([a, b], [y, y], color="#1d2327", lw=1.2)
+            ax.plot([a, a], [y - 0.12, y + 0.12], color="#1d2327", lw=1.2)
+            ax.plot([b, b], [y - 0.12, y + 0.12], color="#1d2327", lw=1.2)
+        ax.annotate(tick_format(v), (max(v, b if b is not None else v), y), xytext=(4, 0), textcoords="offset points",
+                    va="center", fontsize=8)
+    if published is not None:
+        px = [(y, p) for y, p in zip(ys, published, strict=True) if p is not None]
+        if px:
+            ax.plot([p for _y, p in px], [y for y, _p in px], "D", color=CONTROL_COLOR, ms=6, mec="#1d2327",
+                    mew=0.6, label=published_label, zorder=5)
+            ax.legend(frameon=False, loc="lower right", fontsize=8)
+    ax.axvline(0, color=GREY, lw=0.8)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([textwrap.fill(x, 28) for x in labels], fontsize=8)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: tick_format(v)))
+    ax.xaxis.set_major_locator(MaxNLocator(4))
+    if xlim:
+        ax.set_xlim(*xlim)
+    else:
+        lo_x = min([0.0, *values, *[a for a in lo if a is not None]])
+        hi_x = max([0.0, *values, *[b for b in hi if b is not None]])
+        pad = (hi_x - lo_x) * 0.18 or 1.0
+        ax.set_xlim(lo_x - (pad if lo_x < 0 else 0), hi_x + pad)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", color="#eeeeee")
+    return _save(fig)
+
+
+@_styled
+def event_study(months: Sequence[float], estimates: Sequence[float], lo: Sequence[float | None],
+                hi: Sequence[float | None], title: str, xlabel: str, ylabel: str) -> bytes:
+    """Estimates by month relative to the index date, with their 95 % intervals."""
+    fig, ax = plt.subplots(figsize=(6.4, 2.7))
+    ax.axhline(0, color=GREY, lw=0.8)
+    ax.axvline(-0.5, color=GREY, lw=0.8, ls="--")
+    pairs = [(m, a, b) for m, a, b in zip(months, lo, hi, strict=True) if a is not None and b is not None]
+    if pairs:
+        ax.fill_between([p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs], color="#e8f1f5")
+    ax.plot(months, estimates, "o-", color=TREATED_COLOR, ms=3, lw=1.2)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", color="#eeeeee")
+    return _save(fig)
+
+
+@_styled
+def step_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
+                tick_format: Callable[[float], str]) -> bytes:
+    """Cumulative incidence (or any step function) per arm."""
+    fig, ax = plt.subplots(figsize=(6.4, 2.8))
+    colors = [TREATED_COLOR, CONTROL_COLOR, "#7a9e7e", "#a05a5a"]
+    for j, (name, (x, y)) in enumerate(curves.items()):
+        ax.step(x, y, where="post", color=colors[j % len(colors)], label=name, lw=1.5)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: tick_format(v)))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", color="#eeeeee")
+    ax.legend(frameon=False, loc="upper left")
     return _save(fig)

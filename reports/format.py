@@ -149,6 +149,18 @@ class Formatter:
             return f"{d.day} {FRENCH_MONTHS[d.month - 1]} {d.year}"
         return d.strftime("%-d %B %Y")
 
+    def size(self, n_bytes: Any) -> str:
+        """A file size in kB / MB (decimal units, as file managers show them)."""
+        if not is_num(n_bytes):
+            return MISSING
+        x = float(n_bytes)
+        unit = ("ko", "Mo", "Go") if self.lang == "fr" else ("kB", "MB", "GB")
+        if x >= 1e9:
+            return f"{self.number(x / 1e9, 1)}{NBSP}{unit[2]}"
+        if x >= 1e6:
+            return f"{self.number(x / 1e6, 1)}{NBSP}{unit[1]}"
+        return f"{self.number(max(x / 1e3, 0.1 if x else 0), 1)}{NBSP}{unit[0]}"
+
     def masked(self, threshold: int) -> str:
         return f"<{NBSP}{threshold}"
 
@@ -185,8 +197,10 @@ class Formatter:
         """A saved parameter value: lists joined, booleans as yes/no, floats without trailing zeros."""
         if isinstance(v, bool):
             return yes_no[0] if v else yes_no[1]
+        if isinstance(v, dict):
+            return "; ".join(f"{k} = {self.parameter(x, yes_no)}" for k, x in v.items()) or MISSING
         if isinstance(v, list | tuple):
-            return ", ".join(str(x) for x in v) or MISSING
+            return ", ".join(self.parameter(x, yes_no) for x in v) or MISSING
         if v is None:
             return MISSING
         if is_num(v) and not isinstance(v, int):

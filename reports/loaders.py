@@ -25,7 +25,7 @@ from pipeline.config import StudyConfig, config_from_dict
 from pipeline.contract_spec import IDENTIFIER_COLUMNS
 from pipeline.io import PipelineError
 from pipeline.paths import OUTPUT, STEPS, BuildPaths
-from pipeline.result_tables import validate_result
+from pipeline.result_tables import schema, validate_result
 from pipeline.results import IndicatorRecord, StepParams, read_params, read_records
 
 # Columns that identify a person, a matched unit or a team: never rendered (the extract's identifier
@@ -40,6 +40,10 @@ OPTIONAL = ("attrition_matching", "unmatched_profiles", "indicator_unmatched", "
             "spending_by_category", "eol", "hospitalisation", "followup", "economics_scenarios", "did",
             "regression_crosscheck", "survey_indicators", "survey_items", "likert", "before_after",
             "response_rates", "surveys_params", "sweep", "sweep_params")
+# The sensitivity step's outputs (issue 14), read when present; their tables are validated against their
+# declaration in pipeline/result_tables.py once declared there.
+SENSITIVITY = tuple(k for k in ("sensitivity_summary", "negative_controls", "event_study", "cumulative_incidence",
+                                "generalisability") if k in OUTPUT)
 RECORDS = ("indicators", "indicator_unmatched", "survey_indicators")  # first occurrence of an id wins
 PARAMS = {"matching_params": "match", "indicators_params": "indicators", "surveys_params": "surveys",
           "sweep_params": "sweep"}
@@ -64,6 +68,7 @@ class BuildResults:
     params: dict[str, StepParams] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
     missing: dict[str, Missing] = field(default_factory=dict)
+    sensitivity: dict[str, Any] = field(default_factory=dict)  # sensitivity/summary.json when present
 
     def table(self, key: str) -> pd.DataFrame | None:
         return self.tables.get(key)
@@ -80,7 +85,7 @@ class BuildResults:
         return self.params.get(step)
 
     def files(self) -> Iterator[tuple[str, Path]]:
-        for key in (*REQUIRED, *OPTIONAL):
+        for key in (*REQUIRED, *OPTIONAL, *SENSITIVITY):
             path = self.root / OUTPUT[key].path
             if path.exists():
                 yield OUTPUT[key].path, path
@@ -99,6 +104,24 @@ def read_csv(path: Path, key: str) -> pd.DataFrame:
         ) from None
     frame = frame.drop(columns=[c for c in frame.columns if c in RESULT_IDENTIFIER_COLUMNS])
     return validate_result(key, frame)
+
+
+def declared(key: str) -> bool:
+    try:
+        schema(key)
+    except KeyError:
+        return False
+    return True
+
+
+def read_undeclared_csv(path: Path) -> pd.DataFrame:
+    """A sensitivity table whose columns are not declared yet: read as is, identifiers dropped (the
+    report draws charts from named columns and shows no undeclared column as a table)."""
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    return frame.drop(columns=[c for c in frame.columns if c in RESULT_IDENTIFIER_COLUMNS])
 
 
 def read_json(path: Path) -> Any:
@@ -132,7 +155,7 @@ def load_build(paths: BuildPaths) -> BuildResults:
             + f"\nRun `{commands[0]}` first (or `equilibres run --data <extract> --out {paths.root}` for "
             f"the whole chain), then `equilibres report`."
         )
-    for key in (*REQUIRED, *OPTIONAL):
+    for key in (*REQUIRED, *OPTIONAL, *SENSITIVITY):
         out, path = OUTPUT[key], paths.output(key)
         if not path.exists():
             results.missing[key] = Missing(key, out.path, out.command)
@@ -144,6 +167,10 @@ def load_build(paths: BuildPaths) -> BuildResults:
         elif key == "manifest":
             results.manifest = read_json(path)
             results.params["clean"] = clean_params(results.manifest)
+        elif key == "sensitivity_summary":
+            results.sensitivity = read_json(path)
+        elif key in SENSITIVITY and not declared(key):
+            results.tables[key] = read_undeclared_csv(path)
         else:
             results.tables[key] = read_csv(path, key)
     return results

@@ -7,6 +7,8 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+from markupsafe import Markup, escape
+
 from pipeline.results import IndicatorRecord
 from reports import figures
 from reports.context import Block, ReportContext
@@ -15,7 +17,8 @@ from reports.format import MISSING, is_num
 # Indicator ids are grouped into sections by prefix (first match wins).
 SECTION_PREFIXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("matching", ("unmatched",)),
-    ("economics", ("avoided", "programme", "net_savings", "investment", "econ", "cost_")),
+    ("economics", ("avoided", "programme", "net_savings", "gross_savings", "caseload", "return_per", "investment",
+                   "econ", "cost_")),
     ("surveys", ("patients_", "caregivers_", "nurses_", "survey")),
     ("sensitivity", ("did_", "sweep", "regression")),
     ("hospitalisation", ("",)),
@@ -109,7 +112,14 @@ def indicator_rows(ctx: ReportContext, section: str, exclude: set[str] | None = 
             ctx.n_masked += 1
     cols = [ctx.t("col_indicator"), ctx.t("col_treated"), ctx.t("col_control"), ctx.t("value"),
             ctx.t("col_ci"), ctx.t("col_n"), ctx.t("col_published")]
-    return ctx.table(caption or ctx.t("tab_indicators"), cols, rows, note=ctx.masked_note())
+    # Columns with no value in any row (no arm values, no published figure) are left out; a dash that
+    # remains means "not applicable to this indicator" and the note says so.
+    keep = [j for j in range(len(cols)) if j == 0 or any(r[j] != MISSING for r in rows)]
+    cols, rows = [cols[j] for j in keep], [[r[j] for j in keep] for r in rows]
+    note = ctx.masked_note()
+    if any(c == MISSING for r in rows for c in r):
+        note = Markup(f"{escape(ctx.t('dash_note'))} {note}")
+    return ctx.table(caption or ctx.t("tab_indicators"), cols, rows, note=note)
 
 
 def arm_chart(ctx: ReportContext, ids: Sequence[str], caption: str) -> Block | None:
@@ -126,13 +136,9 @@ def arm_chart(ctx: ReportContext, ids: Sequence[str], caption: str) -> Block | N
                            arm_unit(ctx.unit_of(rid), [arms[t_key], arms[c_key]])))
     if not panels:
         return None
-    by_unit: dict[str, list[Any]] = {}
-    for p in panels:
-        by_unit.setdefault(p[3], []).append(p)
-    # One chart for the unit with most panels keeps the scales comparable.
-    unit, group = max(by_unit.items(), key=lambda kv: len(kv[1]))
-    png = figures.grouped_bars([wrap(g[0], 38) for g in group],
-                               {ctx.t("col_treated"): [g[1] for g in group],
-                                ctx.t("col_control"): [g[2] for g in group]},
-                               "", lambda v: ctx.fmt.value(v, unit, precise=False))
-    return ctx.figure(caption, png)
+    # Small multiples, one panel per indicator, each with its own scale (at most four per chart).
+    panels = panels[:4]
+    png = figures.arm_panels([(g[0], g[1], g[2], (lambda v, u=g[3]: ctx.fmt.value(v, u, precise=False)))
+                              for g in panels], (ctx.t("col_treated"), ctx.t("col_control")))
+    alt = "; ".join(f"{g[0]} : {ctx.fmt.value(g[1], g[3])} / {ctx.fmt.value(g[2], g[3])}" for g in panels)
+    return ctx.figure(caption, png, alt=f"{ctx.t('col_treated')} / {ctx.t('col_control')} — {alt}")

@@ -24,6 +24,9 @@ from reports.i18n import column_label, has_text, measure_label, note_text, rule_
 CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
 VALUE_KINDS = ("share", "eur", "score", "number")  # masked beside a masked count of people
 BY_ROW_KINDS = {"share": "share", "count": "count", "relative_difference": "share"}
+# Columns the report shows in another kind than their declaration: the return per euro invested is a
+# ratio (euros saved per euro invested), not an amount.
+KIND_OVERRIDES = {"return_per_euro_invested": "ratio"}
 
 # Stages of the audit trail whose rows are claim lines, stays or ALD rows rather than people: their
 # counts are not counts of people and are not masked.
@@ -60,7 +63,8 @@ def measure_text(ctx: ReportContext, measure: Any) -> str:
 
 def frame_table(ctx: ReportContext, key: str, df: pd.DataFrame, caption: str, *, max_rows: int = 80,
                 rename: Mapping[str, str] | None = None, drop: Iterable[str] = (),
-                keep: Sequence[str] | None = None, added: Mapping[str, str] | None = None) -> Block:
+                keep: Sequence[str] | None = None, added: Mapping[str, str] | None = None,
+                annex: bool = False) -> Block:
     """The result table ``key``: columns formatted by their declared kind; people counts masked.
 
     ``added``: kinds of columns the report added to the producer's table. Producers already blank
@@ -69,6 +73,8 @@ def frame_table(ctx: ReportContext, key: str, df: pd.DataFrame, caption: str, *,
     whichever step wrote it.
     """
     declared = {**column_kinds(key, [c for c in df.columns if c not in (added or {})]), **(added or {})}
+    declared = {c: KIND_OVERRIDES.get(c.removesuffix(CI_LOW).removesuffix(CI_HIGH), k) if k == "eur" else k
+                for c, k in declared.items()}
     df, pre_masked, kinds = prepare_frame(df, declared, ctx.lang, drop=drop, keep=keep)
     kinds = {c: unit_kind(ctx.unit_of(c.removesuffix(CI_LOW).removesuffix(CI_HIGH))) if k == "indicator" else k
              for c, k in kinds.items()}
@@ -141,7 +147,7 @@ def frame_table(ctx: ReportContext, key: str, df: pd.DataFrame, caption: str, *,
     note = ctx.masked_note() if counts else None
     if len(df) > max_rows:
         rows.append([f"… (+{len(df) - max_rows})"] + [""] * (len(cols) - 1))
-    return ctx.table(caption, cols, rows, align=align, note=note)
+    return ctx.table(caption, cols, rows, align=align, note=note, annex=annex)
 
 
 def prepare_frame(df: pd.DataFrame, kinds: Mapping[str, str], lang: str, drop: Iterable[str] = (),

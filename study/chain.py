@@ -1,8 +1,14 @@
-"""The run chain of `equilibres run`: validate → clean → match → indicators → surveys → sweep → report.
+"""The run chain of `equilibres run`: validate → clean → match → indicators → surveys → sweep →
+sensitivity → report (the order of :data:`pipeline.paths.STEPS`).
 
-Every step has the same entry, ``run(paths, config, *, force=False)`` (:data:`STEPS`); the chain calls
-them in order on one :class:`pipeline.paths.BuildPaths` and stops at the first error. An extract that
-breaks the input contract stops it before cleaning (:class:`ExtractInvalid`, exit code 1).
+Every step has the same entry, ``run(paths, config, *, force=False)`` (:data:`STEPS`). Like make, the
+chain re-runs exactly the steps whose results are out of date (:func:`pipeline.provenance.outdated`:
+an input rewritten since, other settings or code, an output edited by hand, no record) and reuses the
+others; cleaning is always called, since it caches stage by stage itself. It stops at the first error;
+an extract that breaks the input contract stops it before cleaning (:class:`ExtractInvalid`, exit
+code 1). A step run alone refuses inconsistent upstream results (the StepWriter checks them);
+:func:`run_step` and :func:`report` with ``refresh=True`` first re-run the upstream steps whose results
+no longer follow from their inputs.
 """
 
 from __future__ import annotations
@@ -11,13 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from indicators import sensitivity as sensitivity_study
 from indicators import study as indicators_study
 from matching import study as matching_study
 from pipeline import runner as clean_runner
-from pipeline.config import StudyConfig
+from pipeline.config import StudyConfig, write_params
 from pipeline.contract import ValidationReport, validate_extract
-from pipeline.io import PipelineError
+from pipeline.io import PipelineError, build_lock
+from pipeline.paths import STEPS as CHAIN_ORDER
 from pipeline.paths import BuildPaths
+from pipeline.provenance import make_record, outdated, read_provenance, stale_steps, upstream
 from reports.build import ReportResult
 from reports.build import run as render_report
 from study import sweep as sweep_study
@@ -30,6 +39,7 @@ STEPS: dict[str, Callable[..., Any]] = {
     "indicators": indicators_study.run,
     "surveys": surveys_study.run,
     "sweep": sweep_study.run,
+    "sensitivity": sensitivity_study.run,
 }
 
 
@@ -46,9 +56,72 @@ def validate(paths: BuildPaths, config: StudyConfig, *, max_examples: int = 3) -
     return validate_extract(paths.data, config, max_examples=max_examples)
 
 
-def report(paths: BuildPaths, config: StudyConfig, *, pdf: bool = True) -> ReportResult:
-    """Render the report from the saved results (HTML, and PDF unless ``pdf=False``)."""
-    return render_report(paths, config, pdf=pdf)
+Announce = Callable[[str], None] | None
+Done = Callable[[str, Any], None] | None
+
+
+def report(paths: BuildPaths, config: StudyConfig, *, pdf: bool = True, refresh: bool = False,
+           on_step: Announce = None, on_result: Done = None) -> ReportResult:
+    """Render the report from the saved results (HTML, and PDF unless ``pdf=False``) and record its
+    provenance in ``report/params.json``. The report refuses results that do not form one consistent
+    chain; ``refresh=True`` first re-runs the steps whose results no longer follow from their inputs."""
+    if refresh:
+        refresh_stale(paths, config, None, on_step=on_step, on_result=on_result)
+    result = render_report(paths, config, pdf=pdf)
+    files = [result.html_path, *([result.pdf_path] if result.pdf_path is not None else [])]
+    record = make_record(paths, config, "report", [f.relative_to(paths.root).as_posix() for f in files])
+    with build_lock(paths.root, "report"):
+        write_params(config, paths.params("report"), sections=["report"], pdf=pdf, provenance=record.to_dict())
+    return result
+
+
+def report_outdated(paths: BuildPaths, config: StudyConfig, *, pdf: bool = True) -> tuple[str, ...]:
+    """Why the report must be rendered again (empty: report.html, and report.pdf if asked, are current)."""
+    reasons = list(outdated(paths, "report", config))
+    record = read_provenance(paths, "report")
+    if pdf and record is not None and "report/report.pdf" not in record.outputs:
+        reasons.append("no PDF was rendered")
+    return tuple(reasons)
+
+
+@dataclass(frozen=True)
+class UpToDate:
+    """A step the chain did not re-run: its results follow from the current inputs, settings and code."""
+
+    step: str
+    finished_at: str
+
+    def render(self) -> str:
+        return (f"{self.step}: up to date (computed {self.finished_at} from the same inputs, settings and "
+                f"code); reused.")
+
+
+def run_step(paths: BuildPaths, config: StudyConfig, name: str, *, refresh: bool = False, force: bool = False,
+             on_step: Announce = None, on_result: Done = None) -> Any:
+    """Run one step alone; ``refresh=True`` first re-runs its stale upstream steps (else they stop it)."""
+    if refresh:
+        refresh_stale(paths, config, name, on_step=on_step, on_result=on_result)
+    return STEPS[name](paths, config, force=force)
+
+
+def refresh_stale(paths: BuildPaths, config: StudyConfig, step: str | None, *, on_step: Announce = None,
+                  on_result: Done = None) -> list[str]:
+    """Re-run, in chain order, the steps upstream of ``step`` (every step for the report: ``None``) whose
+    saved results no longer follow from their inputs; the names of the steps run."""
+    candidates = None if step is None else upstream(step)
+    ran: list[str] = []
+    while stale := stale_steps(paths, candidates):
+        name = stale[0].step
+        if name in ran or name not in STEPS:
+            raise PipelineError(f"`equilibres {name}` cannot bring {paths.root / name} up to date: "
+                                + "; ".join(stale[0].reasons))
+        if on_step is not None:
+            on_step(name)
+        result = STEPS[name](paths, config)
+        if on_result is not None:
+            on_result(name, result)
+        ran.append(name)
+    return ran
 
 
 @dataclass
@@ -57,16 +130,22 @@ class ChainResult:
 
     validation: ValidationReport
     results: dict[str, Any] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    reasons: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def run_chain(paths: BuildPaths, config: StudyConfig, *, force: bool = False, sweep: bool = True,
-              report_too: bool = True, pdf: bool = True,
-              on_step: Callable[[str], None] | None = None,
-              on_result: Callable[[str, Any], None] | None = None) -> ChainResult:
-    """Validate, then run every step (the sweep and the report unless turned off).
+              sensitivity: bool = True, report_too: bool = True, pdf: bool = True, on_step: Announce = None,
+              on_result: Done = None) -> ChainResult:
+    """Validate, then bring every step up to date, in the order of :data:`pipeline.paths.STEPS` (the
+    sweep, the sensitivity analyses and the report unless turned off).
 
-    ``on_step(name)`` is called before a step and ``on_result(name, result)`` after it (the command
-    line prints them). Raises :class:`ExtractInvalid` if the extract breaks the input contract.
+    A step is re-run when :func:`pipeline.provenance.outdated` gives a reason (or ``force``), else its
+    saved results are reused (:class:`UpToDate`); ``ChainResult.ran`` / ``reused`` / ``reasons`` say
+    which and why. ``on_step(name)`` is called before a step and ``on_result(name, result)`` after it
+    (the command line prints them). Raises :class:`ExtractInvalid` if the extract breaks the input
+    contract.
     """
     def announce(name: str) -> None:
         if on_step is not None:
@@ -83,14 +162,33 @@ def run_chain(paths: BuildPaths, config: StudyConfig, *, force: bool = False, sw
                              f"Fix the extract, then re-run.")
     done("validate", checked)
     chain = ChainResult(validation=checked)
-    for name, step in STEPS.items():
-        if name == "sweep" and not sweep:
+    for name in (s for s in CHAIN_ORDER if s in STEPS):
+        if (name == "sweep" and not sweep) or (name == "sensitivity" and not sensitivity):
             continue
         announce(name)
-        chain.results[name] = step(paths, config, force=force)
-        done(name, chain.results[name])
+        reasons = ("forced",) if force else () if name == "clean" else outdated(paths, name, config)
+        record = read_provenance(paths, name)
+        if name == "clean" or force or reasons or record is None:
+            result = STEPS[name](paths, config, force=force)
+            fresh = not (name == "clean" and result.up_to_date)
+        else:
+            result, fresh = UpToDate(name, record.finished_at), False
+        (chain.ran if fresh else chain.reused).append(name)
+        if fresh and reasons:
+            chain.reasons[name] = reasons
+        chain.results[name] = result
+        done(name, result)
     if report_too:
         announce("report")
-        chain.results["report"] = report(paths, config, pdf=pdf)
+        reasons = report_outdated(paths, config, pdf=pdf)
+        record = read_provenance(paths, "report")
+        if force or reasons or record is None:
+            chain.results["report"] = report(paths, config, pdf=pdf)
+            chain.ran.append("report")
+            if reasons:
+                chain.reasons["report"] = reasons
+        else:
+            chain.results["report"] = UpToDate("report", record.finished_at)
+            chain.reused.append("report")
         done("report", chain.results["report"])
     return chain

@@ -43,6 +43,17 @@ EngineOpt = Annotated[
 ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute even if cached outputs are up to date.")]
 LangOpt = Annotated[str | None, typer.Option(help="Report language: fr (default) or en.")]
 PdfOpt = Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also write the PDF report.")]
+RefreshOpt = Annotated[bool, typer.Option(
+    "--refresh", help="First re-run the upstream steps whose results no longer follow from their inputs "
+                      "(without it, such results stop the command).")]
+
+
+def _announce(name: str) -> None:
+    console.rule(f"[bold]{name}")
+
+
+def _show(name: str, result: Any) -> None:
+    console.print(escape(result.render()))
 
 
 def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -127,12 +138,17 @@ def clean(data: DataOpt, out: OutOpt = Path("build"), config: ConfigOpt = None, 
 def _matching_overrides(
     method: str | None, ratio: int | None, caliper: float | None, caliper_scale: str | None,
     transform: str | None, replace: bool | None, max_reuse: int | None, order: str | None,
-    exact: str | None, seed: int | None,
+    exact: str | None, seed: int | None, ps_covariates: str | None = None, ps_model: str | None = None,
+    ps_scale: str | None = None, discard: str | None = None,
 ) -> dict[str, Any]:
+    def columns(text: str | None) -> list[str] | None:
+        return [c.strip() for c in text.split(",") if c.strip()] if text else None
+
     return {
         "method": method, "ratio": ratio, "caliper": caliper, "caliper_scale": caliper_scale,
         "transform": transform, "replace": replace, "max_reuse": max_reuse, "order": order,
-        "exact": [c.strip() for c in exact.split(",") if c.strip()] if exact else None, "seed": seed,
+        "exact": columns(exact), "seed": seed, "ps_covariates": columns(ps_covariates), "ps_model": ps_model,
+        "ps_scale": ps_scale, "discard": discard,
     }
 
 
@@ -145,34 +161,44 @@ def match(
     method: Annotated[str | None, typer.Option(help="nearest | optimal | propensity | cem")] = None,
     ratio: Annotated[int | None, typer.Option(help="Controls per treated patient (1:k).")] = None,
     caliper: Annotated[float | None, typer.Option(help="Caliper on the distance variable.")] = None,
-    caliper_scale: Annotated[str | None, typer.Option(help="sd | absolute | relative")] = None,
+    caliper_scale: Annotated[str | None, typer.Option(
+        help="sd (pooled) | sd_all (MatchIt's std.caliper) | absolute | relative")] = None,
     transform: Annotated[str | None, typer.Option(help="none | log1p")] = None,
     replace: Annotated[bool | None, typer.Option("--replace/--no-replace", help="Reuse controls.")] = None,
     max_reuse: Annotated[int | None, typer.Option(help="With --replace: max uses of one control.")] = None,
-    order: Annotated[str | None, typer.Option(help="closest | data | random")] = None,
+    order: Annotated[str | None, typer.Option(help="closest | data | random | largest | smallest")] = None,
     exact: Annotated[str | None, typer.Option(help="Comma-separated exact-matching columns.")] = None,
     age_band_width: Annotated[int | None, typer.Option(help="Age band width in years.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for order=random and propensity.")] = None,
+    ps_covariates: Annotated[str | None, typer.Option(
+        help="Comma-separated propensity model covariates (method propensity).")] = None,
+    ps_model: Annotated[str | None, typer.Option(help="penalised | glm (unpenalised, as R's glm)")] = None,
+    ps_scale: Annotated[str | None, typer.Option(help="logit | probability (MatchIt's distance)")] = None,
+    discard: Annotated[str | None, typer.Option(help="none | both | treated | control (common support)")] = None,
+    refresh: RefreshOpt = False,
 ) -> None:
     """Match ÉQUILIBRES patients to controls from the cached cohort table (seconds, no re-cleaning)."""
     cfg = _config(
         config,
         matching=_matching_overrides(method, ratio, caliper, caliper_scale, transform, replace, max_reuse,
-                                     order, exact, seed),
+                                     order, exact, seed, ps_covariates, ps_model, ps_scale, discard),
         cohort={"age_band_width": age_band_width},
     )
-    from matching.study import run as match_cohort
+    from study.chain import run_step
 
-    console.print(match_cohort(BuildPaths(out, data), cfg).render())
+    console.print(run_step(BuildPaths(out, data), cfg, "match", refresh=refresh, on_step=_announce,
+                           on_result=_show).render())
 
 
 @app.command()
 @_user_errors
-def sweep(data: DataOpt = Path("data"), out: OutOpt = Path("build"), config: ConfigOpt = None) -> None:
+def sweep(data: DataOpt = Path("data"), out: OutOpt = Path("build"), config: ConfigOpt = None,
+          refresh: RefreshOpt = False) -> None:
     """Run the grid of matching specifications of the sweep section and record sizes, balance and effects."""
-    from study.sweep import run as run_sweep
+    from study.chain import run_step
 
-    console.print(run_sweep(BuildPaths(out, data), _config(config)).render())
+    console.print(run_step(BuildPaths(out, data), _config(config), "sweep", refresh=refresh, on_step=_announce,
+                           on_result=_show).render())
 
 
 @app.command()
@@ -185,13 +211,27 @@ def indicators(
     eol_window_days: Annotated[int | None, typer.Option(
         help="End-of-life window: days before death, death day included (at most cleaning.eol_daily_days)."
     )] = None,
+    refresh: RefreshOpt = False,
 ) -> None:
     """Compute the claims indicators with confidence intervals from the cached matching outputs."""
     cfg = _config(config, indicators={"bootstrap_replicates": replicates,
                                       "eol_window_days": eol_window_days})
-    from indicators.study import run as compute_indicators
+    from study.chain import run_step
 
-    console.print(compute_indicators(BuildPaths(out, data), cfg).render())
+    console.print(run_step(BuildPaths(out, data), cfg, "indicators", refresh=refresh, on_step=_announce,
+                           on_result=_show).render())
+
+
+@app.command()
+@_user_errors
+def sensitivity(data: DataOpt = Path("data"), out: OutOpt = Path("build"), config: ConfigOpt = None,
+                refresh: RefreshOpt = False) -> None:
+    """Sensitivity analyses of the headline effects (E-values, negative controls, event study...) from
+    the cached cleaning and matching outputs."""
+    from study.chain import run_step
+
+    console.print(run_step(BuildPaths(out, data), _config(config), "sensitivity", refresh=refresh,
+                           on_step=_announce, on_result=_show).render())
 
 
 @app.command()
@@ -211,11 +251,17 @@ def report(
     config: ConfigOpt = None,
     lang: LangOpt = None,
     pdf: PdfOpt = True,
+    refresh: RefreshOpt = False,
 ) -> None:
-    """Render the HTML and PDF report from the results already computed (nothing is recomputed)."""
+    """Render the HTML and PDF report from the results already computed (nothing is recomputed).
+
+    Results that do not form one consistent chain (one step re-run, the steps after it not) stop it,
+    unless --refresh re-runs those steps first.
+    """
     from study.chain import report as render_report
 
-    result = render_report(BuildPaths(out, data), _config(config, report={"lang": lang}), pdf=pdf)
+    result = render_report(BuildPaths(out, data), _config(config, report={"lang": lang}), pdf=pdf,
+                           refresh=refresh, on_step=_announce, on_result=_show)
     console.print(result.render())
 
 
@@ -228,12 +274,16 @@ def run(
     engine: EngineOpt = None,
     force: ForceOpt = False,
     with_sweep: Annotated[bool, typer.Option("--sweep/--no-sweep", help="Also run the sweep.")] = True,
+    with_sensitivity: Annotated[bool, typer.Option(
+        "--sensitivity/--no-sensitivity", help="Also run the sensitivity analyses.")] = True,
     with_report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the report.")] = True,
     lang: LangOpt = None,
     pdf: PdfOpt = True,
 ) -> None:
-    """Run every step: validate, clean, match, indicators, surveys, the sweep and the report (by default).
+    """Bring every step up to date: validate, clean, match, indicators, surveys, the sweep and the report.
 
+    Like make, only the steps whose inputs, settings or code changed since they last ran are re-run
+    (and those after them whose inputs thereby change); the others are reused (--force re-runs all).
     An extract that breaks the input contract stops the run before cleaning (exit code 1).
     """
     from study.chain import run_chain
@@ -242,9 +292,14 @@ def run(
         # Validation lists every file checked: its verdict (last line) is enough when it passes.
         console.print(result.render().splitlines()[-1] if name == "validate" else result.render())
 
-    run_chain(BuildPaths(out, data), _config(config, engine, report={"lang": lang}), force=force,
-              sweep=with_sweep, report_too=with_report, pdf=pdf,
-              on_step=lambda name: console.rule(f"[bold]{name}"), on_result=show)
+    chain = run_chain(BuildPaths(out, data), _config(config, engine, report={"lang": lang}), force=force,
+                      sweep=with_sweep, sensitivity=with_sensitivity, report_too=with_report, pdf=pdf,
+                      on_step=_announce, on_result=show)
+    console.rule("[bold]done")
+    console.print(f"Re-run: {', '.join(chain.ran) or 'nothing'}; reused (up to date): "
+                  f"{', '.join(chain.reused) or 'nothing'}.")
+    for name, why in chain.reasons.items():
+        console.print(f"  {name}: {escape('; '.join(why))}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -20,6 +20,7 @@ draws the charts from ``likert.csv`` and ``before_after.csv``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import pandas as pd
 from pipeline.config import StudyConfig
 from pipeline.io import PipelineError, file_hash
 from pipeline.paths import BuildPaths, step_outputs
+from pipeline.provenance import EXTRACT, FILE
 from pipeline.results import IndicatorRecord, json_number
 from pipeline.survey_codebook import Codebook, load_codebooks
 from pipeline.writer import StepWriter
@@ -204,6 +206,9 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Surve
         out.records("survey_indicators", records)
         out.params(
             config, ["surveys"],
+            extract_inputs={**{f"{EXTRACT}{os.path.relpath(p, paths.data)}": file_hash(p)["sha256"]
+                               for p, _ in loaded.values()},
+                            **{f"{FILE}{path}": file_hash(path)["sha256"] for path in config.codebook_paths()}},
             codebooks=[{"id": b.id, "path": b.path, "sha256": b.sha256} for b in codebooks],
             inputs=[{"survey": sid, "file": p.name, "sha256": file_hash(p)["sha256"], "respondents": len(frame)}
                     for sid, (p, frame) in loaded.items()],

@@ -34,7 +34,8 @@ def _rec(id_, fr, en, unit, value, lo, hi, n, published=None, arms=None, method=
     return rec
 
 
-def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: bool = True) -> Path:
+def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: bool = True,
+                       with_sensitivity: bool = False) -> Path:
     root = Path(root)
     for d in ("audit", "clean", "matching", "indicators", "surveys", "sweep"):
         (root / d).mkdir(parents=True, exist_ok=True)
@@ -243,4 +244,36 @@ def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: boo
     hosp = pd.read_csv(root / "indicators/hospitalisation.csv")
     hosp["team_id"] = FAKE_IDENTIFIERS[2]
     hosp.to_csv(root / "indicators/hospitalisation.csv", index=False)
+    if with_sensitivity:
+        write_sensitivity(root)
     return root
+
+
+def write_sensitivity(root: Path) -> None:
+    """The outputs of `equilibres sensitivity` (issue 14): summary.json and its tables."""
+    d = root / "sensitivity"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "summary.json").write_text(json.dumps({
+        "headlines": [
+            {"id": "eol_hosp_rate", "evalue": 1.9, "evalue_ci": 1.2, "rosenbaum_gamma": 1.3, "mdrr": 0.71,
+             "pretrend_p": 0.44, "verdict": "robust", "reasons": []},
+            {"id": "avoided_spending_share", "evalue": 1.4, "evalue_ci": 1.0, "rosenbaum_gamma": 1.1, "mdrr": 0.8,
+             "pretrend_p": 0.03, "verdict": "fragile", "reasons": ["pretrend"]},
+        ],
+        "negative_controls": {"n": 12, "systematic_error_mean": 0.03, "systematic_error_ci_low": -0.02,
+                              "systematic_error_ci_high": 0.08}}), encoding="utf-8")
+    rows = []
+    for outcome in ("spending_total", "hosp_stays"):
+        for m in range(-6, 7):
+            est = 0.0 if m < 0 else -30.0 * m
+            rows.append({"outcome": outcome, "relative_month": m, "unit": "eur_per_patient", "estimate": est,
+                         "ci_low": est - 80, "ci_high": est + 80, "n_treated": 1200, "n_control": 2300})
+    pd.DataFrame(rows).to_csv(d / "event_study.csv", index=False)
+    rows = [{"curve": "death", "arm": arm, "month": m, "estimate": min(1.0, m * rate), "n_at_risk": 1000 - 20 * m}
+            for arm, rate in (("treated", 0.01), ("control", 0.014)) for m in range(0, 25, 3)]
+    pd.DataFrame(rows).to_csv(d / "cumulative_incidence.csv", index=False)
+    pd.DataFrame([
+        {"covariate": "age", "mean_matched_treated": 81.0, "mean_all_treated": 80.2, "mean_unmatched_complex": 77.5,
+         "smd_matched_vs_all": 0.06, "smd_matched_vs_unmatched_complex": 0.3, "n_matched_treated": 1150,
+         "n_all_treated": 1290, "n_unmatched_complex": 7},
+    ]).to_csv(d / "generalisability.csv", index=False)

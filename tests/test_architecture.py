@@ -105,7 +105,8 @@ def test_no_top_level_name_defined_twice():
     assert not twice, f"defined in several modules: {twice}"
 
 
-STEP_ENTRIES = ["pipeline.runner", "matching.study", "indicators.study", "surveys.study", "study.sweep"]
+STEP_ENTRIES = ["pipeline.runner", "matching.study", "indicators.study", "indicators.sensitivity", "surveys.study",
+                "study.sweep"]
 
 
 @pytest.mark.parametrize("module", STEP_ENTRIES)

@@ -52,6 +52,7 @@ def test_run_offers_the_whole_chain_and_its_switches():
 def test_every_step_has_the_same_entry():
     import inspect
 
+    from indicators import sensitivity
     from indicators import study as indicators_study
     from matching import study as matching_study
     from pipeline import runner as clean_runner
@@ -59,7 +60,8 @@ def test_every_step_has_the_same_entry():
     from study.chain import STEPS
     from surveys import study as surveys_study
 
-    entries = [clean_runner.run, matching_study.run, indicators_study.run, surveys_study.run, sweep.run]
+    entries = [clean_runner.run, matching_study.run, indicators_study.run, surveys_study.run, sweep.run,
+               sensitivity.run]
     assert list(STEPS.values()) == entries
     for entry in entries:
         params = inspect.signature(entry).parameters

@@ -13,7 +13,7 @@ import golden
 import pytest
 
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
-RESULT_DIRS = ("clean", "audit", "matching", "indicators", "surveys", "sweep")
+RESULT_DIRS = ("clean", "audit", "matching", "indicators", "sensitivity", "surveys", "sweep")
 
 
 def _run(data: Path, out: Path, *extra: str) -> None:

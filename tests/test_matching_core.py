@@ -59,7 +59,10 @@ def naive_greedy(df: pd.DataFrame, width: float | None, ratio: int = 1, capacity
                 uses[ci] = uses.get(ci, 0) + 1
                 done.add(ti)
         else:
-            for tr in t.itertuples():
+            served = t
+            if order in ("largest", "smallest"):  # by value, ties in data order
+                served = t.sort_values("x", ascending=order == "smallest", kind="stable")
+            for tr in served.itertuples():
                 if len(got[tr.unit_id]) != rnd:
                     continue
                 best = None
@@ -102,7 +105,7 @@ def pair_set(m: Matcher) -> set[tuple[str, str]]:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), n_t=st.integers(1, 12), n_c=st.integers(0, 30), n_strata=st.integers(1, 3),
        caliper=st.sampled_from([None, 0.1, 0.5, 2.0]), ratio=st.integers(1, 3),
-       order=st.sampled_from(["closest", "data"]))
+       order=st.sampled_from(["closest", "data", "largest", "smallest"]))
 def test_greedy_equals_brute_force(seed, n_t, n_c, n_strata, caliper, ratio, order):
     df = random_table(seed, n_t, n_c, n_strata)
     m = Matcher(exact=["s1", "s2"], on="x", caliper=caliper, caliper_scale="absolute", ratio=ratio,
@@ -163,17 +166,20 @@ def test_optimal_never_worse_than_greedy(seed, ratio, caliper):
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), n_t=st.integers(0, 25), n_c=st.integers(0, 60), n_strata=st.integers(1, 4),
        method=st.sampled_from(["nearest", "optimal", "propensity", "cem"]),
-       caliper=st.sampled_from([None, 0.05, 0.3, 1.5]), scale=st.sampled_from(["sd", "absolute", "relative"]),
+       caliper=st.sampled_from([None, 0.05, 0.3, 1.5]),
+       scale=st.sampled_from(["sd", "sd_all", "absolute", "relative"]),
        ratio=st.integers(1, 3), replace=st.booleans(), max_reuse=st.integers(0, 3),
-       order=st.sampled_from(["closest", "data", "random"]), ties=st.booleans())
-def test_invariants(seed, n_t, n_c, n_strata, method, caliper, scale, ratio, replace, max_reuse, order, ties):
+       order=st.sampled_from(["closest", "data", "random", "largest", "smallest"]), ties=st.booleans(),
+       discard=st.sampled_from(["none", "none", "both", "treated", "control"]))
+def test_invariants(seed, n_t, n_c, n_strata, method, caliper, scale, ratio, replace, max_reuse, order, ties,
+                    discard):
     df = random_table(seed, n_t, n_c, n_strata, ties=ties)
     df["x"] = df["x"].abs()  # relative calipers are defined for magnitudes
     max_reuse = max_reuse if replace else 0
     if method == "optimal" and ratio > 1 and max_reuse:
         max_reuse = 0  # not supported (see test_optimal_capped_reuse_with_ratio_is_refused)
     m = Matcher(method=method, exact=["s1", "s2"], on="x", caliper=caliper, caliper_scale=scale, ratio=ratio,
-                replace=replace, max_reuse=max_reuse, order=order, seed=seed)
+                replace=replace, max_reuse=max_reuse, order=order, seed=seed, discard=discard)
     if method == "propensity" and (n_t == 0 or (df.treated == 0).sum() == 0):
         with pytest.raises(ValueError, match="treated and control rows"):
             m.fit(df)
@@ -216,6 +222,19 @@ def test_invariants(seed, n_t, n_c, n_strata, method, caliper, scale, ratio, rep
     # ATT weights: each matched set's controls weigh 1 in total
     w = m.matched_.loc[m.matched_.treated == 0, "weight"].sum()
     assert w == pytest.approx(m.n_treated_matched_)
+    # common support: nothing off it is matched, and discarded treated units say why
+    dist = pd.Series(m.distance_, index=df.unit_id)
+    t_val, c_val = dist[df.treated.to_numpy() == 1].dropna(), dist[df.treated.to_numpy() == 0].dropna()
+    if discard != "none" and len(t_val) and len(c_val):
+        if discard in ("control", "both"):
+            assert dist[p.control_id].between(t_val.min(), t_val.max()).all()
+        if discard in ("treated", "both"):
+            assert dist[p.treated_id].between(c_val.min(), c_val.max()).all()
+            off = t_val[(t_val < c_val.min()) | (t_val > c_val.max())].index
+            reasons = m.unmatched_.set_index("unit_id").unmatched_reason
+            assert (reasons.loc[off] == "off_support").all()
+    else:
+        assert m.n_discarded_treated_ == m.n_discarded_controls_ == 0
 
 
 def test_unmatched_reasons():
@@ -279,7 +298,7 @@ def test_relative_caliper_on_raw_values():
     ({"ratio": 0}, "The 'ratio' parameter of Matcher must be an int >= 1. Got 0 instead."),
     ({"method": "knn"}, "The 'method' parameter of Matcher must be a str among ['nearest', 'optimal', 'propensity', 'cem']. Got 'knn' instead."),
     ({"transform": "log"}, "The 'transform' parameter of Matcher must be a str among ['none', 'log1p']. Got 'log' instead."),
-    ({"order": "first"}, "The 'order' parameter of Matcher must be a str among ['closest', 'data', 'random']. Got 'first' instead."),
+    ({"order": "first"}, "The 'order' parameter of Matcher must be a str among ['closest', 'data', 'random', 'largest', 'smallest']. Got 'first' instead."),
     ({"max_reuse": 2}, "The 'max_reuse' parameter of Matcher must be 0 when replace=False"),
     ({"exact": "s1"}, "The 'exact' parameter of Matcher must be a list of column names or None. Got 's1' instead."),
     ({"caliper_scale": "pct"}, "The 'caliper_scale' parameter of Matcher must be a str among"),

@@ -195,7 +195,7 @@ def test_risk_set_optimal_equals_sequential_brute_force(seed, n_t, n_persons, n_
 @given(seed=st.integers(0, 100_000), n_t=st.integers(0, 20), n_persons=st.integers(0, 25),
        n_periods=st.integers(1, 3), method=st.sampled_from(["nearest", "optimal", "propensity", "cem"]),
        caliper=st.sampled_from([None, 0.2, 1.0]), ratio=st.integers(1, 3), replace=st.booleans(),
-       max_reuse=st.integers(0, 3), order=st.sampled_from(["closest", "data", "random"]))
+       max_reuse=st.integers(0, 3), order=st.sampled_from(["closest", "data", "random", "largest", "smallest"]))
 def test_risk_set_invariants(seed, n_t, n_persons, n_periods, method, caliper, ratio, replace, max_reuse, order):
     """Several rows per person: a person serves at most one set without replacement (at most max_reuse
     with), a control is always at risk on its treated unit's time zero, the caliper is never exceeded."""

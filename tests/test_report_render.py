@@ -78,13 +78,13 @@ def test_french_and_english_number_formats(rendered):
     # The published end-of-life spending 11 400 € (from the config) and −21 %.
     assert "11\u202f400\u00a0€" in fr and "€11,400" in en
     assert "\u221221\u00a0%" in fr and "\u221221%" in en
-    assert "Synthèse" in fr and "Summary" in en
-    assert "Synthèse" not in en and "Summary: published" not in fr
+    assert "Synthèse" in fr and "Synthesis" in en
+    assert "Synthèse" not in en and "Synthesis" not in fr
 
 
 def test_summary_lists_every_published_figure_with_its_status(rendered):
     html, result = rendered["en"]
-    summary = html[html.find('<section id="summary"'):html.find('<section id="intervention"')]
+    summary = html[html.find('<section id="summary"'):html.find('<section id="reproducibility"')]
     cfg = load_config()
     assert summary.count("<tr>") - 1 == len(cfg.published)  # header row + one row per figure
     # Fixture: eol_hosp_rate −19 % [−30 %, −7 %] contains the published −21 % → agrees;

@@ -34,7 +34,9 @@ def test_outputs_go_where_they_are_declared(tmp_path: Path):
     assert paths.output("balance").read_text() == "covariate,smd\nage,0.01\n"
     assert read_records(paths.output("indicator_unmatched")) == [_record()]
     params = json.loads(paths.params("match").read_text())
-    assert set(params) == {"matching", "seconds"} and params["seconds"] == 1.5
+    assert set(params) == {"matching", "seconds", "provenance"} and params["seconds"] == 1.5
+    # The provenance holds the hash of every output now in place (params.json itself excluded).
+    assert set(params["provenance"]["outputs"]) == {"pairs", "balance", "indicator_unmatched"}
 
 
 def test_an_output_of_another_step_is_refused(tmp_path: Path):

@@ -36,9 +36,15 @@ SCALPEL_BASE = (
 )
 
 AUDIT_COLUMNS = [
-    "stage", "rule", "rows_in", "rows_out", "rows_dropped", "euros_dropped", "rows_flagged",
+    "stage", "rule", "unit", "rows_in", "rows_out", "rows_dropped", "euros_dropped", "rows_flagged",
     "treated_rows", "control_rows", "description", "source", "description_fr",
 ]
+
+# What the rows of each stage's audit count. Only counts of people (``persons``, ``cohort_rows``:
+# person-periods) fall under the small-cell rule; claim lines, stays and ALD records do not.
+STAGE_UNITS = {"ingest": "persons", "ald": "ald_records", "roster": "persons", "dcir": "claim_lines",
+               "pmsi": "stays", "deaths": "persons", "cohort": "persons", "eligibility": "cohort_rows"}
+PEOPLE_UNITS = frozenset({"persons", "cohort_rows"})
 
 # French description of each rule and cohort-flow row (the English one is the rule's docstring).
 # Kept here rather than in the docstrings so the one-line "<what> — <source>" convention stays intact;
@@ -193,8 +199,11 @@ class AuditRow:
     source: str = ""
     description_fr: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    unit: str = ""
 
     def __post_init__(self) -> None:
+        if not self.unit:
+            self.unit = STAGE_UNITS[self.stage]
         # Rows built without a French text (the cohort-flow rows) take it from the rule name.
         if not self.description_fr:
             self.description_fr = DESCRIPTIONS_FR.get(self.rule, "")

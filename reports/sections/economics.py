@@ -27,7 +27,6 @@ def build(ctx: ReportContext) -> Section:
     if sc is None or sc.empty:
         s.blocks.append(ctx.notice_missing("economics_scenarios"))
         return s
-    s.blocks.append(frame_table(ctx, "economics_scenarios", sc, ctx.t("tab_scenarios")))
     if NET_SAVINGS in sc.columns and len(sc) <= 40:
         settings = [c for c in SCENARIO_SETTINGS if c in sc.columns and sc[c].nunique() > 1][:3]
         kinds = column_kinds("economics_scenarios", settings)
@@ -37,4 +36,6 @@ def build(ctx: ReportContext) -> Section:
                                    column_label(NET_SAVINGS, ctx.lang), lambda v: ctx.fmt.eur(v))
         s.blocks.append(ctx.figure(ctx.t("fig_scenarios") + (
             f" ({', '.join(column_label(c, ctx.lang) for c in settings)})" if settings else ""), png))
+    # The full grid of scenarios is a reference table: collapsed in the HTML, after its chart.
+    s.blocks.append(frame_table(ctx, "economics_scenarios", sc, ctx.t("tab_scenarios"), annex=True))
     return s

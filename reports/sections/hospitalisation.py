@@ -29,21 +29,37 @@ def build(ctx: ReportContext) -> Section:
     return s
 
 
+def category_labels(ctx: ReportContext) -> dict[str, str]:
+    categories = ctx.saved("clean").cleaning.categories
+    return {k: (v.label_fr if ctx.lang == "fr" else v.label_en) for k, v in categories.items()}
+
+
+def spending_chart(ctx: ReportContext, width: float = 6.8) -> tuple[bytes, str] | None:
+    """(PNG, alt text) of the spending per patient by category, ÉQUILIBRES vs controls."""
+    df = ctx.results.table("spending_by_category")
+    if df is None or df.empty or not {"treated", "control"} <= set(df.columns):
+        return None
+    labels = category_labels(ctx)
+    arms = df[~df["category"].astype(str).str.lower().isin(["total", "all"])]
+    names = [labels.get(c, ctx.value(c)) for c in arms["category"].astype(str)]
+    treated = list(pd.to_numeric(arms["treated"]).fillna(0))
+    control = list(pd.to_numeric(arms["control"]).fillna(0))
+    png = figures.grouped_bars(names, {ctx.t("col_treated"): treated, ctx.t("col_control"): control},
+                               ctx.t("axis_eur_per_patient"), lambda v: ctx.fmt.eur(v), fig_width=width)
+    alt = "; ".join(f"{n} : {ctx.fmt.eur(t)} / {ctx.fmt.eur(c)}" for n, t, c in zip(names, treated, control, strict=True))
+    return png, f"{ctx.t('col_treated')} / {ctx.t('col_control')} — {alt}"
+
+
 def spending_blocks(ctx: ReportContext) -> list[Block]:
     """Spending per patient by category: bars of both arms, then the table."""
     df = ctx.results.table("spending_by_category")
     if df is None or df.empty:
         return [] if ctx.results.ran("spending_by_category") else [ctx.notice_missing("spending_by_category")]
-    categories = ctx.saved("clean").cleaning.categories
-    labels = {k: (v.label_fr if ctx.lang == "fr" else v.label_en) for k, v in categories.items()}
+    labels = category_labels(ctx)
     blocks = []
-    if {"treated", "control"} <= set(df.columns):
-        arms = df[~df["category"].astype(str).str.lower().isin(["total", "all"])]
-        png = figures.grouped_bars([labels.get(c, ctx.value(c)) for c in arms["category"].astype(str)],
-                                   {ctx.t("col_treated"): list(pd.to_numeric(arms["treated"]).fillna(0)),
-                                    ctx.t("col_control"): list(pd.to_numeric(arms["control"]).fillna(0))},
-                                   "€", lambda v: ctx.fmt.eur(v))
-        blocks.append(ctx.figure(ctx.t("fig_spending"), png))
+    chart = spending_chart(ctx)
+    if chart is not None:
+        blocks.append(ctx.figure(ctx.t("fig_spending"), chart[0], alt=chart[1]))
     df = df.copy()
     df["category"] = df["category"].map(lambda c: labels.get(str(c), ctx.value(c)))
     blocks.append(frame_table(ctx, "spending_by_category", df, ctx.t("tab_spending")))

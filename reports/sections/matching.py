@@ -34,9 +34,10 @@ def build(ctx: ReportContext) -> Section:
         if isinstance(sizes, dict) and sizes:
             rows = []
             for k, v in sorted(sizes.items()):
-                is_count = not k.startswith("ess")
+                is_share, is_count = "share" in k, not (k.startswith("ess") or "share" in k or "max" in k)
                 shown = (ctx.fmt.masked(ctx.k) if v is None or (is_count and is_small(v, ctx.k))
-                         else ctx.fmt.integer(v) if is_count else ctx.fmt.number(v, 1))
+                         else ctx.fmt.pct(v, 1) if is_share
+                         else ctx.fmt.integer(v) if is_count or "max" in k else ctx.fmt.number(v, 1))
                 rows.append([size_label(ctx, k), shown])
             s.blocks.append(ctx.table(ctx.t("tab_matching_sizes"), [ctx.t("col_group"), ctx.t("col_n")], rows,
                                       note=ctx.masked_note()))
@@ -55,7 +56,7 @@ def build(ctx: ReportContext) -> Section:
 
 def size_label(ctx: ReportContext, key: str) -> str:
     k = f"size_{key}"
-    return ctx.t(k) if has_text(k, ctx.lang) else key.replace("_", " ")
+    return ctx.t(k) if has_text(k, ctx.lang) else ctx.value(key)
 
 
 def cov_label(ctx: ReportContext, cov: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from markupsafe import Markup, escape
+
 from reports.context import Block, ReportContext, Section
 from reports.format import MISSING
 from reports.sections.intervention import study_facts
@@ -12,6 +14,7 @@ def build(ctx: ReportContext) -> Section:
     h = lambda key: {"kind": "h3", "text": ctx.t(key)}  # noqa: E731
     clean, match, indicators = ctx.saved("clean"), ctx.saved("match"), ctx.saved("indicators")
     st, cleaning = clean.study, clean.cleaning
+    s.blocks.append(checklist_table(ctx))
     s.blocks += [h("m_design"), ctx.p(ctx.t("m_design_text"))]
     s.blocks += [h("m_setting"), study_facts(ctx, st)]
     s.blocks += [h("m_participants"), ctx.p(ctx.t(
@@ -52,6 +55,14 @@ def build(ctx: ReportContext) -> Section:
         (ctx.t("cheers_uncertainty"), ctx.t("cheers_uncertainty_v")),
     ]}]
     return s
+
+
+def checklist_table(ctx: ReportContext) -> Block:
+    """The reporting-checklist items, each pointing to the chapter that answers it."""
+    rows = [[item, topic, Markup(f'<a href="#{escape(sid)}">{escape(ctx.t("sec_" + sid))}</a>')]
+            for item, topic, sid in ctx.t("checklist_items")]
+    return ctx.table(ctx.t("tab_checklist"), [ctx.t("col_item"), ctx.t("col_topic"), ctx.t("col_answered_in")],
+                     rows, align=["l", "l", "l"])
 
 
 def variables_table(ctx: ReportContext) -> Block:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +32,18 @@ def build(ctx: ReportContext) -> Section:
         (ctx.t("config_fingerprint"), ctx.config.fingerprint()),
         *([("Code", str(man.get("code_version")))] if man.get("code_version") else []),
     ]})
-    rows = [[Markup(f"<code>{escape(name)}</code>"), Markup(f"<code>{escape(h)}</code>")]
-            for name, h in input_hashes(man)]
+    rows = [[Markup(f"<code>{escape(f.file)}</code>"), f.table, ctx.fmt.integer(f.rows),
+             ctx.fmt.size(f.size), Markup(f'<code title="{escape(f.sha256)}">{escape(f.sha256[:12])}</code>')]
+            for f in input_files(man)]
     if rows:
-        s.blocks.append(ctx.table(ctx.t("tab_inputs"), [ctx.t("col_file"), ctx.t("col_hash")], rows,
-                                  align=["l", "l"], cls="small hashes"))
+        s.blocks.append(ctx.table(
+            ctx.t("tab_inputs"),
+            [ctx.t("col_file"), ctx.t("col_table"), ctx.t("col_rows"), ctx.t("col_size"), ctx.t("col_hash")],
+            rows, align=["l", "l", "r", "r", "l"], cls="small hashes", annex=True,
+            note=ctx.t("repro_hash_note")))
     versions = software_versions(man)
     s.blocks.append(ctx.table(ctx.t("tab_versions"), [ctx.t("col_software"), ctx.t("col_version")],
-                              [[k, v] for k, v in versions.items()], align=["l", "l"]))
+                              [[k, v] for k, v in versions.items()], align=["l", "l"], annex=True))
     rows = []
     for section, step in SECTION_SOURCES:
         # The study section is the live one: the saved copies lose the order of the regions.
@@ -52,20 +57,40 @@ def build(ctx: ReportContext) -> Section:
         for k, v in flatten(settings).items():
             if k in ("regions", "title_fr", "title_en"):
                 continue
-            rows.append([section, Markup(f"<code>{escape(k)}</code>"), ctx.parameter(v)])
+            rows.append([ctx.t(f"settings_{section}"), Markup(f"<code>{escape(k)}</code>"), ctx.parameter(v)])
     s.blocks.append(ctx.table(ctx.t("tab_params"), [ctx.t("col_section"), ctx.t("param"), ctx.t("value")],
-                              rows, align=["l", "l", "l"], cls="small wrap"))
+                              rows, align=["l", "l", "l"], cls="small wrap", annex=True))
     return s
 
 
-def input_hashes(manifest: dict[str, Any]) -> list[tuple[str, str]]:
-    """(file name, hash) of the extract's inputs from clean/manifest.json ``inputs``."""
-    inputs = manifest.get("inputs") or {}
-    out: list[tuple[str, str]] = []
-    for name, v in inputs.items():
-        h = v.get("sha256") if isinstance(v, dict) else v
-        out.append((Path(str(name)).name, str(h or MISSING)))
-    return sorted(out)
+@dataclass(frozen=True)
+class InputFile:
+    """One file of the extract as `equilibres clean` recorded it (hash from ``inputs``, rows from
+    ``input_checks``)."""
+
+    file: str
+    table: str
+    rows: int | None
+    size: int | None
+    sha256: str
+
+
+def input_files(manifest: dict[str, Any]) -> list[InputFile]:
+    """Every input file of clean/manifest.json, one per file (a table may span several files)."""
+    checks = (manifest.get("input_checks") or {}).get("files") or []
+    rows_of = {Path(str(c.get("file"))).name: c.get("rows") for c in checks if isinstance(c, dict)}
+    out: list[InputFile] = []
+    for name, v in (manifest.get("inputs") or {}).items():
+        entries = v if isinstance(v, list) else [v]
+        for e in entries:
+            if isinstance(e, dict):
+                file = Path(str(e.get("file") or name)).name
+                out.append(InputFile(file, str(e.get("table") or name), rows_of.get(file), e.get("size"),
+                                     str(e.get("sha256") or e.get("hash") or MISSING)))
+            else:  # an older manifest: table -> hash
+                out.append(InputFile(Path(str(name)).name, str(name), rows_of.get(str(name)), None,
+                                     str(e or MISSING)))
+    return sorted(out, key=lambda f: f.file)
 
 
 def software_versions(manifest: dict[str, Any]) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline.results import StepParams
-from reports import figures
+from reports import diagnostics, figures
 from reports.context import Block, ReportContext, Section
 from reports.format import as_float
 from reports.records import indicator_rows
@@ -36,6 +36,7 @@ def build(ctx: ReportContext) -> Section:
     tab = indicator_rows(ctx, "sensitivity")
     if tab:
         s.blocks.append(tab)
+    s.blocks.extend(diagnostics.blocks(ctx))
     return s
 
 
@@ -63,7 +64,7 @@ def sweep_blocks(ctx: ReportContext, sw: pd.DataFrame) -> list[Block]:
             blocks.append(ctx.figure(ctx.t("fig_spec_curve"), png))
     keep = [c for c in (*SWEEP_SHOWN, est) if c and c in sw.columns]
     blocks.append(frame_table(ctx, "sweep", sw, ctx.t("tab_sweep"), max_rows=70, keep=list(dict.fromkeys(keep)),
-                              rename={c: ctx.label_of(c) for c in ("unmatched_share_complex", est) if c}))
+                              rename={c: ctx.label_of(c) for c in ("unmatched_share_complex", est) if c}, annex=True))
     return blocks
 
 

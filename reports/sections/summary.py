@@ -58,11 +58,18 @@ def build(ctx: ReportContext) -> Section:
         [ctx.t("col_indicator"), ctx.t("col_published"), ctx.t("col_reproduced"), ctx.t("col_ci"),
          ctx.t("col_n"), ctx.t("col_status")],
         rows, align=["l", "r", "r", "r", "r", "c"], cls="summary", widths=[36, 13, 15, 20, 6, 10]))
-    s.blocks.append(ctx.p(ctx.t(
-        "summary_counts", total=len(keys), agrees=counts["agrees"], close=counts["close"],
-        differs=counts["differs"], missing=counts["missing"], inputs=counts["input"], masked=counts["masked"])))
+    parts = [ctx.plural(f"count_{k}", counts[k]) for k in ("agrees", "close", "differs", "missing", "masked", "input")
+             if counts[k]]
+    s.blocks.append(ctx.p(ctx.t("summary_counts", total=ctx.fmt.integer(len(keys)), parts=join_list(ctx, parts))))
     if labels:
         png = figures.agreement_plot(labels, rel, rlo, rhi, tol, ctx.t("fig_summary"),
                                      lambda v: ctx.fmt.pct(v, 0, signed=True))
         s.blocks.append(ctx.figure(ctx.t("fig_summary"), png, cls="pagebreak-before"))
     return s
+
+
+def join_list(ctx: ReportContext, parts: list[str]) -> str:
+    """"a, b and c" in the report language."""
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + ctx.t("and_last") + parts[-1]
