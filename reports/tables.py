@@ -7,16 +7,17 @@ masking the counts of people with :func:`pipeline.privacy.suppress_flow`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 from markupsafe import Markup, escape
 
+from pipeline.io import PipelineError
 from pipeline.paths import OUTPUT
 from pipeline.privacy import is_small, suppress_counts, suppress_flow
 from pipeline.result_tables import column_kinds, table_metadata
+from pipeline.stages.rules import PEOPLE_UNITS
 from reports.context import Block, ReportContext
 from reports.format import MISSING, as_float, is_num
 from reports.i18n import column_label, has_text, measure_label, note_text, rule_label
@@ -28,9 +29,6 @@ BY_ROW_KINDS = {"share": "share", "count": "count", "relative_difference": "shar
 # ratio (euros saved per euro invested), not an amount.
 KIND_OVERRIDES = {"return_per_euro_invested": "ratio"}
 
-# Stages of the audit trail whose rows are claim lines, stays or ALD rows rather than people: their
-# counts are not counts of people and are not masked.
-LINE_STAGE_PATTERN = re.compile(r"dcir|prs|claim|line|mco|pmsi|stay|sejour|valo|imb|ald", re.I)
 
 
 def unit_kind(unit: str) -> str:
@@ -275,5 +273,9 @@ def cleaning_table(ctx: ReportContext, with_source: bool) -> Block:
     if att is None or att.empty or "rows_in" not in att.columns:
         return ctx.notice_missing("attrition")
     rules = att[att["stage"].astype(str) != "cohort"].reset_index(drop=True)
-    people = [not LINE_STAGE_PATTERN.search(str(st)) for st in rules["stage"]]
+    # Each audit row declares what it counts (pipeline/stages/rules.py): only counts of people are masked.
+    if "unit" not in rules.columns:
+        raise PipelineError(f"{ctx.results.root / 'audit/attrition.csv'} has no 'unit' column (what each "
+                            f"row counts): it was written by an older version; re-run `equilibres clean --force`.")
+    people = [str(u) in PEOPLE_UNITS for u in rules["unit"]]
     return flow_table(ctx, rules, ctx.t("tab_cleaning"), person_rows=people, with_source=with_source)

@@ -96,10 +96,28 @@ VOLATILE = [
     (re.compile(r"/[\w./-]*(tmp|pytest)[\w./-]*"), "<path>"),
     (re.compile(r"\b\d+(?:[.,]\d+)?\s?(?:s|Mo|MB|MiB)\b"), "<measure>"),
     (re.compile(r"\b[0-9a-f]{12,64}\b"), "<hash>"),
+    # Software versions (the reproducibility table): the environment, not the code, decides them.
+    (re.compile(r"^([A-Za-z][\w.-]*) \| \d+(?:\.\d+)+\S*$"), r"\1 | <version>"),
 ]
 
 
+MONTHS = {"fr": ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
+                  "octobre", "novembre", "décembre"],
+          "en": ["January", "February", "March", "April", "May", "June", "July", "August", "September",
+                 "October", "November", "December"]}
+
+
+def _today_pattern() -> re.Pattern[str]:
+    """The day the report was rendered, as it prints it in either language ("2 décembre 2026")."""
+    import datetime as dt
+
+    today = dt.date.today()
+    names = "|".join(m[today.month - 1] for m in MONTHS.values())
+    return re.compile(rf"\b{today.day} (?:{names}) {today.year}\b")
+
+
 def report_text(html_path: Path) -> str:
+    today = _today_pattern()
     parser = _Text()
     parser.feed(html_path.read_text(encoding="utf-8"))
     text = "".join(parser.parts)
@@ -108,6 +126,7 @@ def report_text(html_path: Path) -> str:
         line = re.sub(r"\s+", " ", line).strip(" |")
         if not line:
             continue
+        line = today.sub("<today>", line)
         for pattern, token in VOLATILE:
             line = pattern.sub(token, line)
         lines.append(line)

@@ -51,6 +51,9 @@ def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: boo
         ["cohort", "eligible", 5193, 4100, 1093, 0.0, 0, "Eligible cohort rows", "", "Lignes de cohorte éligibles"],
     ], columns=["stage", "rule", "rows_in", "rows_out", "rows_dropped", "euros_dropped", "rows_flagged",
                 "description", "source", "description_fr"])
+    units = {"ingest": "persons", "dcir": "claim_lines", "persons": "persons", "cohort": "persons"}
+    attrition.insert(2, "unit", [units[st] for st in attrition["stage"]])
+    attrition.loc[attrition["rule"] == "eligible", "unit"] = "cohort_rows"
     attrition.to_csv(root / "audit/attrition.csv", index=False)
     pd.DataFrame([
         {"stage": "cohort", "rule": "matched", "rows_in": 4100, "rows_out": 2300, "rows_dropped": 1800,

@@ -12,7 +12,9 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from reports.context import ReportContext, Section
+from pipeline.paths import BuildPaths
+from pipeline.provenance import build_chain
+from reports.context import Block, ReportContext, Section
 from reports.format import MISSING, flatten
 
 SOFTWARE = ("pandas", "numpy", "scipy", "statsmodels", "scikit-learn", "duckdb", "ibis-framework",
@@ -41,6 +43,7 @@ def build(ctx: ReportContext) -> Section:
             [ctx.t("col_file"), ctx.t("col_table"), ctx.t("col_rows"), ctx.t("col_size"), ctx.t("col_hash")],
             rows, align=["l", "l", "r", "r", "l"], cls="small hashes", annex=True,
             note=ctx.t("repro_hash_note")))
+    s.blocks.append(provenance_table(ctx))
     versions = software_versions(man)
     s.blocks.append(ctx.table(ctx.t("tab_versions"), [ctx.t("col_software"), ctx.t("col_version")],
                               [[k, v] for k, v in versions.items()], align=["l", "l"], annex=True))
@@ -61,6 +64,30 @@ def build(ctx: ReportContext) -> Section:
     s.blocks.append(ctx.table(ctx.t("tab_params"), [ctx.t("col_section"), ctx.t("param"), ctx.t("value")],
                               rows, align=["l", "l", "l"], cls="small wrap", annex=True))
     return s
+
+
+def input_label(key: str) -> str:
+    """An input as the reader needs it: a file outside the build by its name only (no local path)."""
+    kind, sep, name = key.partition(":")
+    return f"{kind}:{Path(name).name}" if sep and kind == "file" else key
+
+
+def provenance_table(ctx: ReportContext) -> Block:
+    """One row per step of the chain the report was rendered from (pipeline/provenance.py): when it
+    finished, the hash of its settings and code, and the hash of every input it read. The report
+    renders only a consistent chain (``check_chain`` at the start of ``reports.build.run``)."""
+    rows = []
+    for rec in build_chain(BuildPaths(ctx.results.root)):
+        inputs = Markup("<br>").join(Markup(f"{escape(input_label(k))} <code>{escape(v[:12])}</code>")
+                                     for k, v in sorted(rec.inputs.items())) or MISSING
+        rows.append([ctx.t(f"step_{rec.step}"), rec.finished_at[:19].replace("T", " "),
+                     Markup(f"<code>{escape(rec.settings_hash[:12])}</code>"),
+                     Markup(f"<code>{escape(rec.code[:12])}</code>"), inputs])
+    return ctx.table(ctx.t("tab_provenance"),
+                     [ctx.t("col_step"), ctx.t("col_finished"), ctx.t("col_settings_hash"),
+                      ctx.t("col_code_hash"), ctx.t("col_inputs")],
+                     rows, align=["l", "l", "l", "l", "l"], cls="small hashes", annex=True,
+                     note=ctx.t("provenance_note"))
 
 
 @dataclass(frozen=True)
