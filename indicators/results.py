@@ -15,18 +15,16 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import StudyConfig
-from pipeline.results import IndicatorRecord
+from pipeline.results import IndicatorRecord, json_number
 
 
 def _clean(x: Any) -> Any:
-    """JSON-safe float (NaN/inf become None)."""
-    if x is None:
-        return None
+    """JSON-safe float (NaN/inf become None; whole numbers become floats too)."""
     try:
         xf = float(x)
     except (TypeError, ValueError):
         return x
-    return None if not math.isfinite(xf) else xf
+    return json_number(xf)
 
 
 @dataclass(frozen=True)

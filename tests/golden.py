@@ -133,23 +133,24 @@ def report_text(html_path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compare_or_update(name: str, actual: Any, update: bool) -> None:
-    """Compare ``actual`` with the stored golden file ``name`` (or write it when updating)."""
+def differences(name: str, actual: Any, update: bool) -> str:
+    """How ``actual`` differs from the stored golden file ``name`` ("" when equal); when ``update``,
+    store ``actual`` as the new golden file instead and return ""."""
     path = GOLDEN_DIR / name
     text = actual if isinstance(actual, str) else json.dumps(actual, indent=1, sort_keys=True) + "\n"
     if update:
         GOLDEN_DIR.mkdir(exist_ok=True)
         path.write_text(text, encoding="utf-8")
-        return
-    assert path.exists(), f"{path} missing: create it with UPDATE_GOLDEN=1 (see tests/golden.py)"
+        return ""
+    if not path.exists():
+        return f"{path} missing: create it with UPDATE_GOLDEN=1 (see tests/golden.py)"
     expected = path.read_text(encoding="utf-8")
     if isinstance(actual, str):
-        if expected != text:
-            import difflib
-            diff = "\n".join(list(difflib.unified_diff(expected.splitlines(), text.splitlines(),
-                                                       "golden", "now", lineterm="", n=1))[:80])
-            raise AssertionError(f"{name} differs from the golden output:\n{diff}")
-    else:
-        want = json.loads(expected)
-        changed = sorted(k for k in set(want) | set(actual) if want.get(k) != actual.get(k))
-        assert not changed, f"{name}: outputs differ from the golden run: {changed}"
+        if expected == text:
+            return ""
+        import difflib
+        diff = difflib.unified_diff(expected.splitlines(), text.splitlines(), "golden", "now", lineterm="", n=1)
+        return f"{name} differs from the golden output:\n" + "\n".join(list(diff)[:80])
+    want = json.loads(expected)
+    changed = sorted(k for k in set(want) | set(actual) if want.get(k) != actual.get(k))
+    return f"{name}: outputs differ from the golden run: {changed}" if changed else ""

@@ -34,13 +34,15 @@ def sample_build(tmp_path_factory) -> Path:
 
 
 def test_sample_outputs_match_golden(sample_build):
-    golden.compare_or_update("sample_outputs.json", golden.output_digest(sample_build, RESULT_DIRS), UPDATE)
+    diff = golden.differences("sample_outputs.json", golden.output_digest(sample_build, RESULT_DIRS), UPDATE)
+    assert diff == "", diff
 
 
 @pytest.mark.parametrize("lang", ["fr", "en"])
 def test_sample_report_text_matches_golden(sample_build, lang):
     text = golden.report_text(sample_build / "report" / f"report_{lang}.html")
-    golden.compare_or_update(f"sample_report_{lang}.txt", text, UPDATE)
+    diff = golden.differences(f"sample_report_{lang}.txt", text, UPDATE)
+    assert diff == "", diff
 
 
 def test_generated_extract_and_outputs_match_golden(tmp_path):
@@ -51,5 +53,6 @@ def test_generated_extract_and_outputs_match_golden(tmp_path):
                for p in sorted(data.rglob("*")) if p.is_file()}
     _run(data, tmp_path / "build", "--no-sweep")
     outputs = golden.output_digest(tmp_path / "build", RESULT_DIRS)
-    golden.compare_or_update("generated_outputs.json", {**{f"extract/{k}": v for k, v in extract.items()},
-                                                        **outputs}, UPDATE)
+    diff = golden.differences("generated_outputs.json",
+                              {**{f"extract/{k}": v for k, v in extract.items()}, **outputs}, UPDATE)
+    assert diff == "", diff
