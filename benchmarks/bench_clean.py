@@ -1,21 +1,29 @@
-"""Cleaning benchmark: ER_PRS_F throughput and peak memory of `equilibres clean` (DuckDB), compared in
-the same run with a hand-written DuckDB SQL of the same DCIR rules and a plain pandas implementation,
-plus the Spark local[2] time on the committed sample. Results: benchmarks/results/clean.json.
+"""Cleaning benchmark: time and peak memory of `equilibres clean` (DuckDB) against a hand-written
+DuckDB script of the whole clean, its DCIR stage against one hand-written statement of the same
+rules and a plain pandas implementation, and the same clean on Spark local[2] against DuckDB.
+Results: benchmarks/results/clean.json (Spark: clean_spark.json with --spark-only).
 
-    python -m benchmarks.bench_clean                 # scale 1 extract, then a >= 100 M-line extract
+    python -m benchmarks.bench_clean                 # scale 1 extract (+ a >= 100 M-line one if smaller)
     python -m benchmarks.bench_clean --quick         # tiny version (seconds)
-    python -m benchmarks.bench_clean --scale 0.2 --lines 0   # one extract only, no replication
+    python -m benchmarks.bench_clean --scale 0.1 --lines 0 --no-spark   # one extract only
+    python -m benchmarks.bench_clean --spark-only --spark-scale 0.1     # Spark local[2] vs DuckDB
 
-What is measured (each engine in a fresh subprocess, so ru_maxrss is its own peak):
+What is measured (each run in a fresh subprocess, so ru_maxrss is its own peak):
+- whole clean: `equilibres clean` from a fresh build directory (input checks, every stage, audit,
+  manifest) against benchmarks/clean_reference.sql (the same tables written by one DuckDB script, same
+  threads, memory limit and spill directory, no audit), in ABBA order; every table of both is
+  compared (sorted on its key, floats within 1e-6 + 1e-9 relative) and so are the kept euros.
 - ours: the DCIR stage of the runner (read ER_PRS_F, every rule, netting, categories, summary written
-  to Parquet, and the audit query), lines/s = ER_PRS_F lines / stage seconds; the whole clean time too.
-- hand SQL: one DuckDB COPY statement applying the same rules (filters, netting, person link,
+  to Parquet, and the audit query), lines/s = ER_PRS_F lines / stage seconds.
+- hand SQL: one DuckDB COPY statement applying the same DCIR rules (filters, netting, person link,
   categories, person × month × category summary), with the same memory/thread settings, no audit.
   Both results are cross-checked (kept euros must agree to the cent).
 - pandas: the same rules on the first ``--pandas-lines`` lines (pandas needs the table in memory),
   timed and extrapolated linearly to the whole extract; the JSON says it is extrapolated.
-The >= 100 M-line extract is built by replicating the scale-1 tables with shifted identifiers
-(every replica is a new set of persons with the same claims), not by generating it.
+- Spark: the whole clean on Spark local[2] and on DuckDB on the same extract, every output and the
+  audit trail compared.
+The >= 100 M-line extract, when the base extract is smaller, is built by replicating its tables with
+shifted identifiers (every replica is a new set of persons with the same claims), not by generating it.
 """
 
 from __future__ import annotations
@@ -38,10 +46,13 @@ from pipeline.io import peak_rss_mb
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "work" / "clean"
 RESULTS = ROOT / "benchmarks" / "results" / "clean.json"
+SPARK_RESULTS = RESULTS.with_name("clean_spark.json")
+OUTPUT_NAMES = ("persons", "panel", "stays", "cohort", "eol_daily")
 
-TARGET_VS_HAND_SQL = 0.8
+TARGET_WHOLE_VS_REFERENCE = 0.8
+TARGET_VS_HAND_SQL = 0.9
 TARGET_VS_PANDAS = 3.0
-TARGET_PEAK_GIB = 14.0
+TARGET_PEAK_GIB = 8.0
 
 
 # -- extracts ------------------------------------------------------------------------------------
@@ -129,8 +140,11 @@ def run_ours(data: str, build: str, engine: str = "duckdb") -> dict[str, Any]:
     summary = Path(build) / "clean" / "_stages" / "dcir" / "claims_summary.parquet"
     kept = duckdb.connect().execute(f"SELECT sum(euros) FROM read_parquet('{summary}') WHERE fate = 0").fetchone()[0]
     att = pd.read_csv(Path(build) / "audit" / "attrition.csv")
-    return {"total_seconds": round(total, 3), "stages": stages, "peak_rss_mb": round(peak, 1),
-            "kept_euros": round(float(kept), 2), "audit_rows": len(att)}
+    paths = BuildPaths(Path(build))
+    checks = json.loads(paths.clean_manifest.read_text(encoding="utf-8")).get("input_checks") or {}
+    return {"total_seconds": round(total, 3), "input_checks_seconds": checks.get("seconds"), "stages": stages,
+            "peak_rss_mb": round(peak, 1), "kept_euros": round(float(kept), 2), "audit_rows": len(att),
+            "outputs": {name: str(getattr(paths, name)) for name in OUTPUT_NAMES}}
 
 
 def run_ours_dcir(data: str, build: str) -> dict[str, Any]:
@@ -162,36 +176,31 @@ def run_ours_dcir(data: str, build: str) -> dict[str, Any]:
 
 
 def hand_sql(config: Any, prs: str, key_map: str, dest: str) -> str:
-    """The DCIR rules as one DuckDB statement (no audit), for the comparison."""
+    """The DCIR rules as one DuckDB statement (no audit), for the comparison with the DCIR stage."""
+    from benchmarks.clean_reference import placeholders
     from pipeline.stages.dcir import NETTING_KEY, ClaimsWindow
 
     w = ClaimsWindow.from_config(config)
-    c = config.cleaning
-    cats = []
-    for name, cat in c.categories.items():
-        conds = [f"{col} IN ({', '.join(str(v) for v in vals)})" for col, vals in
-                 (("PRS_NAT_REF", cat.prs_nat_ref), ("PSE_ACT_NAT", cat.pse_act_nat),
-                  ("PSE_SPE_COD", cat.pse_spe_cod)) if vals]
-        if conds:
-            cats.append(f"WHEN {' AND '.join(conds)} THEN '{name}'")
-    exp = ", ".join(str(v) for v in c.experiment.prs_nat_ref)
+    v = placeholders(config, {}, {})
     key = ", ".join(NETTING_KEY)
     return f"""
     COPY (
       WITH lines AS (
         SELECT * FROM read_parquet('{prs}')
-        WHERE DPN_QLF IS DISTINCT FROM 71 AND BSE_PRS_NAT IS DISTINCT FROM 0
+        WHERE {v["dpn_qlf_ok"]} AND {v["bse_prs_nat_ok"]}
           AND EXE_SOI_DTD BETWEEN DATE '{w.claims_start}' AND DATE '{w.claims_end}'
-          AND NOT (FLX_DIS_DTD > DATE '{w.flux_cutoff}')
+          AND {v["flux_ok"]}
+          AND NOT coalesce(EXE_SOI_DTD > FLX_DIS_DTD + INTERVAL ({v["max_care_after_flux_days"]}) DAY, false)
+          AND NOT coalesce(abs(BSE_REM_MNT) > {v["amount_limit"]}, false)
       ), netted AS (
         SELECT {key}, sum(PRS_ACT_QTE) AS qty, sum(BSE_REM_MNT) AS euros
         FROM lines GROUP BY {key} HAVING sum(PRS_ACT_QTE) > 0
       )
       SELECT m.person_id, date_trunc('month', n.EXE_SOI_DTD) AS month,
-             CASE {' '.join(cats)} ELSE 'other' END AS category,
+             {v["category_case"]} AS category,
              sum(n.euros) AS euros,
-             sum(CASE WHEN n.CPL_MAJ_TOP < 2 THEN n.qty ELSE 0 END) AS acts,
-             sum(CASE WHEN n.PRS_NAT_REF IN ({exp}) THEN n.qty ELSE 0 END) AS hours,
+             sum(CASE WHEN coalesce(n.CPL_MAJ_TOP < 2, true) THEN n.qty ELSE 0 END) AS acts,
+             sum(CASE WHEN n.PRS_NAT_REF IN ({v["experiment_codes"]}) THEN n.qty ELSE 0 END) AS hours,
              max(n.EXE_SOI_DTD) AS last_care
       FROM netted n JOIN read_parquet('{key_map}') m USING (BEN_NIR_PSA, BEN_RNG_GEM)
       GROUP BY ALL
@@ -216,6 +225,18 @@ def run_hand_sql(data: str, build: str) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     kept = con.execute(f"SELECT sum(euros) FROM read_parquet('{dest}')").fetchone()[0]
     return {"seconds": round(seconds, 3), "peak_rss_mb": round(peak_rss_mb(), 1), "kept_euros": round(float(kept), 2)}
+
+
+def run_reference_clean(data: str, out: str) -> dict[str, Any]:
+    """benchmarks/clean_reference.sql on the extract, with the pipeline's DuckDB settings."""
+    from benchmarks.clean_reference import run_reference
+    from pipeline.config import load_config
+    from pipeline.engine import duckdb_spill_dir
+
+    cfg = load_config()
+    shutil.rmtree(out, ignore_errors=True)
+    r = run_reference(Path(data), Path(out), cfg, spill=duckdb_spill_dir(cfg.engine, Path(out)))
+    return {**r, "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 def run_pandas(data: str, build: str, n_lines: int) -> dict[str, Any]:
@@ -295,99 +316,177 @@ def in_subprocess(fn_name: str, **kwargs: Any) -> dict[str, Any]:
 # -- one extract ---------------------------------------------------------------------------------
 
 
-def bench_extract(data: Path, label: str, pandas_lines: int, repeat: int) -> dict[str, Any]:
+def _abba(label: str, runs: dict[str, tuple[str, Any]], repeat: int) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Time two runs (``runs``: key -> (title, function returning (seconds, result))) in ABBA order.
+
+    The shared machine's speed drifts by +-25 % from one minute to the next, so the two are timed in
+    pairs, each in a fresh process, the first of ``runs`` first in even pairs and second in odd ones,
+    so that a steady drift favours neither; medians are compared."""
+    a, b = list(runs)
+    times: dict[str, list[float]] = {a: [], b: []}
+    last: dict[str, Any] = {}
+    for i in range(repeat):
+        for which in ((a, b) if i % 2 == 0 else (b, a)):
+            title, fn = runs[which]
+            print(f"   [{label}] {title} ({i + 1}/{repeat})", flush=True)
+            seconds, last[which] = fn()
+            times[which].append(seconds)
+    return times, last
+
+
+def _pairwise(ref: list[float], ours: list[float]) -> float:
+    import statistics
+
+    return round(statistics.median(r / o for r, o in zip(ref, ours, strict=True)), 3)
+
+
+def bench_whole_clean(data: Path, label: str, build: Path, repeat: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`equilibres clean` from a fresh build against benchmarks/clean_reference.sql, ABBA; outputs compared.
+    Returns the JSON part and the last run of ours (its build is left for the DCIR-stage runs)."""
+    import statistics
+
+    from benchmarks.clean_reference import compare_outputs
+
+    ref_dir = WORK / f"reference_{label}"
+
+    def ours() -> tuple[float, dict[str, Any]]:
+        shutil.rmtree(build, ignore_errors=True)  # a fresh build: input checks and every stage run
+        r = in_subprocess("run_ours", data=str(data), build=str(build))
+        return r["total_seconds"], r
+
+    def ref() -> tuple[float, dict[str, Any]]:
+        r = in_subprocess("run_reference_clean", data=str(data), out=str(ref_dir))
+        return r["seconds"], r
+
+    times, last = _abba(label, {"ref": ("reference SQL of the whole clean", ref),
+                                "ours": ("equilibres clean (fresh build)", ours)}, repeat)
+    diffs = compare_outputs(last["ours"]["outputs"], last["ref"]["outputs"])
+    ours_med, ref_med = statistics.median(times["ours"]), statistics.median(times["ref"])
+    whole = {
+        "seconds": round(ours_med, 3), "seconds_all": times["ours"],
+        "reference_seconds": round(ref_med, 3), "reference_seconds_all": times["ref"],
+        "reference_peak_rss_mb": last["ref"]["peak_rss_mb"], "reference_steps": last["ref"].get("steps", {}),
+        "ours_stages": {k: v["seconds"] for k, v in last["ours"]["stages"].items()},
+        "ours_input_checks_seconds": last["ours"].get("input_checks_seconds"),
+        "ratio": round(ref_med / ours_med, 3), "ratio_pairwise_median": _pairwise(times["ref"], times["ours"]),
+        "cross_check": {
+            "tables_equal": not any(diffs.values()), "differences": {k: v for k, v in diffs.items() if v},
+            "tables": list(diffs), "kept_euros_ours": last["ours"]["kept_euros"],
+            "kept_euros_reference": last["ref"]["kept_euros"],
+        },
+        "note": "ratio = reference seconds / ours (>= 0.8 wanted): medians of ABBA-ordered runs, each in a fresh "
+                "process; ours from a fresh build directory (input checks included), the reference writes the "
+                "same five tables (same columns, types, order) without the audit trail",
+    }
+    shutil.rmtree(ref_dir, ignore_errors=True)
+    return whole, last["ours"]
+
+
+def bench_extract(data: Path, label: str, pandas_lines: int, repeat: int, whole_repeat: int) -> dict[str, Any]:
     import statistics
 
     import pyarrow.parquet as pq
 
     lines = pq.ParquetFile(data / "ER_PRS_F.parquet").metadata.num_rows
     build = WORK / f"build_{label}"
-    shutil.rmtree(build, ignore_errors=True)
-    print(f"   [{label}] {lines:,} ER_PRS_F lines: whole clean (DuckDB)", flush=True)
-    ours = in_subprocess("run_ours", data=str(data), build=str(build))
-    # The shared machine's speed drifts by +-25 % from one minute to the next, so the DCIR stage
-    # and the hand SQL are timed in pairs, each in a fresh process on the same staged inputs, in
-    # ABBA order (hand first in even pairs, the stage first in odd ones) so that a steady drift
-    # does not favour either; medians are compared. The DCIR time inside the whole clean above is
-    # kept apart (`stages.dcir`): that process has already run the input checks and the ingest
-    # stage, so its memory state is not the hand SQL's.
-    runs = {"hand": ("hand-written DuckDB SQL", "run_hand_sql"), "ours": ("DCIR stage alone", "run_ours_dcir")}
-    times: dict[str, list[float]] = {"hand": [], "ours": []}
-    last: dict[str, dict[str, Any]] = {}
-    for i in range(repeat):
-        for which in (("hand", "ours") if i % 2 == 0 else ("ours", "hand")):
-            title, fn = runs[which]
-            print(f"   [{label}] {title} ({i + 1}/{repeat})", flush=True)
-            last[which] = in_subprocess(fn, data=str(data), build=str(build))
-            times[which].append(last[which]["seconds"])
-    ours_s, hand_s, hand = times["ours"], times["hand"], last["hand"]
-    n_pd = min(pandas_lines, lines)
-    print(f"   [{label}] pandas on {n_pd:,} lines", flush=True)
-    pdr = in_subprocess("run_pandas", data=str(data), build=str(build), n_lines=n_pd)
-    pandas_lps = pdr["lines"] / pdr["seconds"]
-    dcir_s = statistics.median(ours_s)
-    hand_med = statistics.median(hand_s)
-    ours_lps = lines / dcir_s
-    hand_lps = lines / hand_med
-    out = {
+    print(f"   [{label}] {lines:,} ER_PRS_F lines", flush=True)
+    whole, ours = bench_whole_clean(data, label, build, whole_repeat)
+    # The DCIR stage alone against its hand-written statement, on the staged inputs of the last whole
+    # clean. The DCIR time inside the whole clean is kept apart (`stages.dcir`): that process has
+    # already run the input checks and the ingest stage, so its memory state is not the hand SQL's.
+
+    def dcir() -> tuple[float, dict[str, Any]]:
+        r = in_subprocess("run_ours_dcir", data=str(data), build=str(build))
+        return r["seconds"], r
+
+    def hand() -> tuple[float, dict[str, Any]]:
+        r = in_subprocess("run_hand_sql", data=str(data), build=str(build))
+        return r["seconds"], r
+
+    times, last = _abba(label, {"hand": ("hand-written DuckDB statement of the DCIR rules", hand),
+                                "ours": ("DCIR stage alone", dcir)}, repeat)
+    ours_s, hand_s, hand_r = times["ours"], times["hand"], last["hand"]
+    dcir_s, hand_med = statistics.median(ours_s), statistics.median(hand_s)
+    ours_lps, hand_lps = lines / dcir_s, lines / hand_med
+    out: dict[str, Any] = {
         "label": label,
         "er_prs_f_lines": lines,
         "repeats": repeat,
-        "ours": {**ours, "dcir_seconds": round(dcir_s, 3), "dcir_seconds_all": ours_s, "lines_per_s": round(ours_lps),
+        "whole_repeats": whole_repeat,
+        "whole_clean": whole,
+        "ours": {**{k: v for k, v in ours.items() if k != "outputs"}, "dcir_seconds": round(dcir_s, 3),
+                 "dcir_seconds_all": ours_s, "lines_per_s": round(ours_lps),
                  "note": "DCIR stage of the runner (every rule, netting, person link, categories, summary "
                          "written, audit query) in a fresh process, median of the ABBA-ordered runs; "
-                         "total_seconds/stages/peak are the whole clean"},
-        "hand_sql": {**hand, "seconds": round(hand_med, 3), "seconds_all": hand_s, "lines_per_s": round(hand_lps),
+                         "total_seconds/stages/peak are the last whole clean"},
+        "hand_sql": {**hand_r, "seconds": round(hand_med, 3), "seconds_all": hand_s, "lines_per_s": round(hand_lps),
                      "note": "one DuckDB COPY of the same rules, same memory/threads, no audit; median"},
-        "pandas": {**pdr, "lines_per_s": round(pandas_lps),
-                   "extrapolated_seconds_full": round(lines / pandas_lps, 1),
-                   "note": f"run on the first {pdr['lines']:,} lines and extrapolated linearly to {lines:,} "
-                           "(a plain pandas run needs the whole table in memory)"},
-        "ratios": {"ours_vs_hand_sql": round(ours_lps / hand_lps, 3), "ours_vs_pandas": round(ours_lps / pandas_lps, 2),
-                   "ours_vs_hand_sql_pairwise_median": round(statistics.median(
-                       h / o for h, o in zip(hand_s, ours_s, strict=True)), 3)},
-        "cross_check": {"kept_euros_ours": ours["kept_euros"], "kept_euros_hand_sql": hand["kept_euros"],
-                        "agree": abs(ours["kept_euros"] - hand["kept_euros"]) < 0.01 * max(1, lines / 1e6)},
+        "ratios": {"whole_clean_vs_reference": whole["ratio"], "ours_vs_hand_sql": round(ours_lps / hand_lps, 3),
+                   "ours_vs_hand_sql_pairwise_median": _pairwise(hand_s, ours_s)},
+        "cross_check": {"kept_euros_ours": ours["kept_euros"], "kept_euros_hand_sql": hand_r["kept_euros"],
+                        "agree": abs(ours["kept_euros"] - hand_r["kept_euros"]) < 0.01 * max(1, lines / 1e6)},
     }
     out["targets"] = {
-        f"ours_vs_hand_sql>={TARGET_VS_HAND_SQL}": out["ratios"]["ours_vs_hand_sql"] >= TARGET_VS_HAND_SQL,
-        f"ours_vs_pandas>={TARGET_VS_PANDAS}": out["ratios"]["ours_vs_pandas"] >= TARGET_VS_PANDAS,
+        f"whole_clean_vs_reference>={TARGET_WHOLE_VS_REFERENCE}": whole["ratio"] >= TARGET_WHOLE_VS_REFERENCE,
+        f"dcir_vs_hand_sql>={TARGET_VS_HAND_SQL}": out["ratios"]["ours_vs_hand_sql"] >= TARGET_VS_HAND_SQL,
         f"peak<={TARGET_PEAK_GIB}GiB": ours["peak_rss_mb"] / 1024 <= TARGET_PEAK_GIB,
     }
+    if pandas_lines:
+        n_pd = min(pandas_lines, lines)
+        print(f"   [{label}] pandas on {n_pd:,} lines", flush=True)
+        pdr = in_subprocess("run_pandas", data=str(data), build=str(build), n_lines=n_pd)
+        pandas_lps = pdr["lines"] / pdr["seconds"]
+        out["pandas"] = {**pdr, "lines_per_s": round(pandas_lps),
+                         "extrapolated_seconds_full": round(lines / pandas_lps, 1),
+                         "note": f"run on the first {pdr['lines']:,} lines and extrapolated linearly to {lines:,} "
+                                 "(a plain pandas run needs the whole table in memory)"}
+        out["ratios"]["ours_vs_pandas"] = round(ours_lps / pandas_lps, 2)
+        out["targets"][f"ours_vs_pandas>={TARGET_VS_PANDAS}"] = out["ratios"]["ours_vs_pandas"] >= TARGET_VS_PANDAS
     shutil.rmtree(build, ignore_errors=True)
     return out
 
 
-def bench_spark_sample() -> dict[str, Any]:
-    from data_samples import SAMPLE_DIR
+def _machine() -> dict[str, Any]:
+    import duckdb
+    import ibis
 
-    build = WORK / "build_spark_sample"
-    shutil.rmtree(build, ignore_errors=True)
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    print("   Spark local[2] on the committed sample", flush=True)
-    r = in_subprocess("run_ours", data=str(SAMPLE_DIR), build=str(build), engine="spark")
-    shutil.rmtree(build, ignore_errors=True)
-    import pyarrow.parquet as pq
+    info = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
+            "duckdb": duckdb.__version__, "ibis": ibis.__version__}
+    try:
+        info["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+        info["load_average_at_start"] = [round(x, 1) for x in os.getloadavg()]
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - not on Linux
+        pass
+    try:
+        import pyspark
 
-    lines = pq.ParquetFile(SAMPLE_DIR / "ER_PRS_F.parquet").metadata.num_rows
-    return {"er_prs_f_lines": lines, "total_seconds": r["total_seconds"], "stages": r["stages"],
-            "peak_rss_mb_including_jvm": r["peak_rss_mb"],
-            "note": "whole clean on Spark local[2] (session start-up included); dominated by per-query overhead"}
+        info["pyspark"] = pyspark.__version__
+    except ImportError:  # pragma: no cover - the spark extra is optional
+        pass
+    return info
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.config import load_config
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny version: committed sample, x2 replication")
     parser.add_argument("--scale", type=float, default=1.0, help="scale of the generated extract (default 1)")
     parser.add_argument("--seed", type=int, default=20240101)
     parser.add_argument("--data", type=Path, default=None, help="use this Parquet extract instead of generating")
     parser.add_argument("--lines", type=int, default=100_000_000,
-                        help="also bench an extract of at least this many lines, by replication (0 = skip)")
-    parser.add_argument("--pandas-lines", type=int, default=5_000_000, help="lines given to pandas")
-    parser.add_argument("--no-spark", action="store_true", help="skip the Spark run on the sample")
+                        help="also bench an extract of at least this many lines, by replication, when the base "
+                             "extract is smaller (0 = skip)")
+    parser.add_argument("--pandas-lines", type=int, default=5_000_000, help="lines given to pandas (0 = skip pandas)")
+    parser.add_argument("--no-spark", action="store_true", help="skip the Spark run")
+    parser.add_argument("--spark-only", action="store_true",
+                        help="only the Spark local[2] / DuckDB comparison (results: clean_spark.json)")
+    parser.add_argument("--spark-scale", type=float, default=0.1, help="scale of the Spark comparison's extract")
     parser.add_argument("--repeat", type=int, default=4,
                         help="pairs of DCIR-stage and hand-SQL runs, in ABBA order (medians compared)")
-    parser.add_argument("--big-repeat", type=int, default=2, help="the same for the >= 100 M-line extract")
+    parser.add_argument("--whole-repeat", type=int, default=2,
+                        help="pairs of whole-clean and reference-script runs, in ABBA order")
+    parser.add_argument("--big-repeat", type=int, default=2, help="the same pairs for the >= 100 M-line extract")
     parser.add_argument("--out", type=Path, default=None,
                         help="results file (default benchmarks/results/clean.json, clean_quick.json with --quick)")
     parser.add_argument("--work", type=Path, default=None,
@@ -398,25 +497,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.work is not None:
         WORK = args.work.resolve()
     if args.out is None:  # a quick check must not overwrite the committed full results
-        args.out = RESULTS.with_name("clean_quick.json") if args.quick else RESULTS
+        args.out = (RESULTS.with_name("clean_quick.json") if args.quick
+                    else SPARK_RESULTS if args.spark_only else RESULTS)
     WORK.mkdir(parents=True, exist_ok=True)
-    if args.quick:
-        import pyarrow.parquet as pq
+    import pyarrow.parquet as pq
 
+    if args.quick:
         from data_samples import SAMPLE_DIR
 
         base, label = SAMPLE_DIR, "sample"
         big_lines = 2 * pq.ParquetFile(SAMPLE_DIR / "ER_PRS_F.parquet").metadata.num_rows  # x2 replication
         pandas_lines = 100_000
     else:
-        base = args.data or ensure_extract(args.scale, args.seed)
-        label, big_lines, pandas_lines = f"scale_{args.scale}" if args.data is None else base.name, args.lines, args.pandas_lines
+        label, big_lines, pandas_lines = "", args.lines, args.pandas_lines
+        base = None
 
+    e = load_config().engine
     results: dict[str, Any] = {
-        "benchmark": "clean",
+        "benchmark": "clean_spark" if args.spark_only else "clean",
         "quick": args.quick,
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
+        "machine": _machine(),
+        "settings": {"duckdb_threads": e.duckdb_threads, "duckdb_memory_limit": e.duckdb_memory_limit,
+                     "spark_master": "local[2]", "spark_driver_memory": e.spark_driver_memory},
+        "method": __doc__.split("What is measured")[1].strip() if "What is measured" in (__doc__ or "") else "",
         "runs": [],
     }
 
@@ -424,23 +528,40 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))
 
-    results["runs"].append(bench_extract(base, label, pandas_lines, 1 if args.quick else args.repeat))
-    save()
-    if big_lines:
-        big = replicate_extract(base, big_lines)
-        results["runs"].append(bench_extract(big, big.name, pandas_lines, args.big_repeat))
+    if args.spark_only or (not args.no_spark and not args.quick):
+        spark_data = (args.data if args.spark_only and args.data else ensure_extract(args.spark_scale, args.seed))
+        from benchmarks.bench_clean_spark import bench_spark
+
+        results["spark"] = bench_spark(spark_data, spark_data.name if args.spark_only and args.data
+                                       else f"scale_{args.spark_scale}")
         save()
-    if not args.no_spark:
-        results["spark_sample"] = bench_spark_sample()
+    if args.spark_only:
+        print(f"   Spark local[2] / DuckDB: {results['spark']['spark_vs_duckdb_time_ratio']}x the time, outputs equal: "
+              f"{results['spark']['outputs_equal']}; results: {args.out}")
+        return 0 if results["spark"]["outputs_equal"] else 1
+
+    if base is None:
+        base = args.data or ensure_extract(args.scale, args.seed)
+        label = f"scale_{args.scale}" if args.data is None else base.name
+    base_lines = pq.ParquetFile(base / "ER_PRS_F.parquet").metadata.num_rows
+    results["runs"].append(bench_extract(base, label, pandas_lines, 1 if args.quick else args.repeat,
+                                         1 if args.quick else args.whole_repeat))
+    save()
+    if big_lines and base_lines < big_lines:
+        big = replicate_extract(base, big_lines)
+        results["runs"].append(bench_extract(big, big.name, pandas_lines, 1 if args.quick else args.big_repeat,
+                                             1 if args.quick else args.big_repeat))
         save()
     for r in results["runs"]:
-        print(f"   {r['label']}: ours {r['ours']['lines_per_s']:,} lines/s (peak {r['ours']['peak_rss_mb']:.0f} MiB), "
-              f"hand SQL {r['hand_sql']['lines_per_s']:,} lines/s, pandas {r['pandas']['lines_per_s']:,} lines/s; "
-              f"ratios {r['ratios']}; targets {r['targets']}")
-    if "spark_sample" in results:
-        print(f"   Spark local[2] on the sample: {results['spark_sample']['total_seconds']} s")
+        print(f"   {r['label']}: whole clean {r['whole_clean']['seconds']} s vs reference "
+              f"{r['whole_clean']['reference_seconds']} s (tables equal: {r['whole_clean']['cross_check']['tables_equal']}); "
+              f"DCIR {r['ours']['lines_per_s']:,} lines/s vs hand SQL {r['hand_sql']['lines_per_s']:,}; peak "
+              f"{r['ours']['peak_rss_mb']:.0f} MiB; ratios {r['ratios']}; targets {r['targets']}")
+    if "spark" in results:
+        print(f"   Spark local[2]: {results['spark']['spark_vs_duckdb_time_ratio']}x DuckDB's time")
     print(f"   results: {args.out}")
-    return 0
+    equal = all(r["whole_clean"]["cross_check"]["tables_equal"] for r in results["runs"])
+    return 0 if equal else 1
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ def outcome_stats(config: StudyConfig) -> list[str]:
         *[f"eol_s_{c}" for c in cats], "eol_s_perimeter", "eol_nursing_spend", "eol_nursing_acts",
         "eol_experiment_hours", "eol_any_stay", "eol_hosp_days", "eol_death_in_hosp",
         "pre_s_perimeter", "pre_pyears", "post_s_perimeter", "post_pyears",
+        # stays outside the hospital perimeter (negative controls, cleaning.stay_categories)
+        *[f"stays_{c}" for c in config.cleaning.stay_category_names],
     ]
 
 

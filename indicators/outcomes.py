@@ -22,6 +22,10 @@ Windows and conventions (documented in docs/indicators.md):
   a full stay counts if it overlaps the window; hospital days are the nights of overlap.
 * Hospital stays in follow-up: full (non-séance) stays whose entry date is in follow-up; their days
   are ``SEJ_NBJ``. Séances are counted apart.
+* Only stays of the hospital perimeter (``stay_category`` = 'hospital') enter the stay counts, days and
+  hospital spending above. Stays of a ``cleaning.stay_categories`` category (negative controls such as
+  cataract surgery) are counted apart, per unit, as ``stays_<category>`` (stays and séances entering in
+  follow-up). A death in hospital (SOR_MOD = 9) is read from every stay.
 """
 
 from __future__ import annotations
@@ -260,9 +264,20 @@ def _daily_sums(con: duckdb.DuckDBPyConnection, windows: pd.DataFrame, cols: lis
     return out
 
 
-def _stay_outcomes(con: duckdb.DuckDBPyConnection, fu: pd.DataFrame, eol_days: int) -> pd.DataFrame:
+def stay_category_sql(con: duckdb.DuckDBPyConnection) -> str:
+    """SQL expression of a stay's category in the ``stays`` view: its ``stay_category`` column, or
+    'hospital' for every stay when the view has none (stays tables built by hand)."""
+    cols = {d[0] for d in con.execute("SELECT * FROM stays LIMIT 0").description}
+    if "stay_category" in cols:
+        return f"coalesce(CAST(stay_category AS VARCHAR), '{HOSPITAL}')"
+    return f"'{HOSPITAL}'"
+
+
+def _stay_outcomes(con: duckdb.DuckDBPyConnection, fu: pd.DataFrame, eol_days: int,
+                   stay_categories: list[str] = ()) -> pd.DataFrame:
     """Per unit (by position): stays, days, séances and hospital spending in follow-up; end-of-life
-    stay, nights, prorated hospital spending and death-in-hospital flag (decedents)."""
+    stay, nights, prorated hospital spending and death-in-hospital flag (decedents) — all from the
+    hospital perimeter's stays; and ``stays_<c>`` for each stay category ``c`` outside it."""
     death = fu["death_date"].where(fu["died"] == 1)
     u = pd.DataFrame({
         "unit_pos": np.arange(len(fu)),
@@ -274,32 +289,38 @@ def _stay_outcomes(con: duckdb.DuckDBPyConnection, fu: pd.DataFrame, eol_days: i
     })
     con.register("units", u)
     # A stay lasts exit − entry + 1 days (a same-day stay or séance: 1 day); its cost is spread
-    # evenly over those days, and the end-of-life window takes the days it holds.
-    sql = """
+    # evenly over those days, and the end-of-life window takes the days it holds. ``h`` marks the
+    # stays of the hospital perimeter: only they enter the headline sums; a death in hospital is read
+    # from every stay, and stays outside the perimeter are counted per category.
+    per_category = "".join(
+        f",\n          sum(CASE WHEN cat = '{c}' AND entry BETWEEN fu_start AND fu_end THEN 1 ELSE 0 END)"
+        f' AS "stays_{c}"' for c in stay_categories)
+    sql = f"""
         WITH s AS (SELECT person_id, coalesce(CAST(entry_date AS DATE), CAST(exit_date AS DATE)) AS entry,
                           coalesce(CAST(exit_date AS DATE), CAST(entry_date AS DATE)) AS exit_,
                           coalesce(SEJ_NBJ, 0) AS nbj, CAST(SOR_MOD AS VARCHAR) AS sor,
-                          CAST(is_seance AS INTEGER) AS seance, coalesce(CAST(cost AS DOUBLE), 0) AS cost
+                          CAST(is_seance AS INTEGER) AS seance, coalesce(CAST(cost AS DOUBLE), 0) AS cost,
+                          {stay_category_sql(con)} AS cat
                    FROM stays),
         j AS (SELECT u.unit_pos, u.fu_start, u.fu_end, u.death, CAST(u.eol_start AS DATE) AS eol_start, s.*,
-                     greatest(date_diff('day', s.entry, s.exit_) + 1, 1) AS stay_days
+                     s.cat = '{HOSPITAL}' AS h, greatest(date_diff('day', s.entry, s.exit_) + 1, 1) AS stay_days
               FROM units u JOIN s ON s.person_id = u.person_id)
         SELECT unit_pos,
-          sum(CASE WHEN seance = 0 AND entry BETWEEN fu_start AND fu_end THEN 1 ELSE 0 END) AS stays,
-          sum(CASE WHEN seance = 0 AND entry BETWEEN fu_start AND fu_end THEN nbj ELSE 0 END) AS hosp_days,
-          sum(CASE WHEN seance = 1 AND entry BETWEEN fu_start AND fu_end THEN 1 ELSE 0 END) AS seances,
-          sum(CASE WHEN entry BETWEEN fu_start AND fu_end THEN cost ELSE 0 END) AS fu_hosp_spend,
-          sum(CASE WHEN death IS NOT NULL AND entry <= death AND exit_ >= eol_start
+          sum(CASE WHEN h AND seance = 0 AND entry BETWEEN fu_start AND fu_end THEN 1 ELSE 0 END) AS stays,
+          sum(CASE WHEN h AND seance = 0 AND entry BETWEEN fu_start AND fu_end THEN nbj ELSE 0 END) AS hosp_days,
+          sum(CASE WHEN h AND seance = 1 AND entry BETWEEN fu_start AND fu_end THEN 1 ELSE 0 END) AS seances,
+          sum(CASE WHEN h AND entry BETWEEN fu_start AND fu_end THEN cost ELSE 0 END) AS fu_hosp_spend,
+          sum(CASE WHEN h AND death IS NOT NULL AND entry <= death AND exit_ >= eol_start
                    THEN cost * least(greatest(date_diff('day', greatest(entry, eol_start), least(exit_, death)) + 1,
                                               0), stay_days)::DOUBLE / stay_days
                    ELSE 0 END) AS eol_hosp_spend,
-          max(CASE WHEN death IS NOT NULL AND seance = 0 AND entry <= death AND exit_ >= eol_start
+          max(CASE WHEN h AND death IS NOT NULL AND seance = 0 AND entry <= death AND exit_ >= eol_start
                    THEN 1 ELSE 0 END) AS eol_any_stay,
-          sum(CASE WHEN death IS NOT NULL AND seance = 0 AND entry <= death AND exit_ >= eol_start
+          sum(CASE WHEN h AND death IS NOT NULL AND seance = 0 AND entry <= death AND exit_ >= eol_start
                    THEN greatest(date_diff('day', greatest(entry, eol_start), least(exit_, death)), 0)
                    ELSE 0 END) AS eol_hosp_days,
           max(CASE WHEN death IS NOT NULL AND sor = '9' AND abs(date_diff('day', exit_, death)) <= 1
-                   THEN 1 ELSE 0 END) AS eol_sor9
+                   THEN 1 ELSE 0 END) AS eol_sor9{per_category}
         FROM j GROUP BY unit_pos
     """
     out = con.execute(sql).df().set_index("unit_pos")
@@ -323,7 +344,7 @@ def compute_unit_outcomes(units: pd.DataFrame, claims: ClaimsData, config: Study
         sums = _panel_sums(con, windows, spend_cols + count_cols)
         eol_sums = (_daily_sums(con, eol_windows(fu, config), daily_cols) if claims.eol_daily is not None
                     else pd.DataFrame(columns=daily_cols, dtype=float))
-        stays = _stay_outcomes(con, fu, config.indicators.eol_window_days)
+        stays = _stay_outcomes(con, fu, config.indicators.eol_window_days, config.cleaning.stay_category_names)
     finally:
         con.close()
     n = len(fu)
@@ -368,6 +389,8 @@ def compute_unit_outcomes(units: pd.DataFrame, claims: ClaimsData, config: Study
     out["eol_hosp_days"] = st["eol_hosp_days"] * out["died"]
     pmsi_death = (fu["death_source"].astype(str) == "PMSI").to_numpy()
     out["eol_death_in_hosp"] = (((st["eol_sor9"] > 0).to_numpy() | pmsi_death) * out["died"]).astype(float)
+    for c in config.cleaning.stay_category_names:
+        out[f"stays_{c}"] = st[f"stays_{c}"]
 
     out["pre_s_perimeter"] = pre_s[[f"spend_{c}" for c in perim]].sum(axis=1)
     pre_days = (fu["index_date"] - (fu["index_date"] - pd.DateOffset(months=config.indicators.did_pre_months))).dt.days

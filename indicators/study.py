@@ -26,6 +26,7 @@ from indicators.outcomes import perimeter_categories
 from indicators.results import Indicator, format_value, records_frame
 from indicators.spending import spending
 from pipeline.config import StudyConfig
+from pipeline.facts import BootstrapFacts, IndicatorsFacts, IndicatorsSizes
 from pipeline.io import file_hash, peak_rss_mb
 from pipeline.paths import BuildPaths
 from pipeline.privacy import is_small, mask_count, suppress_small_counts
@@ -107,24 +108,25 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Indic
         for key in INDICATOR_TABLES:
             out.table(key, suppress_small_counts(tables[key], min_cell_count))
         seconds = time.perf_counter() - start
-        out.params(
-            config, ["indicators", "economics", "study", "report"],
-            perimeter=perimeter_categories(config),
+        facts = IndicatorsFacts(
+            perimeter=tuple(perimeter_categories(config)),
             inputs={p.name: file_hash(p)["sha256"][:16] for p in (paths.persons, paths.panel, paths.stays,
                                                                    paths.eol_daily, paths.output("matched"))},
             data_dir=None if paths.data is None else str(paths.data),
             extract_scale=extract_scale(paths.data),
-            sizes={"treated": mask_count(an.n_treated, min_cell_count), "controls": mask_count(an.n_control, min_cell_count),
-                   "matched_sets": mask_count(an.n_sets, min_cell_count),
-                   "control_persons": mask_count(an.n_control_persons, min_cell_count),
-                   "resampling_clusters": mask_count(an.n_clusters, min_cell_count),
-                   "replicates": an.boot.n_replicates},
-            bootstrap={"kind": "bootstrap of matched sets; sets sharing a control person resampled together "
-                               "(clusters of the set-person graph); percentile CI",
-                       "seed": config.indicators.seed},
+            sizes=IndicatorsSizes(treated=mask_count(an.n_treated, min_cell_count),
+                                  controls=mask_count(an.n_control, min_cell_count),
+                                  matched_sets=mask_count(an.n_sets, min_cell_count),
+                                  control_persons=mask_count(an.n_control_persons, min_cell_count),
+                                  resampling_clusters=mask_count(an.n_clusters, min_cell_count),
+                                  replicates=an.boot.n_replicates),
+            bootstrap=BootstrapFacts(kind="bootstrap of matched sets; sets sharing a control person resampled "
+                                          "together (clusters of the set-person graph); percentile CI",
+                                     seed=config.indicators.seed),
             seconds=round(seconds, 3),
             peak_rss_mb=peak_rss_mb(),
         )
+        out.params(config, ["indicators", "economics", "study", "report"], **facts.to_dict())
     return IndicatorRunResult(indicators, records, dict(out.written), an.n_treated, an.n_control, an.n_sets,
                               an.boot.n_replicates, seconds, notes)
 

@@ -22,6 +22,7 @@ from matching.balance import MatchSummary, kish_ess, unit_rows
 from matching.matcher import Matcher
 from matching.profiles import INDICATOR_ID, unmatched_indicator, unmatched_profiles
 from pipeline.config import StudyConfig
+from pipeline.facts import MatchingFacts, MatchingSizes
 from pipeline.io import PipelineError, atomic_write_parquet, file_hash, peak_rss_mb
 from pipeline.labels import CALIPER_SCALE_FR, MATCHING_METHOD_FR
 from pipeline.paths import BuildPaths
@@ -315,13 +316,12 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Match
         out.records("indicator_unmatched", [outcome.indicator])
         out.table("attrition_matching", matching_flow(outcome.sizes))
         seconds = time.perf_counter() - start
-        out.params(
-            config, ["matching", "cohort"],
+        facts = MatchingFacts(
             method_description=method_description(config),
             caliper_width=m.caliper_width_,
             pooled_sd=getattr(m, "pooled_sd_", None),
-            sizes={k: (mask_count(v, min_cell_count) if isinstance(v, int) and not k.startswith("strata") else v)
-                   for k, v in outcome.sizes.items()} | reuse_sizes(m, min_cell_count),
+            sizes=MatchingSizes(**{k: (mask_count(v, min_cell_count) if isinstance(v, int) and not k.startswith("strata")
+                                       else v) for k, v in outcome.sizes.items()} | reuse_sizes(m, min_cell_count)),
             min_cell_count=min_cell_count,
             cohort_file=str(paths.cohort),
             cohort_fingerprint=fingerprint,
@@ -329,6 +329,7 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Match
             seconds=round(seconds, 3),
             peak_rss_mb=peak_rss_mb(),
         )
+        out.params(config, ["matching", "cohort"], **facts.to_dict())
     summary = MatchSummary.from_matcher(m, outcome.balance)
     return MatchResult(summary, outcome.indicator, outcome.sizes, dict(out.written), seconds, min_cell_count,
                        outcome.profiles)

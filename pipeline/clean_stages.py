@@ -63,7 +63,8 @@ def _run_ingest(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
     ben = read_parquet(con, ctx.staged("IR_BEN_R"))
     imb = read_parquet(con, ctx.staged("IR_IMB_R"))
     roster = read_parquet(con, ctx.staged("ROSTER"))
-    norm = ingest_stage.beneficiaries_normalised(ben)
+    max_birth_year = ctx.config.study.claims_end.year
+    norm = ingest_stage.beneficiaries_normalised(ben, max_birth_year)
     outs = {
         "persons_base": ctx.out("ingest", "persons_base"),
         "key_map": ctx.out("ingest", "key_map"),
@@ -74,7 +75,7 @@ def _run_ingest(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
     write_parquet(con, ingest_stage.person_nir_map(norm), outs["nir_map"], ["BEN_NIR_PSA"])
     key_map = read_parquet(con, outs["key_map"])
     nir_map = read_parquet(con, outs["nir_map"])
-    audit = ingest_stage.audit_ingest(ben)
+    audit = ingest_stage.audit_ingest(ben, max_birth_year)
 
     ald_all = ctx.out("ingest", "ald_linked")
     write_parquet(con, ald_stage.ald_linked(imb, key_map), ald_all,
@@ -87,12 +88,14 @@ def _run_ingest(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
     ald_all.unlink(missing_ok=True)
 
     roster_all = ctx.out("ingest", "roster_linked")
-    write_parquet(con, ingest_stage.roster_linked(roster, nir_map), roster_all,
+    period = ingest_stage.InclusionPeriod(ctx.config.study.inclusion_start, ctx.config.study.inclusion_end)
+    write_parquet(con, ingest_stage.roster_linked(roster, nir_map, period), roster_all,
                   ["BEN_NIR_PSA", "EQL_INC_DTE", "EQL_EQP_ID"])
     rl = read_parquet(con, roster_all)
     outs["roster"] = ctx.out("ingest", "roster")
     write_parquet(con, ingest_stage.roster_persons(rl), outs["roster"], ["person_id"])
     audit += ingest_stage.audit_roster(rl)
+    ingest_stage.check_roster_linked(audit, str(ctx.paths.data))
     roster_all.unlink(missing_ok=True)
     return outs, audit
 
@@ -119,6 +122,7 @@ def _run_dcir(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
     write_parquet(con, summary, out, round_floats=False)
     ranges_path.unlink(missing_ok=True)
     audit = dcir_stage.audit_dcir(read_parquet(con, out), ctx.config.cleaning)
+    dcir_stage.check_claims_usable(read_parquet(con, out), audit, str(ctx.paths.data))
     return {"claims_summary": out}, audit
 
 
@@ -173,6 +177,7 @@ def _run_cohort(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
     write_parquet(con, cohort_stage.cohort_table(persons, panel, periods, cfg), paths.cohort,
                   ["treated", "index_date", "person_id"])
     audit = cohort_flow(persons, read_parquet(con, paths.cohort))
+    cohort_stage.check_cohort_usable(audit, str(paths.data))
     return {"cohort": paths.cohort}, audit
 
 
@@ -221,7 +226,8 @@ def cohort_flow(persons: ir.Table, cohort: ir.Table) -> list[AuditRow]:
 STAGES: list[StageDef] = [
     StageDef(
         "ingest", ("IR_BEN_R", "IR_IMB_R", "ROSTER"), (),
-        lambda c: {"tables": c.section("extract")},
+        lambda c: {"tables": c.section("extract"),
+                   "study": {k: str(getattr(c.study, k)) for k in ("inclusion_start", "inclusion_end", "claims_end")}},
         _run_ingest, "beneficiaries, person map, ALD periods, roster",
     ),
     StageDef(
@@ -231,7 +237,8 @@ STAGES: list[StageDef] = [
             "window": {k: str(getattr(c.study, k)) for k in ("claims_start", "claims_end", "flux_lag_months")},
             "cleaning": _cleaning_subset(c, ["drop_dpn_qlf_71", "drop_bse_prs_nat_0", "net_regularisations",
                                              "apply_flux_window", "categories", "experiment",
-                                             "eol_daily_days"]),
+                                             "eol_daily_days", "max_line_amount_eur",
+                                             "max_line_amount_by_category", "max_care_after_flux_days"]),
         },
         _run_dcir, "ER_PRS_F rules, netting, categories",
     ),

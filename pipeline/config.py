@@ -110,6 +110,23 @@ class CategoryRule(_Settings):
     pse_spe_cod: list[int] = Field(default_factory=list)
 
 
+class StayCategoryRule(_Settings):
+    """A category of MCO stays kept apart from the hospital perimeter: a stay belongs to it when its
+    GRG_GHM starts with one of the listed prefixes (e.g. "02C05", cataract surgery)."""
+
+    label_fr: str
+    label_en: str
+    grg_ghm_prefixes: list[str] = Field(min_length=1)
+
+    @field_validator("grg_ghm_prefixes")
+    @classmethod
+    def _prefixes(cls, v: list[str]) -> list[str]:
+        bad = [p for p in v if not (1 <= len(p) <= 6 and p.isalnum())]
+        if bad:
+            raise ValueError(f"GRG_GHM prefixes are 1 to 6 letters or digits (GHM codes have 6); got {bad}")
+        return [p.upper() for p in v]
+
+
 class ExperimentPayments(_Settings):
     prs_nat_ref: list[int] = Field(default_factory=lambda: [9951])
     hourly_rate_eur: float = Field(54.0, gt=0)
@@ -129,7 +146,19 @@ class CleaningSettings(_Settings):
     # so that end-of-life windows are measured in days from EXE_SOI_DTD; must cover
     # indicators.eol_window_days.
     eol_daily_days: int = Field(183, ge=1, le=730)
+    # Plausibility (docs/cleaning.md, "Plausibility rules"): an ER_PRS_F line whose |BSE_REM_MNT| is
+    # above the maximum of its spending category (max_line_amount_by_category, else max_line_amount_eur)
+    # is dropped and audited (amount_above_maximum); so is a line whose care starts more than
+    # max_care_after_flux_days after its flux date (care_after_flux). A contract column whose share of
+    # missing values exceeds max_null_share stops validate and cleaning (column_mostly_null).
+    max_line_amount_eur: float = Field(100_000.0, gt=0)
+    max_line_amount_by_category: dict[str, float] = Field(default_factory=dict)
+    max_care_after_flux_days: int = Field(31, ge=0, le=3660)
+    max_null_share: float = Field(0.5, gt=0, le=1)
     categories: dict[str, CategoryRule] = Field(default_factory=dict)
+    # MCO stays counted apart from the "hospital" perimeter (negative-control stays such as elective
+    # cataract surgery), by GRG_GHM prefix; the first matching category wins, the rest are "hospital".
+    stay_categories: dict[str, StayCategoryRule] = Field(default_factory=dict)
     experiment: ExperimentPayments = Field(default_factory=ExperimentPayments)
     ald_groups: dict[str, list[int]] = Field(default_factory=dict)
 
@@ -137,6 +166,36 @@ class CleaningSettings(_Settings):
     def category_names(self) -> list[str]:
         """Categories of DCIR lines in assignment order, then 'other' and 'hospital'."""
         return [*self.categories.keys(), "other"]
+
+    @property
+    def stay_category_names(self) -> list[str]:
+        """Categories of MCO stays outside the hospital perimeter (``stay_categories``), in order."""
+        return list(self.stay_categories.keys())
+
+    def max_line_amount(self, category: str) -> float:
+        """The plausible maximum |BSE_REM_MNT| of one ER_PRS_F line of spending ``category``."""
+        return float(self.max_line_amount_by_category.get(category, self.max_line_amount_eur))
+
+    @model_validator(mode="after")
+    def _amount_limits_name_categories(self) -> CleaningSettings:
+        unknown = sorted(set(self.max_line_amount_by_category) - set(self.category_names))
+        bad = {k: v for k, v in self.max_line_amount_by_category.items() if not v > 0}
+        if unknown or bad:
+            raise ValueError(
+                f"cleaning.max_line_amount_by_category keys must be spending categories "
+                f"({', '.join(self.category_names)}) and its values amounts > 0 (euros); got unknown {unknown}, "
+                f"not positive {bad}")
+        return self
+
+    @model_validator(mode="after")
+    def _stay_categories_are_distinct(self) -> CleaningSettings:
+        clash = [c for c in self.stay_categories if c in (*self.category_names, "hospital")]
+        bad = [c for c in self.stay_categories if not (c.isidentifier() and c == c.lower())]
+        if clash or bad:
+            raise ValueError(
+                f"cleaning.stay_categories names must be lower-case identifiers distinct from the spending "
+                f"categories and 'hospital'; got {clash + bad}")
+        return self
 
 
 class CohortSettings(_Settings):
@@ -231,8 +290,8 @@ class IndicatorSettings(_Settings):
 class SensitivitySettings(_Settings):
     """Sensitivity analyses of the headline effects (issue 14), run after the indicators."""
 
-    # Negative-control outcomes: spending categories (``cleaning.categories`` names, or "hospital")
-    # the programme cannot plausibly change; each is estimated with the headline design and their
+    # Negative-control outcomes: spending categories (``cleaning.categories`` names, or "hospital") or
+    # stay categories (``cleaning.stay_categories``: stays per patient-year) the programme cannot plausibly change; each is estimated with the headline design and their
     # spread calibrates the headline intervals (docs/indicators.md, "Negative controls").
     negative_controls: list[str] = Field(default_factory=list)
 
@@ -320,11 +379,19 @@ class StudyConfig(_Settings):
     @model_validator(mode="after")
     def _negative_controls_are_categories(self) -> StudyConfig:
         known = [*self.cleaning.category_names, "hospital"]
-        unknown = [c for c in self.sensitivity.negative_controls if c not in known]
+        stays = self.cleaning.stay_category_names
+        unknown = [c for c in self.sensitivity.negative_controls if c not in known and c not in stays]
         if unknown:
             raise ValueError(
-                f"sensitivity.negative_controls names {unknown}, which are not spending categories "
-                f"({', '.join(known)}): add them under [cleaning.categories] or fix the list"
+                f"sensitivity.negative_controls names {unknown}, which are neither spending categories "
+                f"({', '.join(known)}) nor stay categories ({', '.join(stays) or 'none'}): add them under "
+                f"[cleaning.categories] or [cleaning.stay_categories] or fix the list"
+            )
+        in_perimeter = [c for c in self.indicators.perimeter if c in stays]
+        if in_perimeter:
+            raise ValueError(
+                f"indicators.perimeter names the stay categories {in_perimeter}: their stays are counted "
+                f"apart from the hospital perimeter (cleaning.stay_categories); remove them from the perimeter"
             )
         perimeter = self.indicators.perimeter or known  # an empty perimeter counts every category
         overlap = [c for c in self.sensitivity.negative_controls if c in perimeter]
@@ -388,7 +455,8 @@ def deep_merge(
 
 
 # Tables that a user file replaces whole rather than merging key by key (a study's own code lists).
-_REPLACED_TABLES = frozenset({"regions", "categories", "ald_groups"})
+_REPLACED_TABLES = frozenset({"regions", "categories", "stay_categories", "ald_groups",
+                              "max_line_amount_by_category"})
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from pipeline.readers import (
     open_source,
     quote_identifier,
     source_columns,
+    source_dialect,
     typed_select,
 )
 
@@ -120,6 +121,9 @@ class Violation:
     count: int
     examples: list[dict[str, Any]] = field(default_factory=list)
     hint: str = ""
+    # "note": a plausibility finding cleaning handles with an audited rule (pipeline/plausibility.py);
+    # reported, but it does not fail validation.
+    severity: str = "error"
 
     def render(self) -> str:
         where = f"{self.file} [{self.table}]" + (f" column {self.column}" if self.column else "")
@@ -138,6 +142,13 @@ class ValidationReport:
     violations: list[Violation]
     files_checked: list[str]
     rows_checked: dict[str, int]
+    read_as: dict[str, str] = field(default_factory=dict)  # file -> how it was read (CSV separator, encoding)
+    notes: list[Violation] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Plausibility notes travel with the violations of their file; they are reported apart.
+        self.notes = [*self.notes, *(v for v in self.violations if v.severity == "note")]
+        self.violations = [v for v in self.violations if v.severity != "note"]
 
     @property
     def ok(self) -> bool:
@@ -146,7 +157,12 @@ class ValidationReport:
     def render(self) -> str:
         out = [f"Validation of the extract in {self.data_dir} against the SNDS input contract"]
         for f in self.files_checked:
-            out.append(f"  checked {f} ({self.rows_checked.get(f, 0):,} rows)")
+            how = f"; {self.read_as[f]}" if f in self.read_as else ""
+            out.append(f"  checked {f} ({self.rows_checked.get(f, 0):,} rows{how})")
+        if self.notes:
+            out.append(f"{len(self.notes)} note(s) — implausible values that cleaning drops or flags and counts in "
+                       "audit/attrition.csv (not violations):")
+            out += [v.render() for v in self.notes]
         if self.violations:
             out.append(f"{len(self.violations)} violation(s):")
             out += [v.render() for v in self.violations]
@@ -160,7 +176,8 @@ class ValidationReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "violations": [v.__dict__ for v in self.violations],
-                "files_checked": self.files_checked, "rows_checked": self.rows_checked}
+                "notes": [v.__dict__ for v in self.notes],
+                "files_checked": self.files_checked, "rows_checked": self.rows_checked, "read_as": self.read_as}
 
 
 def _show(column: str, value: Any) -> str:
@@ -191,8 +208,12 @@ def validate_extract(data_dir: Path, config: StudyConfig, max_examples: int = 3)
     for key, msg in search.missing.items():
         violations.append(Violation(file=str(data_dir), table=TABLES[key].label, column=None,
                                     rule="table present", count=-1, hint=msg))
+    for key, msg in search.conflicts.items():
+        violations.append(Violation(file=str(data_dir), table=TABLES[key].label, column=None,
+                                    rule="one set of files per table", count=-1, hint=msg))
     files: list[str] = []
     rows: dict[str, int] = {}
+    read_as: dict[str, str] = {}
     import ibis
 
     with tempfile.TemporaryDirectory(prefix="eq_validate_") as tmpdir:
@@ -202,21 +223,77 @@ def validate_extract(data_dir: Path, config: StudyConfig, max_examples: int = 3)
         try:
             for key, paths in search.found.items():
                 for path in paths:
-                    files.append(path.name)
-                    n, vs = _validate_file(db, Path(tmpdir), path, TABLES[key], config, max_examples)
-                    rows[path.name] = n
-                    violations.extend(vs)
+                    # Files are named by their path under the extract (parts of a directory share names).
+                    name = search.name(path)
+                    files.append(name)
+                    n, vs = _validate_file(db, Path(tmpdir), path, TABLES[key], config, max_examples,
+                                           whole_table=len(paths) == 1)
+                    rows[name] = n
+                    violations.extend(replace(v, file=name) if v.file == path.name else v for v in vs)
+                    dialect = _dialect_or_none(path, config, TABLES[key])
+                    if dialect is not None:
+                        read_as[name] = dialect.describe()
+                violations += _keys_across_files(db.con, Path(tmpdir), TABLES[key], paths, search, config,
+                                                 max_examples)
+                violations += _notes_across_files(db, Path(tmpdir), TABLES[key], paths, config, max_examples)
         finally:
             db.disconnect()
-    return ValidationReport(data_dir=data_dir, violations=violations, files_checked=files, rows_checked=rows)
+    return ValidationReport(data_dir=data_dir, violations=violations, files_checked=files, rows_checked=rows,
+                            read_as=read_as)
 
 
-def _validate_file(db, tmpdir: Path, path: Path, spec: TableSpec, config: StudyConfig, k: int
-                   ) -> tuple[int, list[Violation]]:
+def _keys_across_files(con, tmpdir: Path, spec: TableSpec, paths: list[Path], search, config: StudyConfig,
+                       k: int) -> list[Violation]:
+    """A table in several files (by period, parts): line keys found in two files (overlapping periods, a
+    part copied twice), which cleaning would count twice. Files that do not read are already violations."""
+    if spec.per_year or len(paths) < 2 or not spec.unique:
+        return []
+    keys_spec = TableSpec(spec.key, spec.label, tuple(spec.column(u) for u in spec.unique))
+    selects = []
+    for i, path in enumerate(paths):
+        try:
+            src = open_source(con, path, config, sas_staging=tmpdir / f"keys_{i}.parquet", table=spec)
+            available = source_columns(con, src)
+        except PipelineError:
+            return []
+        mapping, missing = match_columns(keys_spec, available)
+        if missing:
+            return []
+        selects.append(f"SELECT {typed_select(keys_spec, available, mapping)}, {i} AS _file FROM {src}")
+    keys = ", ".join(quote_identifier(u) for u in spec.unique)
+    union = " UNION ALL ".join(selects)
+    # One 64-bit hash per line keeps the grouping small; a hit is recounted on the key columns.
+    if not con.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM ({union}) GROUP BY hash({keys}) "
+                       "HAVING MIN(_file) <> MAX(_file))").fetchone()[0]:
+        return []
+    n, = con.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM ({union}) GROUP BY {keys} "
+                     "HAVING MIN(_file) <> MAX(_file))").fetchone()
+    if not n:
+        return []
+    ex = con.execute(f"SELECT {keys}, LIST(DISTINCT _file ORDER BY _file) FROM ({union}) GROUP BY {keys} "
+                     f"HAVING MIN(_file) <> MAX(_file) LIMIT {k}").fetchall()
+    examples = [{**{u: _show(u, v) for u, v in zip(spec.unique, r[:-1], strict=True)},
+                 "files": " and ".join(search.name(paths[i]) for i in r[-1])} for r in ex]
+    return [Violation(f"{len(paths)} files of {spec.label}", spec.label, "+".join(spec.unique),
+                      "line key unique across the files of the table", int(n), examples,
+                      hint="the same line is in two files (overlapping periods, a part copied twice) and would be "
+                           "counted twice; keep each line in one file only.")]
+
+
+def _dialect_or_none(path: Path, config: StudyConfig, spec: TableSpec):
+    """How a CSV file was read, for the report; None for other formats or an unreadable CSV (already a violation)."""
+    try:
+        return source_dialect(path, config, spec)
+    except PipelineError:
+        return None
+
+
+def _validate_file(db, tmpdir: Path, path: Path, spec: TableSpec, config: StudyConfig, k: int, *,
+                   whole_table: bool = True) -> tuple[int, list[Violation]]:
     import duckdb
 
     try:
-        return _validate_readable_file(db, tmpdir, path, spec, config, k)
+        return _validate_readable_file(db, tmpdir, path, spec, config, k, whole_table=whole_table)
     except duckdb.Error as err:
         # The footer read but the data does not decode (a corrupt page): one violation, not a crash.
         # An error on a file that reads in full is not the file's: let it show.
@@ -230,15 +307,15 @@ def _validate_file(db, tmpdir: Path, path: Path, spec: TableSpec, config: StudyC
                                   "transfer?): copy or export it again.")]
 
 
-def _validate_readable_file(db, tmpdir: Path, path: Path, spec: TableSpec, config: StudyConfig, k: int
-                            ) -> tuple[int, list[Violation]]:
+def _validate_readable_file(db, tmpdir: Path, path: Path, spec: TableSpec, config: StudyConfig, k: int, *,
+                            whole_table: bool = True) -> tuple[int, list[Violation]]:
     out: list[Violation] = []
     name = path.name
     con = db.con
     con.execute("DROP TABLE IF EXISTS typed")
     if True:
         try:
-            src = open_source(con, path, config, sas_staging=tmpdir / f"raw_{path.stem}.parquet")
+            src = open_source(con, path, config, sas_staging=tmpdir / f"raw_{path.stem}.parquet", table=spec)
             available = source_columns(con, src)
         except PipelineError as err:
             return 0, [Violation(name, spec.label, None, "readable", -1, hint=str(err))]
@@ -296,6 +373,7 @@ def _validate_readable_file(db, tmpdir: Path, path: Path, spec: TableSpec, confi
                     out.append(Violation(name, spec.label, "+".join(spec.unique), "unique line key", n_dup,
                                          examples, hint="rows sharing the same key; the extract was "
                                          "probably concatenated twice or badly joined."))
+            out += _plausibility_violations(table, spec, converted, config, name, k, whole_table=whole_table)
             con.execute("DROP TABLE typed")
     return n_rows, out
 
@@ -333,7 +411,13 @@ def _pandera_violations(db, table, spec: TableSpec, columns: list[str], config: 
         rule = _rule_label(check_s, spec.column(col) if col in spec.names else None)
         ctx = [c for c in _context_columns(spec, col) if c in columns]
         examples = []
-        for v in grp["val"].drop_duplicates().head(k):
+        count, values = int(len(grp)), grp["val"].drop_duplicates().head(k)
+        if check_s == "not_nullable":
+            # pandera-ibis gives the failing rows of a not-null check as one table expression: count in SQL.
+            count = int(db.con.execute(f"SELECT COUNT(*) FROM typed WHERE {quote_identifier(col)} IS NULL")
+                        .fetchall()[0][0])
+            values = [None]
+        for v in values:
             where = f"{quote_identifier(col)} IS NULL" if v is None or (isinstance(v, float) and v != v) else None
             params: list[Any] = []
             if where is None:
@@ -343,7 +427,7 @@ def _pandera_violations(db, table, spec: TableSpec, columns: list[str], config: 
                                params).fetchall()
             if r:
                 examples.append({c: _show(c, x) for c, x in zip(ctx, r[0], strict=True)})
-        out.append(Violation(name, spec.label, col, rule, int(len(grp)), examples))
+        out.append(Violation(name, spec.label, col, rule, count, examples))
     return out
 
 
@@ -362,3 +446,49 @@ def _rule_label(check: str, col: ColumnSpec | None) -> str:
     if check.startswith("str_matches("):
         return "does not match pattern " + check[len("str_matches"):]
     return check
+
+
+def _plausibility_violations(table, spec: TableSpec, columns: list[str], config: StudyConfig, name: str,
+                             k: int, *, whole_table: bool = True) -> list[Violation]:
+    """The plausibility rules (pipeline/plausibility.py) on one typed file: refusals as violations, what
+    cleaning drops or flags as notes."""
+    from pipeline.plausibility import plausibility_findings
+
+    return [Violation(f.file, f.table, f.column, f.rule, f.count, f.examples, f.hint,
+                      severity="error" if f.refuse else "note")
+            for f in plausibility_findings(table, spec, columns, config, name, k, whole_table=whole_table)]
+
+
+def _notes_across_files(db, tmpdir: Path, spec: TableSpec, paths: list[Path], config: StudyConfig, k: int
+                        ) -> list[Violation]:
+    """A table in several files: the plausibility notes that need all its lines (a regularisation and its
+    original in two flux files), on the typed lines of every file together. Files that do not read, or
+    lack a column, are already violations."""
+    from pipeline.plausibility import whole_table_findings, whole_table_notes
+
+    needs = sorted({c for cols in whole_table_notes(spec.key) for c in cols})
+    if spec.per_year or len(paths) < 2 or not needs:
+        return []
+    sub = TableSpec(spec.key, spec.label, tuple(spec.column(c) for c in needs))
+    con, selects = db.con, []
+    for i, path in enumerate(paths):
+        try:
+            src = open_source(con, path, config, sas_staging=tmpdir / f"notes_{i}.parquet", table=spec)
+            available = source_columns(con, src)
+            mapping, missing = match_columns(sub, available)
+            if missing or int(con.execute(f"SELECT COUNT(*) FROM {src} WHERE "
+                                          + " OR ".join(failure_expression(c, mapping[c.name], available[mapping[c.name]])
+                                                        for c in sub.columns)).fetchone()[0]):
+                return []
+        except PipelineError:
+            return []
+        selects.append(f"SELECT {typed_select(sub, available, mapping)} FROM {src}")
+    con.execute("DROP TABLE IF EXISTS typed_all")
+    con.execute("CREATE TABLE typed_all AS " + " UNION ALL ".join(selects))
+    try:
+        name = f"{len(paths)} files of {spec.label}"
+        return [Violation(f.file, f.table, f.column, f.rule, f.count, f.examples, f.hint,
+                          severity="error" if f.refuse else "note")
+                for f in whole_table_findings(db.table("typed_all"), spec, needs, config, name, k)]
+    finally:
+        con.execute("DROP TABLE typed_all")

@@ -11,10 +11,11 @@ a stage, so it checks them on every input file it is about to read:
   BEN_RNG_GEM) likewise. The roster is not checked here: duplicate roster rows are an audited
   cleaning rule (``roster_one_row_per_person``).
 
-The key check reads only the key columns, in DuckDB within the engine's memory limit (it spills
-beyond it). A file that passes is recorded under ``<build>/tmp/checks/`` by its content hash, so an
-unchanged input is checked once. Readability, missing columns and column types are checked when
-the runner stages the input (:func:`pipeline.readers.parquet_needs_conversion`).
+The key check reads only the key columns and groups them by one 64-bit hash (exact recount on a
+hit), in DuckDB within the engine's memory limit (it spills beyond it). A file that passes is
+recorded under ``<build>/tmp/checks/`` by its content hash, so an unchanged input is checked once.
+Readability, missing columns and column types are checked when the runner stages the input
+(:func:`pipeline.readers.parquet_needs_conversion`).
 
 When a stage fails with an engine error, :func:`diagnose_read_failure` reads the stage's input
 files in full: a corrupt data page (the footer intact, so nothing is noticed before) becomes an
@@ -35,7 +36,7 @@ import pyarrow.parquet as pq
 from pipeline.config import StudyConfig
 from pipeline.contract_spec import TABLES
 from pipeline.io import PipelineError, atomic_write_json
-from pipeline.readers import UnreadableFileError
+from pipeline.readers import UnreadableFileError, display_name
 
 CHECK_VERSION = 1
 # Tables whose line key is checked by cleaning (see the module docstring for the roster).
@@ -75,11 +76,30 @@ def _connect(config: StudyConfig, spill: Path):
     return con
 
 
+def _duplicate_keys(con, path: str, keys: str) -> tuple[int, int]:
+    """(key values occurring more than once, rows carrying them) in one Parquet file.
+
+    Grouping on one 64-bit hash of the key columns instead of the columns themselves keeps the hash
+    table small (one integer per line rather than nine values, one of them a string): grouping on the
+    nine columns of 171 M ER_PRS_F lines filled the 8 GB memory limit. Lines sharing a hash
+    but not a key (a collision, about 1 in 10^11 pairs) can only raise a false alarm, so a hit is
+    counted again on the columns themselves and only that exact count is reported."""
+    hashed = con.execute(
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM read_parquet('{path}') GROUP BY hash({keys}) HAVING COUNT(*) > 1)"
+    ).fetchone()[0]
+    if not hashed:
+        return 0, 0
+    return con.execute(
+        f"SELECT COUNT(*), COALESCE(SUM(n), 0) FROM (SELECT COUNT(*) AS n FROM "
+        f"read_parquet('{path}') GROUP BY {keys} HAVING COUNT(*) > 1)"
+    ).fetchone()
+
+
 def check_table(key: str, files: list[Path], sources: list[Path], hashes: list[str], config: StudyConfig,
-                cache_dir: Path, spill_dir: Path) -> list[FileCheck]:
+                cache_dir: Path, spill_dir: Path, data_dir: Path | None = None) -> list[FileCheck]:
     """Check the (staged, typed Parquet) ``files`` of one input table; raise on an empty table or
-    duplicated line keys. ``sources`` are the files of the extract (named in messages), ``hashes``
-    their sha256 (cache keys)."""
+    duplicated line keys. ``sources`` are the files of the extract (named in messages, by their path
+    under ``data_dir``: parts of a directory share names), ``hashes`` their sha256 (cache keys)."""
     spec = TABLES[key]
     results: list[FileCheck] = []
     con = None
@@ -89,7 +109,8 @@ def check_table(key: str, files: list[Path], sources: list[Path], hashes: list[s
             if record.exists():
                 try:
                     data = json.loads(record.read_text(encoding="utf-8"))
-                    results.append(FileCheck(src.name, spec.label, int(data["rows"]), 0, cached=True))
+                    results.append(FileCheck(display_name(src, data_dir), spec.label, int(data["rows"]), 0,
+                                             cached=True))
                     continue
                 except (OSError, ValueError, KeyError):
                     pass
@@ -101,10 +122,7 @@ def check_table(key: str, files: list[Path], sources: list[Path], hashes: list[s
                 keys = ", ".join('"' + k + '"' for k in spec.unique)
                 path = str(f).replace("'", "''")
                 try:
-                    dup_keys, dup_lines = con.execute(
-                        f"SELECT COUNT(*), COALESCE(SUM(n), 0) FROM (SELECT COUNT(*) AS n FROM "
-                        f"read_parquet('{path}') GROUP BY {keys} HAVING COUNT(*) > 1)"
-                    ).fetchone()
+                    dup_keys, dup_lines = _duplicate_keys(con, path, keys)
                 except Exception:
                     diagnosed = diagnose_read_failure([f], {Path(f): src})
                     if diagnosed is None:
@@ -122,13 +140,17 @@ def check_table(key: str, files: list[Path], sources: list[Path], hashes: list[s
                     "concatenated twice or badly joined: remove the duplicate rows (keep one per key) and run "
                     "again; `equilibres validate DIR` shows examples."
                 )
-            results.append(FileCheck(src.name, spec.label, rows, 0, cached=False))
-            atomic_write_json(record, {"rows": rows, "table": spec.label, "file": src.name})
+            results.append(FileCheck(display_name(src, data_dir), spec.label, rows, 0, cached=False))
+            atomic_write_json(record, {"rows": rows, "table": spec.label, "file": display_name(src, data_dir)})
+        if key in KEY_CHECKED and not spec.per_year and len(files) > 1:
+            if con is None:
+                con = _connect(config, spill_dir)
+            _check_keys_across_files(con, key, files, sources, hashes, cache_dir, data_dir)
     finally:
         if con is not None:
             con.close()
     if files and sum(r.rows for r in results) == 0:
-        names = ", ".join(f"{s.name}: 0 rows" for s in sources)
+        names = ", ".join(f"{display_name(s, data_dir)}: 0 rows" for s in sources)
         raise EmptyTableError(
             f"Input table {spec.label} has no rows ({names}) in {sources[0].parent}: the export is empty or "
             "was cut short. Export the table again; every table of docs/CONTRACTS.md section 1 must have rows."
@@ -136,8 +158,41 @@ def check_table(key: str, files: list[Path], sources: list[Path], hashes: list[s
     return results
 
 
+def _check_keys_across_files(con, key: str, files: list[Path], sources: list[Path], hashes: list[str],
+                             cache_dir: Path, data_dir: Path | None) -> None:
+    """A table in several files (by year, by month, parts): a line key found in two files is a line
+    extracted twice (overlapping periods, a part copied twice); each file alone passed."""
+    import hashlib
+
+    record = cache_dir / f"{key}.across.{hashlib.sha256(''.join(hashes).encode()).hexdigest()[:20]}.v{CHECK_VERSION}.json"
+    if record.exists():
+        return
+    spec = TABLES[key]
+    keys = ", ".join('"' + k + '"' for k in spec.unique)
+    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    source = f"read_parquet([{listed}], filename = true, union_by_name = true)"
+    # Each file alone has no duplicate, so any repeated key is across files. One 64-bit hash per line
+    # keeps the grouping small, as in _duplicate_keys; a hit is recounted on the columns themselves.
+    hashed = con.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} GROUP BY hash({keys}) HAVING COUNT(*) > 1)"
+                         ).fetchone()[0]
+    n_keys, example = con.execute(
+        f"SELECT COUNT(*), ANY_VALUE(files) FROM (SELECT LIST(DISTINCT filename ORDER BY filename) AS files FROM "
+        f"{source} GROUP BY {keys} HAVING COUNT(*) > 1)"
+    ).fetchone() if hashed else (0, None)
+    if n_keys:
+        by_staged = {str(f): s for f, s in zip(files, sources, strict=True)}
+        names = [display_name(by_staged.get(f, Path(f)), data_dir) for f in example]
+        raise DuplicateKeyError(
+            f"Input table {spec.label} is in {len(files)} files and {n_keys:,} line key(s) ({', '.join(spec.unique)}) "
+            f"occur in more than one of them (e.g. in {' and '.join(names[:2])}): the files overlap (a year file "
+            "beside its month files, a part copied twice), and the lines would be counted twice. Keep each line in "
+            f"one file only (extract {data_dir or sources[0].parent})."
+        )
+    atomic_write_json(record, {"files": [display_name(s, data_dir) for s in sources], "table": spec.label})
+
+
 def check_inputs(staged: dict[str, list[Path]], sources: dict[str, list[Path]], hashes: dict[str, list[str]],
-                 config: StudyConfig, build: Path) -> dict[str, Any]:
+                 config: StudyConfig, build: Path, data_dir: Path | None = None) -> dict[str, Any]:
     """Check every table in ``staged``; the summary (time, rows per file) goes into the manifest."""
     t0 = time.perf_counter()
     build = Path(build)
@@ -148,7 +203,7 @@ def check_inputs(staged: dict[str, list[Path]], sources: dict[str, list[Path]], 
     files: list[dict[str, Any]] = []
     for key in staged:
         files += [c.as_record() for c in check_table(key, staged[key], sources[key], hashes[key], config,
-                                                     cache, spill)]
+                                                     cache, spill, data_dir)]
     return {"seconds": round(time.perf_counter() - t0, 3), "files": files,
             "checks": ["table has rows", "line key unique (" + ", ".join(KEY_CHECKED) + ")"]}
 

@@ -145,6 +145,11 @@ class BuildPaths:
         return self.root / "sweep"
 
     @property
+    def sweep_cache(self) -> Path:
+        """The sweep's per-specification cache (study/sweep_cache.py): disposable, hence under tmp/."""
+        return self.tmp / "sweep_cache"
+
+    @property
     def indicators(self) -> Path:
         return self.root / "indicators"
 

@@ -233,15 +233,15 @@ MIN_ID_LENGTH = 5  # shorter values (e.g. "1") are ordinary tokens and cannot be
 
 def extract_identifiers(data_dir: Path, config: StudyConfig) -> set[str]:
     """Every person and team identifier of the extract (IR_BEN_R, roster, PMSI C tables)."""
-    data_dir = Path(data_dir)
+    from pipeline.readers import find_tables
+
+    # The files the pipeline reads (a table may be split by period or into a directory of parts).
+    found = find_tables(Path(data_dir), config).found
     ids: set[str] = set()
-    stems = {config.extract.ir_ben_r: ID_COLUMNS["IR_BEN_R"],
-             config.extract.roster: ID_COLUMNS["EQUILIBRES_ROSTER"]}
-    for stem, cols in stems.items():
-        for path in sorted(data_dir.glob(f"{stem}.*")):
+    for key, cols in (("IR_BEN_R", ID_COLUMNS["IR_BEN_R"]), ("ROSTER", ID_COLUMNS["EQUILIBRES_ROSTER"]),
+                      ("MCO_C", ("NIR_ANO_17",))):
+        for path in found.get(key, []):
             ids |= _read_id_columns(path, cols, config)
-    for path in sorted(data_dir.glob(config.extract.mco_c.replace("{aa}", "??") + ".*")):
-        ids |= _read_id_columns(path, ("NIR_ANO_17",), config)
     return {i for i in ids if len(i) >= MIN_ID_LENGTH and i != "x" * len(i)}
 
 
@@ -254,16 +254,13 @@ def _read_id_columns(path: Path, cols: Sequence[str], config: StudyConfig) -> se
             names = pq.read_schema(path).names
             frame = pd.read_parquet(path, columns=[c for c in cols if c in names])
         elif suffix == ".csv":
-            frame = None
-            for enc in config.extract.csv_encodings:
-                try:
-                    frame = pd.read_csv(path, sep=config.extract.csv_separator, dtype=str, encoding=enc,
-                                        usecols=lambda c: c in cols)
-                    break
-                except UnicodeDecodeError:
-                    continue
-            if frame is None:
-                return set()
+            from pipeline.csv_dialect import detect_dialect
+
+            # Same separator and encoding as the readers (detected when the configured ones do not fit).
+            dialect = detect_dialect(path, config, cols)
+            frame = pd.read_csv(path, sep=dialect.separator, dtype=str,
+                                encoding=dialect.encoding.replace("utf-8", "utf-8-sig"),
+                                usecols=lambda c: c.strip().upper() in cols)
         elif suffix in (".sas7bdat", ".xpt"):
             import pyreadstat
 

@@ -47,7 +47,8 @@ READS: dict[str, tuple[str, ...]] = {
     "match": ("cohort",),
     "indicators": ("persons", "panel", "stays", "eol_daily", "matched", "indicator_unmatched"),
     "surveys": (),
-    "sweep": ("cohort", "persons", "panel", "stays", "eol_daily"),
+    # The sweep's main specification is the saved matching's ("matched": a re-match makes it stale).
+    "sweep": ("cohort", "persons", "panel", "stays", "eol_daily", "matched"),
     "sensitivity": ("persons", "panel", "stays", "eol_daily", "cohort", "matched"),
 }
 
@@ -62,6 +63,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "sensitivity": ("sensitivity", "indicators", "economics", "study", "cleaning", "matching", "cohort",
                     "report.min_cell_count", "published"),
     "report": ("report", "study", "published"),
+    "validate": ("study", "extract", "cleaning", "cohort"),
 }
 
 #: The source files of each step (globs under the project root): a change makes the step outdated.
@@ -71,9 +73,11 @@ CODE: dict[str, tuple[str, ...]] = {
     "match": ("matching/*.py",),
     "indicators": ("indicators/*.py",),
     "surveys": ("surveys/*.py", "pipeline/survey_codebook.py"),
-    "sweep": ("study/sweep.py", "matching/*.py", "indicators/*.py"),
+    "sweep": ("study/sweep*.py", "matching/*.py", "indicators/*.py"),
     "sensitivity": ("indicators/sensitivity/*.py",),
     "report": ("reports/**/*.py", "reports/texts/*", "reports/templates/*", "reports/static/*"),
+    # The input contract and the readers it checks the extract with (all of the ground: conservative).
+    "validate": ("pipeline/*.py", "pipeline/config/*.toml"),
 }
 
 #: Input keys that are not outputs of a step: ``extract:<path under --data>`` or ``file:<path>``.

@@ -1,8 +1,10 @@
 """Find and read the tables of an SNDS extract, whatever its format, with the contract types.
 
-Formats (from the file extension): Parquet; CSV as exported from SAS/Oracle (``;``, UTF-8 or
-latin-1 tried in the order of ``extract.csv_encodings``, dates ``01JAN2021:00:00:00`` or ISO, decimal
-comma tolerated); SAS7BDAT and XPT through pyreadstat. Conversion to the contract types is one SQL
+Formats (from the file extension): Parquet; CSV as exported from SAS/Oracle, Excel or other tools
+(separator and encoding detected when the configured ones do not fit, see :mod:`pipeline.csv_dialect`;
+dates ``01JAN2021:00:00:00``, ISO or ``DD/MM/YYYY``; decimal comma tolerated); SAS7BDAT and XPT
+through pyreadstat. Which files hold which table (one file, one per period, a directory of parts)
+is :mod:`pipeline.extract_files`; its names are re-exported here. Conversion to the contract types is one SQL
 projection run by DuckDB, shared by every format, so the same extract in any format gives the same
 table. A value that does not convert is never silently turned into a missing value: the reader
 raises :class:`ContractTypeError` naming file, column, count and (masked) examples.
@@ -15,10 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -27,107 +27,29 @@ import pyarrow.parquet as pq
 
 from pipeline.config import StudyConfig
 from pipeline.contract_spec import IDENTIFIER_COLUMNS, TABLES, ColumnSpec, TableSpec
+from pipeline.csv_dialect import CsvDialect, detect_dialect, duckdb_csv_source
+from pipeline.extract_files import (  # noqa: F401 - re-exported: the readers' public names
+    FORMAT_PREFERENCE,
+    TABLE_KEYS,
+    ContractTypeError,
+    MissingTableError,
+    TableSearch,
+    UnreadableFileError,
+    display_name,
+    find_tables,
+    locate_tables,
+    pmsi_year,
+    stem_regex,
+    table_pattern,
+)
 from pipeline.io import PipelineError
 
-FORMAT_PREFERENCE = (".parquet", ".csv", ".sas7bdat", ".xpt")
-TABLE_KEYS = ("IR_BEN_R", "IR_IMB_R", "ER_PRS_F", "MCO_B", "MCO_C", "MCO_VALO", "ROSTER")
 SAS_CHUNK_ROWS = 200_000
 SAS_EPOCH = dt.date(1960, 1, 1)
 ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "date": pa.date32()}
-DATE_FORMATS = ("%d%b%Y:%H:%M:%S", "%d%b%Y:%H:%M", "%d%b%Y", "%d/%m/%Y", "%Y%m%d")
-
-
-class MissingTableError(PipelineError):
-    """A required table of the extract is not in the directory."""
-
-
-class ContractTypeError(PipelineError):
-    """Values of a column cannot be converted to the contract type."""
-
-
-class UnreadableFileError(PipelineError):
-    """A file of the extract cannot be read in its format."""
-
-
-# ------------------------------------------------------------------------------------------------
-# Locating files
-def _stem_regex(pattern: str) -> re.Pattern[str]:
-    parts = pattern.split("{aa}")
-    body = r"(\d{2})".join(re.escape(p) for p in parts)
-    return re.compile(rf"^{body}$", re.IGNORECASE)
-
-
-def table_pattern(key: str, config: StudyConfig) -> str:
-    return getattr(config.extract, TABLES[key].config_attr)
-
-
-def pmsi_year(path: Path, key: str, config: StudyConfig) -> int:
-    m = _stem_regex(table_pattern(key, config)).match(Path(path).stem)
-    if not m:
-        raise ValueError(f"{path} is not a {key} file")
-    return 2000 + int(m.group(1))
-
-
-@dataclass(frozen=True)
-class TableSearch:
-    found: dict[str, list[Path]]
-    missing: dict[str, str]  # key -> what was expected and what to do
-
-
-def find_tables(data_dir: Path, config: StudyConfig) -> TableSearch:
-    """Every table file of the extract, without raising; missing tables are described."""
-    data_dir = Path(data_dir)
-    files = [p for p in data_dir.iterdir() if p.is_file() and p.suffix.lower() in FORMAT_PREFERENCE] \
-        if data_dir.is_dir() else []
-    found: dict[str, list[Path]] = {}
-    missing: dict[str, str] = {}
-    for key in TABLE_KEYS:
-        spec = TABLES[key]
-        rx = _stem_regex(table_pattern(key, config))
-        by_stem: dict[str, list[Path]] = {}
-        for p in files:
-            if rx.match(p.stem):
-                by_stem.setdefault(p.stem.upper(), []).append(p)
-        chosen = []
-        for stem in sorted(by_stem, key=lambda s: (rx.match(s).groups(), s)):
-            chosen.append(sorted(by_stem[stem], key=lambda p: FORMAT_PREFERENCE.index(p.suffix.lower()))[0])
-        if spec.per_year:
-            chosen.sort(key=lambda p: pmsi_year(p, key, config))
-        if chosen:
-            found[key] = chosen
-        else:
-            pattern = table_pattern(key, config)
-            example = pattern.format(aa="21") if spec.per_year else pattern
-            what = "one file per year, e.g. " if spec.per_year else ""
-            missing[key] = (f"{spec.label}: expected {what}{example}.parquet (or .csv, .sas7bdat, .xpt) in "
-                            f"{data_dir}; add the file, or set [extract] {spec.config_attr} in the study "
-                            "configuration to the file name used")
-    if "MCO_B" in found:
-        years_b = {pmsi_year(p, "MCO_B", config) for p in found["MCO_B"]}
-        for key in ("MCO_C", "MCO_VALO"):
-            years = {pmsi_year(p, key, config) for p in found.get(key, [])}
-            lacking = sorted(years_b - years)
-            if lacking and key not in missing:
-                pattern = table_pattern(key, config)
-                names = ", ".join(pattern.format(aa=f"{y % 100:02d}") for y in lacking)
-                missing[key] = (f"{TABLES[key].label}: no file for year(s) {', '.join(map(str, lacking))} "
-                                f"although {TABLES['MCO_B'].label} has them; expected {names} in {data_dir}")
-    return TableSearch(found=found, missing=missing)
-
-
-def locate_tables(data_dir: Path, config: StudyConfig) -> dict[str, list[Path]]:
-    """The files of each input table (PMSI: one per year, sorted). Raises if a table is missing."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise MissingTableError(f"Extract directory {data_dir} does not exist: give the directory holding "
-                                "IR_BEN_R, ER_PRS_F, … with --data (or run `equilibres generate`).")
-    search = find_tables(data_dir, config)
-    if search.missing:
-        lines = [f"The extract in {data_dir} is incomplete ({len(search.missing)} table(s) missing):"]
-        lines += [f"  - {msg}" for msg in search.missing.values()]
-        lines.append("Run `equilibres validate DIR` for a full check of the extract.")
-        raise MissingTableError("\n".join(lines))
-    return search.found
+# Text dates besides ISO (cast directly): SAS DATETIME20./DATE9. exports, French DD/MM/YYYY, compact.
+DATE_FORMATS = ("%d%b%Y:%H:%M:%S", "%d%b%Y:%H:%M:%S.%f", "%d%b%Y:%H:%M", "%d%b%Y", "%d/%m/%Y",
+                "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%Y%m%d")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -141,7 +63,7 @@ def resolve_spec(table: str) -> TableSpec:
     if key in TABLES:
         return TABLES[key]
     for spec in TABLES.values():
-        if _stem_regex(spec.label.replace("aa", "{aa}")).match(key) or spec.label.upper() == key:
+        if stem_regex(spec.label.replace("aa", "{aa}")).match(key) or spec.label.upper() == key:
             return spec
     raise KeyError(f"Unknown table {table!r}; expected one of {', '.join(TABLES)}")
 
@@ -206,44 +128,36 @@ def _connect():
     return con
 
 
-def _csv_source(con, path: Path, config: StudyConfig) -> tuple[str, str]:
-    """A DuckDB FROM clause for the CSV, with the first encoding of the configuration that works."""
-    errors = []
-    for enc in config.extract.csv_encodings:
-        enc_duck = {"utf8": "utf-8", "latin1": "latin-1", "iso-8859-1": "latin-1", "cp1252": "latin-1"}.get(
-            enc.lower().replace("_", "-"), enc.lower())
-        src = (f"read_csv('{_sql_path(path)}', delim='{config.extract.csv_separator}', header=true, "
-               f"all_varchar=true, encoding='{enc_duck}', quote='\"', escape='\"')")
-        try:
-            # Reading the whole file once validates the encoding (DuckDB streams it).
-            con.execute(f"SELECT COUNT(*) FROM {src}").fetchall()
-            return src, enc_duck
-        except Exception as err:  # noqa: BLE001 - try the next encoding, report all at the end
-            errors.append(f"{enc}: {str(err).splitlines()[0]}")
-    hint = csv_diagnosis(path, config)
-    raise UnreadableFileError(f"Cannot read CSV file {path} with any of the encodings "
-                              f"{config.extract.csv_encodings} (separator '{config.extract.csv_separator}'): "
-                              + "; ".join(errors) + ". " + (hint + " " if hint else "")
-                              + "Check [extract] csv_encodings / csv_separator.")
+def source_dialect(path: Path, config: StudyConfig, table: TableSpec | None = None) -> CsvDialect | None:
+    """How a CSV file is read (separator, encoding; detected when the configured ones do not fit the
+    contract's columns of ``table``); None for other formats."""
+    if Path(path).suffix.lower() != ".csv":
+        return None
+    return detect_dialect(Path(path), config, table.names if table is not None else None,
+                          table.label if table is not None else "the table")
 
 
-def csv_diagnosis(path: Path, config: StudyConfig) -> str:
-    """A guess at why a CSV does not read: a byte-order mark, NUL bytes, or another separator."""
-    with open(path, "rb") as fh:
-        head = fh.read(64 * 1024)
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head[:200].count(b"\x00") > 10:
-        return ("The file looks UTF-16 encoded (byte-order mark or NUL bytes): re-export it as UTF-8 or "
-                "latin-1, or add 'utf-16' to [extract] csv_encodings.")
-    first = head.split(b"\n", 1)[0].decode("latin-1")
-    sep = config.extract.csv_separator
-    if sep not in first:
-        counts = {c: first.count(c) for c in (",", ";", "\t", "|") if c != sep}
-        best = max(counts, key=lambda c: counts[c])
-        if counts[best]:
-            shown = "TAB" if best == "\t" else best
-            return (f"Its header line has no '{sep}' but {counts[best]} '{shown}': the file seems separated by "
-                    f"'{shown}'; re-export it with '{sep}' or set [extract] csv_separator = \"{best}\".")
-    return ""
+def describe_source(path: Path, table: str, config: StudyConfig) -> dict[str, object]:
+    """How a file of the extract is read, for the manifest: format, and for CSV separator and encoding."""
+    dialect = source_dialect(path, config, resolve_spec(table))
+    return dialect.as_record() if dialect is not None else {"format": Path(path).suffix.lower().lstrip(".")}
+
+
+def _csv_source(con, path: Path, config: StudyConfig, table: TableSpec | None, scratch: Path | None) -> str:
+    """A DuckDB FROM clause for the CSV (every column as text), checked to parse in full."""
+    dialect = source_dialect(path, config, table)
+    src = duckdb_csv_source(path, dialect, scratch)
+    try:
+        # Reading the whole file once shows a malformed row here rather than deep inside a query.
+        con.execute(f"SELECT COUNT(*) FROM {src}").fetchall()
+    except Exception as err:  # noqa: BLE001 - DuckDB raises several types for a bad row
+        first = str(err).splitlines()[0]
+        raise UnreadableFileError(
+            f"Cannot read CSV file {path} (read as {dialect.describe()}): {first}. A row with more fields than "
+            "the header usually holds an unquoted separator (a decimal comma in a comma-separated file: quote "
+            "the field) or a stray quote; fix the export, or set [extract] csv_separator / csv_encodings."
+        ) from None
+    return src
 
 
 def _sql_path(path: Path) -> str:
@@ -258,7 +172,7 @@ def source_columns(con, from_clause: str) -> dict[str, str]:
 
 def match_columns(spec: TableSpec, available: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     """Contract column -> source column (case-insensitive), and the contract columns not found."""
-    upper = {k.upper(): k for k in available}
+    upper = {k.strip().upper(): k for k in available}
     mapping, missing = {}, []
     for c in spec.columns:
         if c.name.upper() in upper:
@@ -296,7 +210,8 @@ def _check_conversions(con, from_clause: str, spec: TableSpec, available: dict[s
     raise ContractTypeError("\n".join(lines))
 
 
-def _require_columns(spec: TableSpec, missing: list[str], available: dict[str, str], path: Path) -> None:
+def _require_columns(spec: TableSpec, missing: list[str], available: dict[str, str], path: Path,
+                     config: StudyConfig | None = None) -> None:
     if missing:
         import difflib
 
@@ -304,7 +219,12 @@ def _require_columns(spec: TableSpec, missing: list[str], available: dict[str, s
         for m in missing:
             close = difflib.get_close_matches(m.upper(), [a.upper() for a in available], n=1, cutoff=0.7)
             hints.append(f"{m}" + (f" (found {close[0]}: renamed?)" if close else ""))
-        raise ContractTypeError(f"{path}: column(s) of {spec.label} missing: {', '.join(hints)}. Export them "
+        how = ""
+        dialect = source_dialect(path, config, spec) if config is not None else None
+        if dialect is not None:
+            how = (f" (read as {len(available)} column(s): {dialect.describe()}; set [extract] csv_separator / "
+                   "csv_encodings if that is wrong)")
+        raise ContractTypeError(f"{path}: column(s) of {spec.label} missing: {', '.join(hints)}{how}. Export them "
                                 "under their SNDS names.")
 
 
@@ -362,8 +282,12 @@ def iter_sas_arrow(path: Path, chunk_rows: int = SAS_CHUNK_ROWS) -> Iterator[pa.
 
 
 # ------------------------------------------------------------------------------------------------
-def open_source(con, path: Path, config: StudyConfig, sas_staging: Path | None = None) -> str:
-    """A DuckDB FROM clause reading ``path`` raw (CSV all text; SAS staged to a raw Parquet first)."""
+def open_source(con, path: Path, config: StudyConfig, sas_staging: Path | None = None,
+                table: TableSpec | None = None) -> str:
+    """A DuckDB FROM clause reading ``path`` raw (CSV all text; SAS staged to a raw Parquet first).
+
+    ``sas_staging`` is a scratch path: the raw Parquet of a SAS file, or (as ``.utf8.csv``) the UTF-8
+    copy of a cp1252 CSV. ``table`` lets the CSV reader detect the separator from its column names."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         try:
@@ -373,7 +297,8 @@ def open_source(con, path: Path, config: StudyConfig, sas_staging: Path | None =
                                       "not Parquet (an interrupted copy?): copy or export it again.") from None
         return f"read_parquet('{_sql_path(path)}')"
     if suffix == ".csv":
-        return _csv_source(con, path, config)[0]
+        scratch = None if sas_staging is None else sas_staging.with_name(sas_staging.stem + ".utf8.csv")
+        return _csv_source(con, path, config, table, scratch)
     if suffix in (".sas7bdat", ".xpt"):
         if sas_staging is None:
             raise ValueError("SAS input needs a staging path")
@@ -396,10 +321,10 @@ def _typed_arrow(path: Path, spec: TableSpec, config: StudyConfig) -> pa.Table:
     path = Path(path)
     con = _connect()
     with tempfile.TemporaryDirectory(prefix="eq_read_") as tmpdir:
-        src = open_source(con, path, config, sas_staging=Path(tmpdir) / "raw.parquet")
+        src = open_source(con, path, config, sas_staging=Path(tmpdir) / "raw.parquet", table=spec)
         available = source_columns(con, src)
         mapping, missing = match_columns(spec, available)
-        _require_columns(spec, missing, available, path)
+        _require_columns(spec, missing, available, path, config)
         _check_conversions(con, src, spec, available, mapping, path)
         table = con.sql(f"SELECT {typed_select(spec, available, mapping)} FROM {src}").to_arrow_table()
     schema = pa.schema([pa.field(c.name, ARROW_TYPES[c.kind]) for c in spec.columns])
@@ -460,6 +385,19 @@ def parquet_needs_conversion(path: Path, table: str) -> bool:
                for c in spec.columns)
 
 
+def read_in_place(files: list[Path], table: str) -> list[bool]:
+    """Which files of one table the cleaning reads as they are (the others go through
+    :func:`stage_as_parquet`): Parquet files with the contract's column types; when a table is in
+    several files, only if all are such files with one schema, since the stages stack them."""
+    # Other types (amounts stored as text…) go through the typed conversion, which counts the values
+    # that do not convert instead of failing deep inside a query.
+    keep = [Path(f).suffix.lower() == ".parquet" and not parquet_needs_conversion(f, table) for f in files]
+    if len(files) > 1:
+        same = all(keep) and len({pq.read_schema(f).remove_metadata().to_string() for f in files}) == 1
+        keep = [same] * len(files)
+    return keep
+
+
 def stage_as_parquet(path: Path, table: str, dest: Path, config: StudyConfig,
                      convert_parquet: bool = False) -> Path:
     """A typed Parquet copy of a non-Parquet input (streamed, written atomically); Parquet is returned as is
@@ -480,10 +418,10 @@ def stage_as_parquet(path: Path, table: str, dest: Path, config: StudyConfig,
     con = _connect()
     try:
         with tempfile.TemporaryDirectory(prefix="eq_stage_", dir=target.parent) as tmpdir:
-            src = open_source(con, path, config, sas_staging=Path(tmpdir) / "raw.parquet")
+            src = open_source(con, path, config, sas_staging=Path(tmpdir) / "raw.parquet", table=spec)
             available = source_columns(con, src)
             mapping, missing = match_columns(spec, available)
-            _require_columns(spec, missing, available, path)
+            _require_columns(spec, missing, available, path, config)
             _check_conversions(con, src, spec, available, mapping, path)
             con.execute(f"COPY (SELECT {typed_select(spec, available, mapping)} FROM {src}) TO "
                         f"'{_sql_path(tmp)}' (FORMAT PARQUET, COMPRESSION ZSTD, ROW_GROUP_SIZE 1000000)")

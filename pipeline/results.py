@@ -2,8 +2,9 @@
 
 A step builds :class:`IndicatorRecord` objects and writes them with :func:`write_records`; the
 report (or another step) reads them back with :func:`read_records`, which checks every record
-against this declaration. A step saves the settings it used with ``StepWriter.params`` (pipeline/writer.py); a reader gets
-them back, typed, from :func:`read_params` (the report renders those, never the live configuration).
+against this declaration. A step saves the settings it used, and the facts it recorded (:mod:`pipeline.facts`), with
+``StepWriter.params`` (pipeline/writer.py); a reader gets them back, typed, from :func:`read_params`
+(the report renders those, never the live configuration).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import StudyConfig, config_from_dict
+from pipeline.facts import STEP_FACTS, CleanFacts, Facts, NoFacts
 from pipeline.io import PipelineError, atomic_write_json
+from pipeline.provenance import StepProvenance
 
 
 def json_number(x: Any) -> Any:
@@ -151,29 +154,46 @@ def read_records(path: Path) -> list[IndicatorRecord]:
 @dataclass(frozen=True)
 class StepParams:
     """The parameters a step saved beside its outputs: its configuration sections (``config``, typed
-    with the defaults filling any section it did not save) and what it recorded about the run
-    (``facts``: sizes, input hashes, timings...)."""
+    with the defaults filling any section it did not save), what it recorded about the run (``facts``,
+    typed by :data:`pipeline.facts.STEP_FACTS`: sizes, input hashes, timings...) and its provenance."""
 
     step: str
     config: StudyConfig
     sections: tuple[str, ...]
-    facts: Mapping[str, Any]
-
-    def __getitem__(self, key: str) -> Any:
-        return self.facts[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.facts.get(key, default)
+    facts: Facts
+    provenance: StepProvenance | None = None
 
 
-def read_params(path: Path, step: str) -> StepParams:
-    """Read ``<step>/params.json``: the config sections it holds are validated as settings."""
+def _read_json_object(path: Path, step: str) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise PipelineError(f"Cannot read {path}: invalid JSON ({err.msg}). Re-run `equilibres {step}`.") from None
+    if not isinstance(data, dict):
+        raise PipelineError(f"{path} must hold a JSON object, found a {type(data).__name__}. "
+                            f"Re-run `equilibres {step}`.")
+    return data
+
+
+def read_params(path: Path, step: str) -> StepParams:
+    """Read ``<step>/params.json``: the config sections it holds are validated as settings, the rest
+    against the step's fact class (a missing or unknown key is an error naming the file and the key)."""
+    data = _read_json_object(path, step)
     section_names = set(StudyConfig.model_fields)
     sections = {k: v for k, v in data.items() if k in section_names and isinstance(v, dict)}
     config = config_from_dict(sections, str(path))
-    facts = {k: v for k, v in data.items() if k not in sections}
-    return StepParams(step=step, config=config, sections=tuple(sorted(sections)), facts=facts)
+    saved = data.get("provenance")
+    provenance = StepProvenance.from_dict(saved) if isinstance(saved, dict) else None
+    rest = {k: v for k, v in data.items() if k not in sections and k != "provenance"}
+    facts = STEP_FACTS.get(step, NoFacts).from_dict(rest, where=str(path))
+    return StepParams(step=step, config=config, sections=tuple(sorted(sections)), facts=facts,
+                      provenance=provenance)
+
+
+def read_clean_manifest(path: Path) -> StepParams:
+    """``clean/manifest.json`` as the cleaning's saved parameters: the settings it used (``parameters``,
+    typed) and the manifest itself as :class:`~pipeline.facts.CleanFacts`."""
+    facts = CleanFacts.from_dict(_read_json_object(path, "clean"), where=str(path))
+    sections = {k: dict(v) for k, v in facts.parameters.items() if k in StudyConfig.model_fields}
+    return StepParams(step="clean", config=config_from_dict(sections, f"{path} parameters"),
+                      sections=tuple(sorted(sections)), facts=facts)

@@ -31,11 +31,20 @@ from typing import Any
 from pipeline.clean_stages import STAGE_NAMES, STAGES, StageContext
 from pipeline.config import StudyConfig
 from pipeline.engine import engine_name, make_backend, stop_spark
+from pipeline.facts import CleanFacts
 from pipeline.input_checks import check_inputs, diagnose_read_failure, out_of_memory_error
 from pipeline.io import HASH_METHOD, PipelineError, atomic_write_json, file_hash, peak_rss_mb
 from pipeline.paths import BuildPaths
+from pipeline.plausibility import check_null_shares
 from pipeline.provenance import EXTRACT, code_hash, inconsistencies, read_provenance, settings_hash
-from pipeline.readers import TABLE_KEYS, locate_tables, parquet_needs_conversion, stage_as_parquet
+from pipeline.readers import (
+    TABLE_KEYS,
+    describe_source,
+    display_name,
+    locate_tables,
+    read_in_place,
+    stage_as_parquet,
+)
 from pipeline.stages.rules import AUDIT_COLUMNS
 from pipeline.tables import clean_tables
 from pipeline.writer import StepWriter
@@ -190,7 +199,8 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Clean
         handler = _setup_log(paths)
         try:
             tables = locate_extract(paths.data, config)
-            input_hashes = {k: [{"file": p.name, **file_hash(p)} for p in tables[k]] for k in TABLE_KEYS}
+            input_hashes = {k: [{"file": display_name(p, paths.data), **file_hash(p)} for p in tables[k]]
+                            for k in TABLE_KEYS}
             code = code_version()
             fingerprints: dict[str, str] = {}
             for s in STAGES:
@@ -221,10 +231,11 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Clean
             runs: list[StageRun] = []
             con = make_backend(config.engine, paths.root) if todo else None
             staged_cache: dict[str, list[Path]] = {}
+            read_as: dict[str, dict[str, Any]] = {}  # file -> how it was read (CSV separator, encoding)
 
             def staged(key: str) -> list[Path]:
                 if key not in staged_cache:
-                    staged_cache[key] = stage_inputs(tables[key], input_hashes[key], key, paths, config)
+                    staged_cache[key] = stage_inputs(tables[key], input_hashes[key], key, paths, config, read_as)
                 return staged_cache[key]
 
             ctx = StageContext(config=config, paths=paths, con=con, staged=staged,
@@ -232,8 +243,12 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Clean
             # Inputs of the stages to run: staged (typed) and checked (rows, line keys) before any stage.
             needed = list(dict.fromkeys(k for s in STAGES if s.name in todo for k in s.inputs))
             checks = check_inputs({k: staged(k) for k in needed}, {k: tables[k] for k in needed},
-                                  {k: [h["sha256"] for h in input_hashes[k]] for k in needed}, config, paths.root)
+                                  {k: [h["sha256"] for h in input_hashes[k]] for k in needed}, config, paths.root,
+                                  data_dir=paths.data)
             log.info("input checks: %d file(s) in %.1f s", len(checks["files"]), checks["seconds"])
+            # Columns entirely or mostly null stop the run here, not as an empty matching much later.
+            checks["null_shares"] = check_null_shares({k: staged(k) for k in needed}, {k: tables[k] for k in needed},
+                                                      config)
             console = Console(stderr=True)
             try:
                 with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn(),
@@ -288,7 +303,8 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Clean
             for key, table in clean_tables(config).items():
                 table.check(paths.output(key), fix)
             writer.text("attrition", attrition_csv(records))
-            writer.json("manifest", manifest(paths, config, input_hashes, code, runs, records, input_checks=checks))
+            writer.json("manifest", manifest(paths, config, input_hashes, code, runs, records, input_checks=checks,
+                                             read_as=_read_as(tables, input_hashes, paths, read_as)))
             writer.params(config, CLEAN_SECTIONS, extract_inputs=extract_inputs)
             result = _result(paths, engine, runs, time.perf_counter() - t0)
             log.info("clean done in %.1f s: ran %s", result.seconds, ",".join(result.ran))
@@ -324,23 +340,50 @@ def _result(paths: BuildPaths, engine: str, runs: list[StageRun], seconds: float
                        manifest=paths.clean_manifest, seconds=seconds)
 
 
+def _staged_target(paths: BuildPaths, f: Path, h: dict[str, Any]) -> Path:
+    return paths.tmp / "staged" / f"{f.stem}.{h['sha256'][:16]}.parquet"
+
+
 def stage_inputs(files: list[Path], hashes: list[dict[str, Any]], key: str, paths: BuildPaths,
-                 config: StudyConfig) -> list[Path]:
+                 config: StudyConfig, read_as: dict[str, dict[str, Any]] | None = None) -> list[Path]:
     """Parquet files for one input table: Parquet inputs as they are; CSV/SAS converted once into
-    ``<build>/tmp/staged`` under a name carrying the source hash, and reused while it is unchanged."""
+    ``<build>/tmp/staged`` under a name carrying the source hash, and reused while it is unchanged.
+
+    A table in several files is stacked by the stages, which needs one schema: unless every file is a
+    Parquet read in place with the same schema, every file goes through the typed conversion. How each
+    CSV was read (separator, encoding) is kept beside its staged copy and added to ``read_as``."""
+    in_place = read_in_place(files, key)
     out = []
-    for f, h in zip(files, hashes, strict=True):
-        # Parquet with the contract's column types is read in place; other types (amounts stored as
-        # text…) go through the typed conversion, which counts values that do not convert.
-        convert = f.suffix.lower() == ".parquet" and parquet_needs_conversion(f, key)
-        if f.suffix.lower() == ".parquet" and not convert:
+    for f, h, keep in zip(files, hashes, in_place, strict=True):
+        if keep:
             out.append(f)
             continue
-        target = paths.tmp / "staged" / f"{f.stem}.{h['sha256'][:16]}.parquet"
+        target = _staged_target(paths, f, h)
+        how = target.with_suffix(".read_as.json")
         if not target.exists():
-            log.info("staging %s (%s) as Parquet", f.name, key)
-            stage_as_parquet(f, key, target, config, convert_parquet=convert)
+            log.info("staging %s (%s) as Parquet", h["file"], key)
+            stage_as_parquet(f, key, target, config, convert_parquet=f.suffix.lower() == ".parquet")
+            atomic_write_json(how, describe_source(f, key, config))
+        if read_as is not None and how.exists():
+            read_as[h["file"]] = json.loads(how.read_text(encoding="utf-8"))
         out.append(target)
+    return out
+
+
+def _read_as(tables: dict[str, list[Path]], hashes: dict[str, list[dict[str, Any]]], paths: BuildPaths,
+             known: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """How every input file was read: the format, and for CSV the separator and encoding (from the record
+    beside its staged copy when it was staged by an earlier run)."""
+    out = {}
+    for key, files in tables.items():
+        for f, h in zip(files, hashes[key], strict=True):
+            how = _staged_target(paths, f, h).with_suffix(".read_as.json")
+            if h["file"] in known:
+                out[h["file"]] = known[h["file"]]
+            elif how.exists():
+                out[h["file"]] = json.loads(how.read_text(encoding="utf-8"))
+            else:
+                out[h["file"]] = {"format": f.suffix.lower().lstrip(".")}
     return out
 
 
@@ -357,7 +400,8 @@ def attrition_csv(records: dict[str, dict[str, Any] | None]) -> str:
 
 def manifest(paths: BuildPaths, config: StudyConfig, input_hashes: dict[str, Any], code: dict[str, str],
              runs: list[StageRun], records: dict[str, dict[str, Any] | None],
-             input_checks: dict[str, Any] | None = None) -> dict[str, Any]:
+             input_checks: dict[str, Any] | None = None,
+             read_as: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """``clean/manifest.json``: inputs and their hashes, the parameters and code used, every stage and
     output (the attrition file must be written first: its hash is recorded)."""
     outputs = {}
@@ -369,10 +413,11 @@ def manifest(paths: BuildPaths, config: StudyConfig, input_hashes: dict[str, Any
     att = file_hash(paths.attrition)
     outputs["attrition"] = {"path": os.path.relpath(paths.attrition, paths.root), "sha256": att["sha256"],
                             "size": att["size"]}
-    return {
+    data = {
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "engine": config.engine.name,
-        "inputs": {k: [{**h, "table": k} for h in v] for k, v in input_hashes.items()},
+        "inputs": {k: [{**h, "table": k, **({"read_as": read_as[h["file"]]} if h["file"] in (read_as or {}) else {})}
+                       for h in v] for k, v in input_hashes.items()},
         "input_hash_method": HASH_METHOD,
         "parameters": {s: config.section(s) for s in ("study", "extract", "cleaning", "cohort", "engine")},
         "code": code,
@@ -387,3 +432,5 @@ def manifest(paths: BuildPaths, config: StudyConfig, input_hashes: dict[str, Any
         "outputs": outputs,
         "input_checks": input_checks,
     }
+    # Written through its declaration (pipeline/facts.py), so what the report reads is what was written.
+    return CleanFacts.from_dict(data, where="clean/manifest.json (before writing)").to_dict()

@@ -132,7 +132,7 @@ KINDS = {
     "death_date": "date", "death_source": "str", "death_flag_error": "int", "treated": "int",
     "inclusion_date": "date", "exit_date": "date", "team_id": "str", "complex": "int", "last_claim_date": "date",
     "ETA_NUM": "str", "RSA_NUM": "int", "entry_date": "date", "SEJ_NBJ": "int", "SOR_MOD": "str",
-    "GRG_GHM": "str", "is_seance": "int", "cost": "float",
+    "GRG_GHM": "str", "is_seance": "int", "cost": "float", "stay_category": "str",
     "month": "date", "care_date": "date", "hosp_stays": "int", "hosp_days": "int", "seances": "int",
     "nursing_acts": "float", "experiment_hours": "float",
     "unit_id": "str", "index_date": "date", "age": "int", "eligible": "int", "at_risk_until": "date",

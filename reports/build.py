@@ -30,6 +30,7 @@ from reports.format import Formatter
 from reports.i18n import text
 from reports.loaders import BuildResults, load_build
 from reports.sections import (
+    detailed,
     economics,
     hospitalisation,
     intervention,
@@ -47,10 +48,12 @@ TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 
 # The report in three parts: the synthesis a funder reads first, the evidence behind it, and the
-# technical annex (checklists, the full comparison with the published figures, reproducibility).
+# technical annex (the full tables of the evidence chapters, checklists, the full comparison with the
+# published figures, reproducibility). The detailed tables come first in the annex: the evidence
+# chapters hand them over (ReportContext.to_annex), and the checklists refer to their numbers.
 PARTS = (("synthesis", (synthesis,)),
          ("evidence", (intervention, matching, hospitalisation, economics, surveys, sensitivity, limitations)),
-         ("annex", (methods, summary, reproducibility)))
+         ("annex", (detailed, methods, summary, reproducibility)))
 SECTIONS = tuple(m for _part, modules in PARTS for m in modules)
 PART_OF = {m.__name__.rsplit(".", 1)[-1]: part for part, modules in PARTS for m in modules}
 SECTION_IDS = tuple(m.__name__.rsplit(".", 1)[-1] for m in SECTIONS)

@@ -7,13 +7,14 @@ render each block by its ``kind`` (p, h3, list, dl, notice, table, figure).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from markupsafe import Markup, escape
 
 from pipeline.config import StudyConfig
+from pipeline.facts import IndicatorsFacts
 from pipeline.privacy import is_small
 from pipeline.results import IndicatorRecord, StepParams
 from reports import figures
@@ -37,6 +38,9 @@ PUBLISHED_UNITS = {
 }
 
 Block = dict[str, Any]
+
+# Tables with this many columns are set in a smaller type with tighter cells, to fit the page width.
+WIDE_COLUMNS = 11
 
 # Tables longer than this are collapsed in the HTML (a <details> the reader opens); always open in print.
 COLLAPSE_ROWS = 15
@@ -66,10 +70,19 @@ class ReportContext:
         self.not_run: list[str] = []
         self.agreement_counts: dict[str, int] = {}
         self.cleaning_table_number: int | str = ""
+        # Full reference tables of the evidence chapters, drawn (and numbered) in the annex's
+        # "Detailed tables" section: (id of the chapter they belong to, a function drawing the table).
+        self.annex_tables: list[tuple[str, Callable[[], Block | None]]] = []
 
     # -- saved parameters ------------------------------------------------------------------------
     def params(self, step: str) -> StepParams | None:
         return self.results.step_params(step)
+
+    def extract_scale(self) -> float:
+        """Size of the extract relative to the study, as `equilibres indicators` saved it (1 for a real
+        extract, or when the indicators did not run)."""
+        params = self.results.step_params("indicators")
+        return params.facts.extract_scale if params is not None and isinstance(params.facts, IndicatorsFacts) else 1.0
 
     def saved(self, step: str) -> StudyConfig:
         """The settings ``step`` saved (the defaults when the step has not run)."""
@@ -77,11 +90,12 @@ class ReportContext:
         return params.config if params is not None else StudyConfig()
 
     def saved_threshold(self, step: str) -> int:
-        """The small-cell threshold ``step`` applied, as it saved it (``min_cell_count`` in its
-        params.json, else its saved report settings)."""
+        """The small-cell threshold ``step`` applied, as it saved it (``min_cell_count`` among its
+        facts, else its saved report settings)."""
         params = self.results.step_params(step)
-        if params is not None and params.get("min_cell_count") is not None:
-            return int(params["min_cell_count"])
+        saved = getattr(params.facts, "min_cell_count", None) if params is not None else None
+        if saved is not None:
+            return int(saved)
         return self.saved(step).report.min_cell_count
 
     # -- texts -----------------------------------------------------------------------------------
@@ -103,8 +117,22 @@ class ReportContext:
     def yes_no(self) -> tuple[str, str]:
         return self.t("yes"), self.t("no")
 
-    def parameter(self, v: Any) -> str:
-        return self.fmt.parameter(v, self.yes_no())
+    def parameter(self, v: Any) -> Markup:
+        """A saved setting's value. A word is a literal of the study file, shown as code; one the texts
+        table labels (a method, a caliper scale, a covariate) is shown by its label in the report
+        language, followed by the literal: "au plus proche voisin (nearest)"."""
+        if isinstance(v, str):
+            label = self.value(v)
+            literal = Markup("<code>{}</code>").format(v)
+            if label == v:
+                return literal
+            return escape(label) if v in label else Markup("{} ({})").format(label, literal)
+        if isinstance(v, list | tuple):
+            return Markup(", ").join(self.parameter(x) for x in v) if v else escape(MISSING)
+        if isinstance(v, dict):
+            return Markup("; ").join(Markup("{} = {}").format(k, self.parameter(x)) for k, x in v.items()) \
+                if v else escape(MISSING)
+        return escape(self.fmt.parameter(v, self.yes_no()))
 
     # -- blocks ----------------------------------------------------------------------------------
     def p(self, content: Any) -> Block:
@@ -118,6 +146,8 @@ class ReportContext:
         align = list(align) if align else ["l"] + ["r"] * (len(columns) - 1)
         if len(columns) >= 7 and "small" not in cls:
             cls = (cls + " small").strip()
+        if len(columns) >= WIDE_COLUMNS:
+            cls = (cls + " wide").strip()
         return {"kind": "table", "number": self.n_tables, "caption": caption, "columns": list(columns),
                 "rows": [[("" if c is None else c) for c in row] for row in rows], "align": align,
                 "note": note, "cls": cls, "widths": list(widths) if widths else None,
@@ -129,6 +159,15 @@ class ReportContext:
         return {"kind": "figure", "number": self.n_figures, "caption": caption,
                 "src": figures.to_data_uri(png), "alt": alt or caption, "cls": cls,
                 "width": figures.css_width(png)}
+
+    def to_annex(self, section_id: str, make: Callable[[], Block | None]) -> None:
+        """Draw a long reference table in the annex ("Detailed tables", in document order) instead of
+        the chapter ``section_id``, which shows its chart or a short table and points there."""
+        self.annex_tables.append((section_id, make))
+
+    def annex_pointer(self, key: str = "annex_pointer", **kw: Any) -> Block:
+        """A sentence of a chapter saying where its full table is (a link to the annex section)."""
+        return self.p(self.html(key, **kw))
 
     def notice_missing(self, key: str) -> Block:
         missing = self.results.missing.get(key)

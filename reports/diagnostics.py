@@ -21,12 +21,19 @@ from reports.context import Block, ReportContext
 from reports.format import MISSING, as_float, is_num
 from reports.i18n import column_label
 from reports.loaders import declared
+from reports.sections.matching import cov_label
 from reports.tables import frame_table
 
 
 def column(df: pd.DataFrame, *names: str) -> str | None:
     """The first of ``names`` that is a column of ``df``."""
     return next((n for n in names if n in df.columns), None)
+
+
+# Columns left out of the annex tables so that they fit the page: the outcome id (its label is shown)
+# and technical flags; the calibrated log ratio (its exponential, the calibrated value, is shown).
+ANNEX_DROPPED = {"negative_controls": ("outcome", "estimable", "transform", "calibrated_log_ratio",
+                                       "calibrated_log_ci_low", "calibrated_log_ci_high")}
 
 
 def blocks(ctx: ReportContext) -> list[Block]:
@@ -48,13 +55,68 @@ def blocks(ctx: ReportContext) -> list[Block]:
             ci=ctx.fmt.ci(nc.get("systematic_error_ci_low"), nc.get("systematic_error_ci_high"), "number"))))
     out.extend(event_study_blocks(ctx))
     out.extend(incidence_blocks(ctx))
-    for key, caption, annex in (("generalisability", "tab_generalisability", False),
-                                ("negative_controls", "tab_negative_controls", True)):
+    # One row per covariate (generalisability) or per negative control: reference tables in the annex;
+    # the generalisability is drawn here.
+    chart = generalisability_chart(ctx)
+    if chart is not None:
+        out.append(chart)
+    in_annex = False
+    for key, caption in (("generalisability", "tab_generalisability"), ("negative_controls", "tab_negative_controls")):
         df = ctx.results.table(key)
         if df is not None and not df.empty:
-            out.append(frame_table(ctx, key, df, ctx.t(caption), annex=annex) if declared(key)
-                       else generic_table(ctx, df, ctx.t(caption)))
+            df = with_labels(ctx, df)
+            ctx.to_annex("sensitivity", lambda key=key, df=df, caption=caption: (
+                frame_table(ctx, key, df, ctx.t(caption), annex=True, drop=ANNEX_DROPPED.get(key, ()))
+                if declared(key) else generic_table(ctx, df, ctx.t(caption))))
+            in_annex = True
+    if in_annex:
+        out.append(ctx.annex_pointer("annex_pointer_many"))
     return out
+
+
+def with_labels(ctx: ReportContext, df: pd.DataFrame) -> pd.DataFrame:
+    """A row without a label in the report language (a headline beside the negative controls) takes
+    its indicator's label, so that the outcome id column can be left out."""
+    col = f"label_{ctx.lang}"
+    if "outcome" not in df.columns or col not in df.columns:
+        return df
+    missing = df[col].isna() | (df[col].astype(str).str.strip() == "")
+    return df.assign(**{col: [ctx.label_of(str(o)) if m else v
+                              for o, v, m in zip(df["outcome"], df[col], missing, strict=True)]})
+
+
+def generalisability_chart(ctx: ReportContext) -> Block | None:
+    """|SMD| per covariate between the matched patients and all ÉQUILIBRES patients, and the complex
+    patients without a control (generalisability.csv), as a love plot."""
+    df = ctx.results.table("generalisability")
+    if df is None or df.empty or "covariate" not in df.columns:
+        return None
+    all_col = column(df, "smd_matched_vs_all")
+    unm_col = column(df, "smd_matched_vs_unmatched_complex")
+    if all_col is None and unm_col is None:
+        return None
+    covs = [cov_label(ctx, str(c)) for c in df["covariate"]]
+
+    def smds(col: str | None, counts: Sequence[str]) -> list[float | None]:
+        """The column's SMDs; None where a group it compares has fewer than k people (masked)."""
+        if col is None:
+            return [None] * len(df)
+        out = []
+        for _, row in df.iterrows():
+            ns = [row.get(c) for c in counts if c in df.columns]
+            small = any(not is_num(n) or is_small(float(n), ctx.k) for n in ns)
+            out.append(None if small else as_float(row[col]))
+        return out
+    first = smds(all_col, ("n_matched_treated", "n_all_treated"))
+    second = smds(unm_col, ("n_matched_treated", "n_unmatched_complex"))
+    if all(v is None for v in (*first, *second)):
+        return None
+    png = figures.love_plot(covs, first, second, {"before": ctx.t("gen_vs_all"), "after": ctx.t("gen_vs_unmatched"),
+                                                 "left_out": ctx.t("love_left_out")},
+                            xlabel="|SMD|" if ctx.lang == "en" else "|DMS|")
+    sep = " : " if ctx.lang == "fr" else ": "
+    alt = "; ".join(f"{c}{sep}{ctx.fmt.number(a, 2)} / {ctx.fmt.number(b, 2)}" for c, a, b in zip(covs, first, second, strict=True))
+    return ctx.figure(ctx.t("fig_generalisability"), png, alt=f"{ctx.t('fig_generalisability')} — {alt}")
 
 
 def headline_table(ctx: ReportContext, headlines: Sequence[Any]) -> Block | None:

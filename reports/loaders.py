@@ -7,7 +7,8 @@ optional input makes its section show a "not run" notice.
 
 Result tables are checked against their declaration (:mod:`pipeline.result_tables`), indicator
 records against :class:`~pipeline.results.IndicatorRecord`, and step parameters are read typed
-(:func:`~pipeline.results.read_params`). Columns that hold person, unit or team identifiers are
+(:func:`~pipeline.results.read_params`, :func:`~pipeline.results.read_clean_manifest`: the facts each
+step recorded are the typed classes of :mod:`pipeline.facts`). Columns that hold person, unit or team identifiers are
 dropped on read, so no identifier can reach a template even if a producer writes one by mistake.
 """
 
@@ -21,12 +22,12 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.config import StudyConfig, config_from_dict
 from pipeline.contract_spec import IDENTIFIER_COLUMNS
+from pipeline.facts import CleanFacts
 from pipeline.io import PipelineError
 from pipeline.paths import OUTPUT, STEPS, BuildPaths
 from pipeline.result_tables import schema, validate_result
-from pipeline.results import IndicatorRecord, StepParams, read_params, read_records
+from pipeline.results import IndicatorRecord, StepParams, read_clean_manifest, read_params, read_records
 
 # Columns that identify a person, a matched unit or a team: never rendered (the extract's identifier
 # columns, and those the steps derive from them).
@@ -66,7 +67,7 @@ class BuildResults:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     records: dict[str, IndicatorRecord] = field(default_factory=dict)
     params: dict[str, StepParams] = field(default_factory=dict)
-    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest: CleanFacts | None = None  # clean/manifest.json, typed
     missing: dict[str, Missing] = field(default_factory=dict)
     sensitivity: dict[str, Any] = field(default_factory=dict)  # sensitivity/summary.json when present
 
@@ -134,14 +135,6 @@ def read_json(path: Path) -> Any:
         ) from None
 
 
-def clean_params(manifest: dict[str, Any]) -> StepParams:
-    """The settings `equilibres clean` saved in its manifest (``parameters``), typed."""
-    saved = manifest.get("parameters") or {}
-    sections = {k: v for k, v in saved.items() if k in StudyConfig.model_fields and isinstance(v, dict)}
-    return StepParams(step="clean", config=config_from_dict(sections, "clean/manifest.json parameters"),
-                      sections=tuple(sorted(sections)), facts=manifest)
-
-
 def load_build(paths: BuildPaths) -> BuildResults:
     """Read every input; raise for the required ones that are absent (all listed at once)."""
     results = BuildResults(root=paths.root)
@@ -165,8 +158,8 @@ def load_build(paths: BuildPaths) -> BuildResults:
         elif key in PARAMS:
             results.params[PARAMS[key]] = read_params(path, PARAMS[key])
         elif key == "manifest":
-            results.manifest = read_json(path)
-            results.params["clean"] = clean_params(results.manifest)
+            results.params["clean"] = read_clean_manifest(path)
+            results.manifest = results.params["clean"].facts  # type: ignore[assignment]
         elif key == "sensitivity_summary":
             results.sensitivity = read_json(path)
         elif key in SENSITIVITY and not declared(key):

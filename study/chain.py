@@ -6,15 +6,20 @@ chain re-runs exactly the steps whose results are out of date (:func:`pipeline.p
 an input rewritten since, other settings or code, an output edited by hand, no record) and reuses the
 others; cleaning is always called, since it caches stage by stage itself. It stops at the first error;
 an extract that breaks the input contract stops it before cleaning (:class:`ExtractInvalid`, exit
-code 1). A step run alone refuses inconsistent upstream results (the StepWriter checks them);
+code 1); an extract that passed the contract and has not changed since is not read again
+(:func:`validate_once`). A step run alone refuses inconsistent upstream results (the StepWriter checks them);
 :func:`run_step` and :func:`report` with ``refresh=True`` first re-run the upstream steps whose results
 no longer follow from their inputs.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from indicators import sensitivity as sensitivity_study
@@ -23,10 +28,18 @@ from matching import study as matching_study
 from pipeline import runner as clean_runner
 from pipeline.config import StudyConfig, write_params
 from pipeline.contract import ValidationReport, validate_extract
-from pipeline.io import PipelineError, build_lock
+from pipeline.io import PipelineError, atomic_write_json, build_lock, file_hash
 from pipeline.paths import STEPS as CHAIN_ORDER
 from pipeline.paths import BuildPaths
-from pipeline.provenance import make_record, outdated, read_provenance, stale_steps, upstream
+from pipeline.provenance import (
+    code_hash,
+    make_record,
+    outdated,
+    read_provenance,
+    settings_hashes,
+    stale_steps,
+    upstream,
+)
 from reports.build import ReportResult
 from reports.build import run as render_report
 from study import sweep as sweep_study
@@ -54,6 +67,55 @@ def validate(paths: BuildPaths, config: StudyConfig, *, max_examples: int = 3) -
     if paths.data is None:
         raise PipelineError("Validation reads an extract: give its directory to --data.")
     return validate_extract(paths.data, config, max_examples=max_examples)
+
+
+@dataclass(frozen=True)
+class ValidationReused:
+    """The extract passed the input contract before, and neither its files (content hashes), the
+    settings the contract reads nor the contract's code changed since: it is not read again."""
+
+    data_dir: Path
+    files: int
+    validated_at: str
+    ok: bool = True
+
+    def render(self) -> str:
+        return (f"OK: extract {self.data_dir} unchanged since it passed validation ({self.validated_at}; "
+                f"{self.files} file(s), same content hashes, settings and contract code); not re-read.")
+
+
+def _validation_key(paths: BuildPaths, config: StudyConfig) -> tuple[str, int]:
+    assert paths.data is not None
+    files = sorted(f for f in paths.data.rglob("*") if f.is_file())
+    # file_hash samples files above 256 MiB (with their size and mtime): seconds even at full scale.
+    hashes = {f.relative_to(paths.data).as_posix(): file_hash(f)["sha256"] for f in files}
+    blob = json.dumps({"files": hashes, "settings": settings_hashes(config, "validate"),
+                       "code": code_hash("validate")}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest(), len(files)
+
+
+def validate_once(paths: BuildPaths, config: StudyConfig) -> ValidationReport | ValidationReused:
+    """:func:`validate`, unless the same extract passed it already with the same settings and code
+    (recorded in ``<build>/tmp/validation.json``): re-reading a full-scale extract takes minutes, and
+    `equilibres run` after a re-match must not."""
+    if paths.data is None:
+        raise PipelineError("Validation reads an extract: give its directory to --data.")
+    record = paths.tmp / "validation.json"
+    try:
+        key, n_files = _validation_key(paths, config)
+    except OSError:  # an unreadable file or directory: validation itself says which, and how to fix it
+        return validate(paths, config)
+    try:
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        if saved.get("key") == key and saved.get("ok") is True:
+            return ValidationReused(paths.data, n_files, str(saved.get("validated_at", "")))
+    except (OSError, ValueError, AttributeError):
+        pass
+    checked = validate(paths, config)
+    if checked.ok:
+        atomic_write_json(record, {"key": key, "ok": True, "data_dir": str(paths.data),
+                                   "validated_at": dt.datetime.now(dt.UTC).isoformat(sep=" ", timespec="seconds")})
+    return checked
 
 
 Announce = Callable[[str], None] | None
@@ -128,7 +190,7 @@ def refresh_stale(paths: BuildPaths, config: StudyConfig, step: str | None, *, o
 class ChainResult:
     """What `equilibres run` did: the validation report and each step's result, in order."""
 
-    validation: ValidationReport
+    validation: ValidationReport | ValidationReused
     results: dict[str, Any] = field(default_factory=dict)
     ran: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
@@ -156,7 +218,7 @@ def run_chain(paths: BuildPaths, config: StudyConfig, *, force: bool = False, sw
             on_result(name, result)
 
     announce("validate")
-    checked = validate(paths, config)
+    checked = validate(paths, config) if force else validate_once(paths, config)
     if not checked.ok:
         raise ExtractInvalid(f"{checked.render()}\nThe extract breaks the input contract: nothing was cleaned. "
                              f"Fix the extract, then re-run.")

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import StudyConfig
+from pipeline.facts import CodebookFile, SurveyInput, SurveysFacts
 from pipeline.io import PipelineError, file_hash
 from pipeline.paths import BuildPaths, step_outputs
 from pipeline.provenance import EXTRACT, FILE
@@ -209,9 +210,12 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Surve
             extract_inputs={**{f"{EXTRACT}{os.path.relpath(p, paths.data)}": file_hash(p)["sha256"]
                                for p, _ in loaded.values()},
                             **{f"{FILE}{path}": file_hash(path)["sha256"] for path in config.codebook_paths()}},
-            codebooks=[{"id": b.id, "path": b.path, "sha256": b.sha256} for b in codebooks],
-            inputs=[{"survey": sid, "file": p.name, "sha256": file_hash(p)["sha256"], "respondents": len(frame)}
-                    for sid, (p, frame) in loaded.items()],
+            **SurveysFacts(
+                codebooks=tuple(CodebookFile(id=b.id, path=b.path, sha256=b.sha256) for b in codebooks),
+                inputs=tuple(SurveyInput(survey=sid, file=p.name, sha256=file_hash(p)["sha256"], respondents=len(frame))
+                             for sid, (p, frame) in loaded.items()),
+            ).to_dict(),
+            # The published figures of its indicators: saved as a settings section ([published]).
             published={r.id: r.published for r in records},
         )
     return SurveyRunResult(surveys=tuple(summaries), indicators=tuple(records), out_dir=paths.surveys,

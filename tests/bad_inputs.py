@@ -123,9 +123,19 @@ def corrupt_column(d: Path, table: str = "ER_PRS_F", column: str = "BSE_REM_MNT"
     return {"table": table, "column": column, "file": p.name}
 
 
-def csv_wrong_separator(d: Path) -> dict[str, Any]:
-    """IR_BEN_R exported as a comma-separated CSV (the contract says ';')."""
-    _to_csv(d, "IR_BEN_R", _read(d, "IR_BEN_R"), delimiter=",")
+def csv_comma_separated(d: Path) -> dict[str, Any]:
+    """IR_BEN_R exported as a comma-separated CSV (the configured separator is ';'): detected and read."""
+    t = _read(d, "IR_BEN_R")
+    _to_csv(d, "IR_BEN_R", t, delimiter=",")
+    return {"table": "IR_BEN_R", "file": "IR_BEN_R.csv", "separator": ",", "rows": t.num_rows}
+
+
+def csv_header_unrecognised(d: Path) -> dict[str, Any]:
+    """IR_BEN_R exported comma-separated with the column labels of the export tool instead of the SNDS
+    names: no separator yields a contract column, so the message shows the header as read."""
+    t = _read(d, "IR_BEN_R")
+    t = t.rename_columns([f"Libellé {i + 1}" for i in range(t.num_columns)])
+    _to_csv(d, "IR_BEN_R", t, delimiter=",")
     return {"table": "IR_BEN_R", "file": "IR_BEN_R.csv", "separator": ","}
 
 
@@ -272,6 +282,130 @@ def departement_without_controls(d: Path) -> dict[str, Any]:
     return {"dpt": target, "moved_to": other}
 
 
+def _new_claim_lines(t: pa.Table, amounts: list[float], spe: int) -> pa.Table:
+    """New ER_PRS_F nursing-act lines (new DCT_ORD_NUM, a PSE_SPE_COD no sample line has, so they net
+    with nothing) of quantity 1 and the given amounts, on persons of the first lines."""
+    rows = []
+    for i, (r, amount) in enumerate(zip(t.slice(0, len(amounts)).to_pylist(), amounts, strict=True)):
+        r = dict(r)
+        r.update(DCT_ORD_NUM=9_100_000 + 1000 * spe + i, EXE_SOI_DTD=dt.date(2021, 3, 1) + dt.timedelta(days=i),
+                 PRS_NAT_REF=3111, PSE_ACT_NAT=24, PSE_SPE_COD=spe, CPL_MAJ_TOP=0, DPN_QLF=0, BSE_PRS_NAT=3111,
+                 PRS_ACT_QTE=1.0, BSE_REM_MNT=amount, BSE_REM_BSE=amount, PRS_PAI_MNT=amount,
+                 FLX_DIS_DTD=dt.date(2021, 5, 1))
+        r["EXE_SOI_DTF"] = r["EXE_SOI_DTD"]
+        rows.append(r)
+    return pa.Table.from_pylist(rows, schema=t.schema)
+
+
+def amount_corrupted(d: Path) -> dict[str, Any]:
+    """One ER_PRS_F line of 1e15 € (a corrupted amount: bad SAS format, shifted column), beyond even the
+    contract's range, and two of 500 000 € on nursing acts (within the contract's range)."""
+    t = _read(d, "ER_PRS_F")
+    amounts = [1e15, 500_000.0, 500_000.0]
+    _write(d, "ER_PRS_F", pa.concat_tables([t, _new_claim_lines(t, amounts, spe=97)]))
+    return {"table": "ER_PRS_F", "column": "BSE_REM_MNT", "lines": len(amounts), "euros": sum(amounts),
+            "out_of_contract": 1}
+
+
+def amount_above_maximum(d: Path) -> dict[str, Any]:
+    """Three nursing-act lines of 50 000 € each: within the contract's range, above the plausible maximum
+    of the nursing_acts category (20 000 €)."""
+    t = _read(d, "ER_PRS_F")
+    amounts = [50_000.0, 50_000.0, 60_000.0]
+    _write(d, "ER_PRS_F", pa.concat_tables([t, _new_claim_lines(t, amounts, spe=96)]))
+    return {"table": "ER_PRS_F", "column": "BSE_REM_MNT", "lines": len(amounts), "euros": sum(amounts)}
+
+
+def column_entirely_null(d: Path) -> dict[str, Any]:
+    """ER_PRS_F whose BSE_REM_MNT (the amount reimbursed, the spending measure) is null on every line."""
+    t = _read(d, "ER_PRS_F")
+    _write(d, "ER_PRS_F", _replace_column(t, "BSE_REM_MNT", pa.nulls(t.num_rows, pa.float64())))
+    return {"table": "ER_PRS_F", "column": "BSE_REM_MNT", "file": "ER_PRS_F.parquet", "rows": t.num_rows}
+
+
+def _kept_line_indices(t: pa.Table) -> list[int]:
+    """Lines no standard DCIR rule drops (DPN_QLF, BSE_PRS_NAT, care and flux windows), positive quantity."""
+    dates, dpn, nat, flux, qty = (t.column(c).to_pylist() for c in
+                                  ("EXE_SOI_DTD", "DPN_QLF", "BSE_PRS_NAT", "FLX_DIS_DTD", "PRS_ACT_QTE"))
+    return [i for i, x in enumerate(dates) if x is not None and dt.date(2019, 1, 1) <= x <= dt.date(2023, 12, 31)
+            and dpn[i] != 71 and nat[i] != 0 and flux[i] <= dt.date(2023, 9, 30) and (qty[i] or 0) > 0]
+
+
+def care_after_flux(d: Path, n: int = 20) -> dict[str, Any]:
+    """``n`` lines whose care date is moved to 90 days after their flux date (still inside the claims
+    window): no flux pays care that has not happened yet."""
+    t = _read(d, "ER_PRS_F")
+    kept = _kept_line_indices(t)
+    chosen = kept[:: max(1, len(kept) // n)][:n]
+    dates, flux = t.column("EXE_SOI_DTD").to_pylist(), t.column("FLX_DIS_DTD").to_pylist()
+    euros = t.column("BSE_REM_MNT").to_pylist()
+    for i in chosen:
+        dates[i] = flux[i] + dt.timedelta(days=90)
+    t = _replace_column(t, "EXE_SOI_DTD", pa.array(dates, pa.date32()))
+    t = _replace_column(t, "EXE_SOI_DTF", pa.array(dates, pa.date32()))
+    _write(d, "ER_PRS_F", t)
+    return {"table": "ER_PRS_F", "column": "EXE_SOI_DTD", "lines": n, "euros": float(sum(euros[i] for i in chosen))}
+
+
+def birth_year_in_future(d: Path, n: int = 4) -> dict[str, Any]:
+    """``n`` IR_BEN_R rows born in 2031, after the end of the claims window (a typo for 1931?)."""
+    t = _read(d, "IR_BEN_R")
+    years = t.column("BEN_NAI_ANN").to_pylist()
+    chosen = list(range(10, 10 + n))
+    for i in chosen:
+        years[i] = "2031"
+    _write(d, "IR_BEN_R", _replace_column(t, "BEN_NAI_ANN", pa.array(years, pa.string())))
+    ids = [t.column("BEN_IDT_ANO")[i].as_py() for i in chosen]
+    return {"table": "IR_BEN_R", "column": "BEN_NAI_ANN", "rows": n, "person_ids": ids}
+
+
+def inclusion_outside_study(d: Path) -> dict[str, Any]:
+    """Three roster inclusion dates outside the study's inclusion period (2020-2023)."""
+    t = _read(d, "EQUILIBRES_ROSTER")
+    dates = t.column("EQL_INC_DTE").to_pylist()
+    for i, value in zip((0, 1, 2), (dt.date(2019, 6, 1), dt.date(2024, 3, 1), dt.date(2031, 1, 15)), strict=True):
+        dates[i] = value
+    _write(d, "EQUILIBRES_ROSTER", _replace_column(t, "EQL_INC_DTE", pa.array(dates, pa.date32())))
+    return {"table": "EQUILIBRES_ROSTER", "column": "EQL_INC_DTE", "rows": 3}
+
+
+def roster_unlinked(d: Path) -> dict[str, Any]:
+    """No roster patient is in IR_BEN_R (a roster pseudonymised with another key): no treated patient."""
+    t = _read(d, "EQUILIBRES_ROSTER")
+    ids = [f"ZZUNLINKED{i:07d}" for i in range(t.num_rows)]
+    _write(d, "EQUILIBRES_ROSTER", _replace_column(t, "BEN_NIR_PSA", pa.array(ids, pa.string())))
+    return {"table": "EQUILIBRES_ROSTER", "column": "BEN_NIR_PSA", "rows": t.num_rows}
+
+
+def claims_unlinked(d: Path) -> dict[str, Any]:
+    """No ER_PRS_F line belongs to a person of IR_BEN_R (claims from another extract)."""
+    t = _read(d, "ER_PRS_F")
+    nirs = t.column("BEN_NIR_PSA").to_pylist()
+    other = {v: f"ZZCLAIMS{i:09d}" for i, v in enumerate(dict.fromkeys(nirs))}
+    ids = [other[v] for v in nirs]
+    _write(d, "ER_PRS_F", _replace_column(t, "BEN_NIR_PSA", pa.array(ids, pa.string())))
+    return {"table": "ER_PRS_F", "column": "BEN_NIR_PSA", "rows": t.num_rows}
+
+
+def amounts_all_zero(d: Path) -> dict[str, Any]:
+    """ER_PRS_F whose BSE_REM_MNT is 0 on every line (a column exported empty, filled with zeros)."""
+    t = _read(d, "ER_PRS_F")
+    _write(d, "ER_PRS_F", _replace_column(t, "BSE_REM_MNT", pa.array([0.0] * t.num_rows, pa.float64())))
+    return {"table": "ER_PRS_F", "column": "BSE_REM_MNT", "rows": t.num_rows}
+
+
+def no_eligible_control(d: Path) -> dict[str, Any]:
+    """Every person outside the roster moved to a département outside the study regions: ÉQUILIBRES
+    patients remain, but no candidate control is eligible (outside_study_area)."""
+    ben = _read(d, "IR_BEN_R")
+    roster_nir = set(_read(d, "EQUILIBRES_ROSTER").column("BEN_NIR_PSA").to_pylist())
+    idt = {r["BEN_IDT_ANO"] for r in ben.to_pylist() if r["BEN_NIR_PSA"] in roster_nir and r["BEN_IDT_ANO"]}
+    new = [r["BEN_RES_DPT"] if (r["BEN_NIR_PSA"] in roster_nir or (r["BEN_IDT_ANO"] and r["BEN_IDT_ANO"] in idt))
+           else "001" for r in ben.to_pylist()]
+    _write(d, "IR_BEN_R", _replace_column(ben, "BEN_RES_DPT", pa.array(new, pa.string())))
+    return {"table": "IR_BEN_R", "column": "BEN_RES_DPT", "dpt": "001"}
+
+
 def survey_unknown_codes(d: Path) -> dict[str, Any]:
     """Three answers coded 7 in a 4-level Likert question of the patient survey."""
     p = d / "surveys" / "patients_caregivers.csv"
@@ -329,7 +463,7 @@ CASES: dict[str, Case] = {c.name: c for c in [
     Case("empty_table", empty_table, "error", True),
     Case("truncated_parquet", truncated_parquet, "error", True),
     Case("corrupt_parquet", corrupt_parquet, "error", True),
-    Case("csv_wrong_separator", csv_wrong_separator, "error", True),
+    Case("csv_header_unrecognised", csv_header_unrecognised, "error", True),
     Case("csv_wrong_encoding", csv_wrong_encoding, "error", True),
     Case("missing_column", missing_column, "error", True),
     Case("renamed_column", renamed_column, "error", True),
@@ -340,4 +474,16 @@ CASES: dict[str, Case] = {c.name: c for c in [
     Case("dates_outside_window", dates_outside_window, "audited", True),
     Case("roster_absent_from_ir_ben_r", roster_absent_from_ir_ben_r, "audited", False),
     Case("csv_latin1", csv_latin1, "audited", False),
+    Case("csv_comma_separated", csv_comma_separated, "audited", False),
+    # Plausibility (docs/cleaning.md, "Plausibility rules") and inputs that cannot give a cohort.
+    Case("amount_corrupted", amount_corrupted, "audited", True),
+    Case("amount_above_maximum", amount_above_maximum, "audited", False),
+    Case("column_entirely_null", column_entirely_null, "error", True),
+    Case("care_after_flux", care_after_flux, "audited", False),
+    Case("birth_year_in_future", birth_year_in_future, "audited", False),
+    Case("inclusion_outside_study", inclusion_outside_study, "audited", False),
+    Case("roster_unlinked", roster_unlinked, "error", False),
+    Case("claims_unlinked", claims_unlinked, "error", False),
+    Case("no_eligible_control", no_eligible_control, "error", False),
+    Case("amounts_all_zero", amounts_all_zero, "error", False),
 ]}

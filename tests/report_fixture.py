@@ -12,6 +12,25 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.facts import (
+    BootstrapFacts,
+    CleanFacts,
+    CleanOutput,
+    CodebookFile,
+    CodeVersion,
+    IndicatorsFacts,
+    IndicatorsSizes,
+    InputChecks,
+    InputFileCheck,
+    InputFileHash,
+    MatchingFacts,
+    MatchingSizes,
+    StageFacts,
+    SurveyInput,
+    SurveysFacts,
+    SweepFacts,
+)
+
 # Strings that look like identifiers: they must never reach the report (the fixture puts them in
 # columns that the report must drop).
 FAKE_IDENTIFIERS = ("PSAFAKE0000000001", "IDTANOFAKE000042", "EQPFAKE17")
@@ -64,13 +83,21 @@ def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: boo
          "description_fr": "Traités sans témoin"},
     ]).to_csv(root / "matching/attrition_matching.csv", index=False)
 
-    (root / "clean/manifest.json").write_text(json.dumps({
-        "inputs": {"IR_BEN_R.parquet": {"sha256": "ab" * 32, "rows": 5200},
-                   "ER_PRS_F.parquet": {"sha256": "cd" * 32, "rows": 412000}},
-        "parameters": {"cleaning": {"drop_dpn_qlf_71": True}, "cohort": {"history_months": 12}},
-        "versions": {"python": "3.11.2", "duckdb": "1.1.0"},
-        "code_version": "0.1.0",
-    }), encoding="utf-8")
+    # Saved facts are written through their declared classes (pipeline/facts.py), as the steps do.
+    manifest = CleanFacts(
+        created_at="2024-01-01T00:00:00+00:00", engine="duckdb",
+        inputs={"IR_BEN_R": (InputFileHash("IR_BEN_R.parquet", "ab" * 32, 81_000, "sha256", "IR_BEN_R"),),
+                "ER_PRS_F": (InputFileHash("ER_PRS_F.parquet", "cd" * 32, 9_400_000, "sha256", "ER_PRS_F"),)},
+        input_hash_method="sha256 of the whole file",
+        parameters={"cleaning": {"drop_dpn_qlf_71": True}, "cohort": {"history_months": 12}},
+        code=CodeVersion(package_version="0.1.0", stages_sha256="ef" * 32),
+        stages={"ingest": StageFacts("ran", "f" * 20, 0.3, 490.0, "duckdb", "2024-01-01T00:00:00+00:00")},
+        outputs={"persons": CleanOutput("clean/persons.parquet", "01" * 32, 55_046, 5193)},
+        input_checks=InputChecks(seconds=0.3, checks=("table has rows",), files=(
+            InputFileCheck("IR_BEN_R.parquet", "IR_BEN_R", 5200, 0, False),
+            InputFileCheck("ER_PRS_F.parquet", "ER_PRS_F", 412000, 0, False))),
+    )
+    (root / "clean/manifest.json").write_text(json.dumps(manifest.to_dict()), encoding="utf-8")
 
     (root / "matching/params.json").write_text(json.dumps({
         "matching": {"method": "nearest", "exact": ["BEN_SEX_COD", "age_band", "ald", "dpt", "index_quarter"],
@@ -78,12 +105,17 @@ def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: boo
                      "ratio": 1, "replace": False, "max_reuse": 0, "order": "closest", "seed": 20240101,
                      "balance_covariates": ["age", "prior_nursing_cost"]},
         "cohort": {"age_band_width": 5},
-        "method_description": "1:1 nearest neighbour within exact strata",
-        "caliper_width": 0.1234567891,
-        "sizes": {"treated": 1290, "treated_matched": 1150, "unmatched_treated": 140, "controls": 2810,
-                  "controls_matched": 1150, "strata_with_treated": None, "ess_controls": 1150.0},
-        "cohort_file": "/tmp/somewhere/clean/cohort.parquet",
-        "cohort_fingerprint": "0123456789abcdef",
+        **MatchingFacts(
+            method_description="1:1 nearest neighbour within exact strata", caliper_width=0.1234567891,
+            pooled_sd=0.62, min_cell_count=10, cohort_file="/tmp/somewhere/clean/cohort.parquet",
+            cohort_fingerprint="0123456789abcdef", config_fingerprint="fedcba9876543210", seconds=1.2,
+            peak_rss_mb=None,
+            sizes=MatchingSizes(eligible_rows=4100, treated=1290, controls=2810, treated_matched=1150,
+                                controls_matched=1150, unmatched_treated=140, partial_sets=0, pairs=1150,
+                                strata_with_treated=412, strata_matched=380, ess_controls=1150.0,
+                                control_persons_matched=1150, control_persons_used_once=1150,
+                                control_persons_reused=None, control_max_uses=1,
+                                control_rows_share_from_reused=None)).to_dict(),
     }), encoding="utf-8")
 
     bal = []
@@ -137,7 +169,12 @@ def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: boo
              4800.0, None, None, 5100, None, method="descriptive"),
     ]
     (root / "indicators/indicators.json").write_text(json.dumps(records), encoding="utf-8")
-    (root / "indicators/params.json").write_text(json.dumps({"indicators": {"eol_window_days": 90}}), encoding="utf-8")
+    (root / "indicators/params.json").write_text(json.dumps({"indicators": {"eol_window_days": 90}, **IndicatorsFacts(
+        perimeter=("nursing_acts", "gp", "hospital"), inputs={"persons.parquet": "0123456789abcdef"}, data_dir=None,
+        extract_scale=1.0, seconds=2.0, peak_rss_mb=500.0,
+        sizes=IndicatorsSizes(treated=1150, controls=1150, matched_sets=1150, control_persons=1150,
+                              resampling_clusters=1150, replicates=199),
+        bootstrap=BootstrapFacts(kind="bootstrap of matched sets", seed=1)).to_dict()}), encoding="utf-8")
     pd.DataFrame([
         {"category": c, "unit": "eur_per_patient_year", "treated": t, "treated_ci_low": t * 0.9, "treated_ci_high": t * 1.1,
          "control": k, "control_ci_low": k * 0.9, "control_ci_high": k * 1.1, "n_treated": 1150, "n_control": 1150,
@@ -220,7 +257,10 @@ def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: boo
                  {"survey_id": "nurses_online", "question_id": "conditions", "statistic": "mean",
                   "text_fr": "Conditions de travail", "text_en": "Working conditions", "n": 90}]
         pd.DataFrame(items).to_csv(root / "surveys/items.csv", index=False)
-        (root / "surveys/params.json").write_text(json.dumps({"surveys": {"proportion_ci": "wilson"}}), encoding="utf-8")
+        (root / "surveys/params.json").write_text(json.dumps({"surveys": {"proportion_ci": "wilson"}, **SurveysFacts(
+            codebooks=(CodebookFile("patients_caregivers", "codebooks/patients_caregivers.yaml", "12" * 32),),
+            inputs=(SurveyInput("patients_caregivers", "patients_caregivers.csv", "34" * 32, 90),)).to_dict()}),
+            encoding="utf-8")
 
     if with_sweep:
         rows = []
@@ -239,8 +279,10 @@ def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: boo
                              "avoided_spending_per_patient_year_ci_low": est - 300,
                              "avoided_spending_per_patient_year_ci_high": est + 300, "seconds": 0.5})
         pd.DataFrame(rows).to_csv(root / "sweep/sweep.csv", index=False)
-        (root / "sweep/params.json").write_text(json.dumps({"curve_estimate": "avoided_spending_per_patient_year"}),
-                                                encoding="utf-8")
+        (root / "sweep/params.json").write_text(json.dumps(SweepFacts(
+            matching_base={"method": "nearest"}, n_grid_distinct=6, n_run=6, truncated=False, effects_available=True,
+            curve_estimate="avoided_spending_per_patient_year", cohort_fingerprint="0123456789abcdef",
+            seconds=3.0).to_dict()), encoding="utf-8")
     # An identifier column written by mistake: the report must drop it.
     pd.DataFrame({"person_id": list(FAKE_IDENTIFIERS), "n": [11, 12, 13]}).to_csv(
         root / "indicators/hospitalisation_debug.csv", index=False)

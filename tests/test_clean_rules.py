@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import pandas as pd
@@ -196,3 +197,30 @@ def test_dcir_multi_nir_person_merged(cfg):
 def test_flux_cutoff_is_end_of_month():
     assert dcir.add_months(D(2023, 12, 31), 6) == D(2024, 6, 30)
     assert dcir.add_months(D(2023, 8, 31), 6) == D(2024, 2, 29)
+
+
+# -- roster ----------------------------------------------------------------------------------------
+
+
+def _roster_row(nir: str, inclusion: dt.date, team: str = "EQ01") -> dict:
+    return {"BEN_NIR_PSA": nir, "EQL_INC_DTE": inclusion, "EQL_SOR_DTE": D(1600, 1, 1), "EQL_EQP_ID": team,
+            "EQL_DPT": "54", **{c: 0 for c in ingest.ROSTER_CPX}}
+
+
+def test_roster_row_dropped_by_an_earlier_rule_never_displaces_the_kept_row():
+    """Person A is listed twice: once with an unknown inclusion (1600-01-01, which sorts first) and once
+    with a valid one. The valid row is kept; person B, listed twice validly, keeps the earliest."""
+    schema = {"BEN_NIR_PSA": "string", "EQL_INC_DTE": "date", "EQL_SOR_DTE": "date", "EQL_EQP_ID": "string",
+              "EQL_DPT": "string", **{c: "int8" for c in ingest.ROSTER_CPX}}
+    roster = table([_roster_row(NIR["A"], D(1600, 1, 1)), _roster_row(NIR["A"], D(2021, 5, 3)),
+                    _roster_row(NIR["B"], D(2022, 2, 1)), _roster_row(NIR["B"], D(2021, 9, 1), team="EQ02")],
+                   schema)
+    nir_map = table([{"BEN_NIR_PSA": NIR["A"], "person_id": "pA"}, {"BEN_NIR_PSA": NIR["B"], "person_id": "pB"}],
+                    {"BEN_NIR_PSA": "string", "person_id": "string"})
+    linked = ingest.roster_linked(roster, nir_map, ingest.InclusionPeriod(D(2020, 1, 1), D(2023, 12, 31)))
+    kept = run(ingest.roster_persons(linked)).sort_values("person_id")
+    assert kept["person_id"].tolist() == ["pA", "pB"]
+    assert kept["inclusion_date"].tolist() == [pd.Timestamp("2021-05-03"), pd.Timestamp("2021-09-01")]
+    audit = by_rule(ingest.audit_roster(linked))
+    assert audit["roster_inclusion_unknown"].rows_dropped == 1
+    assert audit["roster_one_row_per_person"].rows_dropped == 1

@@ -156,10 +156,12 @@ def test_outputs_follow_the_contract(built, cfg):
     stays = pd.read_parquet(paths.stays)
     assert list(stays.columns) == outputs_stage.STAYS_COLUMNS
     assert set(stays.is_seance) <= {0, 1} and stays.GRG_GHM.str[:2].eq("28").eq(stays.is_seance == 1).all()
-    # panel hospital figures agree with the stays table
-    assert panel.spend_hospital.sum() == pytest.approx(stays.cost.sum())
-    assert panel.hosp_stays.sum() == (stays.is_seance == 0).sum()
-    assert panel.seances.sum() == stays.is_seance.sum()
+    # panel hospital figures agree with the stays of the hospital perimeter (not the cataract stays)
+    assert set(stays.stay_category) <= {"hospital", *cfg.cleaning.stay_category_names}
+    hosp = stays[stays.stay_category == "hospital"]
+    assert panel.spend_hospital.sum() == pytest.approx(hosp.cost.sum())
+    assert panel.hosp_stays.sum() == (hosp.is_seance == 0).sum()
+    assert panel.seances.sum() == hosp.is_seance.sum()
     cohort = pd.read_parquet(paths.cohort)
     assert list(cohort.columns) == cohort_stage.COHORT_COLUMNS
     assert cohort.unit_id.is_unique

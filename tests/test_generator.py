@@ -273,7 +273,9 @@ def test_defect_proportions_follow_the_truth_parameters(con, truth, config):
     nursing = one(con, "SELECT COUNT(*) FROM ER_PRS_F WHERE PRS_NAT_REF IN (3111, 3112, 3115) AND CPL_MAJ_TOP = 0 "
                        "AND DPN_QLF = 0 AND BSE_PRS_NAT <> 0 AND PRS_ACT_QTE > 0")
     assert 0.5 * p.cpl_maj_top_2_share_nursing < d["cpl_maj_top_2_lines"] / nursing < 1.3 * p.cpl_maj_top_2_share_nursing
-    full = one(con, "SELECT COUNT(*) FROM MCO_B WHERE GRG_GHM NOT LIKE '28%' AND GRG_GHM NOT LIKE '90%'")
+    # defect copies are drawn from the ordinary full stays (not séances, nor the negative-control cataract stays)
+    full = one(con, "SELECT COUNT(*) FROM MCO_B WHERE GRG_GHM NOT LIKE '28%' AND GRG_GHM NOT LIKE '90%' "
+                    "AND GRG_GHM NOT LIKE '02C05%'")
     for key, share in (("ghm_90_stays", p.ghm_90_share), ("bad_return_code_stays", p.bad_return_code_share),
                        ("x_nir_stays", p.x_nir_share)):
         assert _binom_ok(d[key], full, share, sigmas=5), (key, d[key], full * share)

@@ -201,3 +201,28 @@ def test_pdf_has_title_language_tags_and_chapter_bookmarks(report):
     names = list(titles(reader.outline))
     assert len(names) >= len(SECTION_IDS), names
     assert names[0].endswith("Synthèse") or names[0].endswith("Synthesis")
+
+
+def test_pdf_divider_pages_carry_no_running_header(report, tmp_path):
+    """A part's divider page shows its title and the page number only: no running header (the chapter
+    string there would be the previous part's last chapter; named page ``divider`` in report.css)."""
+    from pypdf import PdfReader
+
+    from reports.build import PARTS
+    from reports.i18n import text
+
+    reader = PdfReader(str(report.pdf_path))
+    pages = [page.extract_text() or "" for page in reader.pages]
+    title = text("part_evidence", report.lang).upper()
+    dividers = [i for i, t in enumerate(pages) if t.strip().upper().startswith(text("part_evidence", report.lang).upper())
+                or t.strip().upper().startswith(text("part_annex", report.lang).upper())]
+    assert len(dividers) == len(PARTS) - 1, (title, [t[:80] for t in pages])
+    n = len(pages)
+    for i in dividers:
+        lines = [ln.strip() for ln in pages[i].splitlines() if ln.strip()]
+        # The part title and "i / N", nothing else: no chapter name, no document title.
+        assert len(lines) == 2 and lines[1] == f"{i + 1} / {n}", lines
+        assert not re.search(r"^\d+\. ", pages[i], flags=re.M), pages[i]
+    # The page after a divider opens a chapter, with its own running header.
+    for i in dividers:
+        assert re.match(r"\s*\d+\. ", pages[i + 1]), pages[i + 1][:120]

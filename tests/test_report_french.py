@@ -157,3 +157,134 @@ def test_producer_note_ids_and_values_are_translated():
         note_text("fewer than 5 treated", "fr", 5)  # sentences are not translated, only ids
     assert value_label("WLS, cluster-robust SE by matched set", "fr").startswith("moindres carrés pondérés")
     assert value_label("an unknown note", "fr") == "an unknown note"
+
+
+# -- issue 16: one language per report, checked against the whole texts table --------------------------
+# Every visible text node of a report (and every alt text) is checked against the strings of the other
+# language: the fixed texts (reports/texts/<lang>.toml, every table), the indicator records' labels and
+# method / population / definition texts, the cleaning rules' descriptions and the category labels of
+# the configuration. A string of the other language that is not also a string of the report's language
+# (names such as "ÉQUILIBRES" or "DCIR" are the same in both) must not appear: whole, as a text node,
+# or, for longer strings, as a literal run of words between placeholders.
+MIN_FRAGMENT = 14  # shorter runs ("n", "IC", "%") are too common to tell a language
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", " ", html.unescape(s).replace("\u00a0", " ").replace("\u202f", " ")).strip()
+
+
+def language_strings(lang: str, build: Path | None) -> set[str]:
+    """Every text the report can show in ``lang``: its texts table and the build's own texts."""
+    from pipeline.results import read_records
+    from reports.i18n import texts
+
+    out = {_norm(s) for s in _strings(dict(texts(lang)))}
+    cfg = load_config()
+    for cat in cfg.cleaning.categories.values():
+        out.add(_norm(cat.label_fr if lang == "fr" else cat.label_en))
+    if build is not None:
+        for name in ("indicators/indicators.json", "matching/indicator_unmatched.json", "surveys/indicators.json"):
+            if (build / name).exists():
+                for rec in read_records(build / name):
+                    out.add(_norm(rec.label(lang)))
+                    for field in ("method", "population", "definition"):
+                        text = getattr(rec, f"{field}_fr") if lang == "fr" else getattr(rec, field)
+                        if text:
+                            out.add(_norm(text))
+        for name in ("audit/attrition.csv", "matching/attrition_matching.csv"):
+            if (build / name).exists():
+                att = pd.read_csv(build / name)
+                col = "description_fr" if lang == "fr" else "description"
+                if col in att.columns:
+                    out |= {_norm(str(s)) for s in att[col].dropna()}
+    return {s for s in out if s}
+
+
+def visible_nodes(page: str) -> list[str]:
+    """The visible text nodes of a rendered report (and its alt texts); <code> (column names, file
+    names, hashes), <style> and <script> left out."""
+    from html.parser import HTMLParser
+
+    class Nodes(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.nodes: list[str] = []
+            self.skip = 0
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag in ("style", "script", "code"):
+                self.skip += 1
+            alt = dict(attrs).get("alt")
+            if alt:
+                self.nodes.append(alt)
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag in ("style", "script", "code") and self.skip:
+                self.skip -= 1
+
+        def handle_data(self, data: str) -> None:
+            if not self.skip and data.strip():
+                self.nodes.append(data)
+
+    parser = Nodes()
+    parser.feed(page)
+    return [n for n in (_norm(x) for x in parser.nodes) if n]
+
+
+def other_language_leaks(page: str, lang: str, build: Path | None) -> list[str]:
+    """Strings of the other language found in the report in ``lang``, each with its text node."""
+    other = "en" if lang == "fr" else "fr"
+    own, foreign = language_strings(lang, build), language_strings(other, build)
+    own_text = "\n".join(own)
+    only = foreign - own
+    nodes = visible_nodes(page)
+    text = "\n".join(nodes)
+    leaks = [f"node {n!r}" for n in nodes if n in only]
+    for s in only:
+        for fragment in re.split(r"\{[^{}]*\}|<[^>]+>", s):
+            fragment = fragment.strip(" .,;:()«»“”\"'")
+            if len(fragment) >= MIN_FRAGMENT and " " in fragment and fragment not in own_text and fragment in text:
+                i = text.find(fragment)
+                leaks.append(f"{fragment!r} (from {s[:60]!r}): …{text[max(i - 40, 0):i + len(fragment) + 40]}…")
+    return sorted(set(leaks))
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_fixture_report_has_no_string_of_the_other_language(tmp_path: Path, lang: str) -> None:
+    build = make_fixture_build(tmp_path / "build", with_sensitivity=True)
+    page = run(BuildPaths(build), load_config().with_overrides({"report": {"lang": lang}}),
+               pdf=False).html_path.read_text(encoding="utf-8")
+    leaks = other_language_leaks(page, lang, build)
+    assert not leaks, f"the {lang} report shows texts of the other language:\n" + "\n".join(leaks)
+
+
+def test_the_language_check_finds_a_leak(tmp_path: Path) -> None:
+    """The check above can fail: an English header, note or caption in the French report is found."""
+    build = make_fixture_build(tmp_path / "build")
+    page = run(BuildPaths(build), load_config(), pdf=False).html_path.read_text(encoding="utf-8")
+    from reports.i18n import texts
+
+    en = texts("en")["text"]
+    for leaked in (en["col_covariate"], en["balance_note"].split("{")[0], en["fig_love"]):
+        bad = page.replace("</main>", f"<p>{leaked}</p></main>")
+        assert other_language_leaks(bad, "fr", build), leaked
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_sample_report_has_no_string_of_the_other_language(sample_build: Path, tmp_path: Path, lang: str) -> None:
+    build = tmp_path / "build"
+    shutil.copytree(sample_build, build)
+    page = run(BuildPaths(build), load_config().with_overrides({"report": {"lang": lang}}),
+               pdf=False).html_path.read_text(encoding="utf-8")
+    leaks = other_language_leaks(page, lang, build)
+    assert not leaks, f"the {lang} report shows texts of the other language:\n" + "\n".join(leaks)

@@ -130,10 +130,12 @@ def test_sensitivity_outputs_are_rendered_or_announced_not_run(reports, lang):
     without, with_diag = section(reports[(lang, False)], "sensitivity"), section(reports[(lang, True)], "sensitivity")
     assert "not-run" in without and "sensitivity/summary.json" in without
     n_fig_without = without.count('<figure class="chart')
-    # One event-study chart per outcome (2) and one cumulative-incidence chart.
-    assert with_diag.count('<figure class="chart') == n_fig_without + 3
+    # One event-study chart per outcome (2), one cumulative-incidence chart and the generalisability chart.
+    assert with_diag.count('<figure class="chart') == n_fig_without + 4
     assert "1,9" in with_diag or "1.9" in with_diag  # the E-value of the fixture
-    assert "&lt;\u00a010" in with_diag  # the 7 complex unmatched patients of generalisability are masked
+    # The generalisability table is in the annex; the 7 complex unmatched patients there are masked.
+    detailed = section(reports[(lang, True)], "detailed")
+    assert "&lt;\u00a010" in detailed[detailed.find("Table" if lang == "en" else "Tableau"):]
 
 
 @pytest.mark.parametrize("lang", ["fr", "en"])

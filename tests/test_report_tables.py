@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import StudyConfig, load_config
+from pipeline.facts import NoFacts
 from pipeline.io import PipelineError
 from pipeline.paths import OUTPUTS, BuildPaths
 from pipeline.result_tables import KINDS, TABLES, column_kinds, covariate_kind, validate_result
@@ -65,7 +66,7 @@ def test_a_declared_count_is_masked_below_the_threshold(tmp_path):
 
 def _matching_params(**matching) -> StepParams:
     cfg = StudyConfig().with_overrides({"matching": matching, "cohort": {"age_band_width": 5}})
-    return StepParams(step="match", config=cfg, sections=("cohort", "matching"), facts={})
+    return StepParams(step="match", config=cfg, sections=("cohort", "matching"), facts=NoFacts())
 
 
 def test_main_specification_is_the_saved_matching():

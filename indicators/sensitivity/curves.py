@@ -7,21 +7,24 @@ import numpy as np
 import pandas as pd
 
 from indicators.bootstrap import resample_counts
-from indicators.outcomes import DAYS_PER_YEAR
+from indicators.outcomes import DAYS_PER_YEAR, stay_category_sql
 from indicators.sensitivity.competing_risks import CurveSet, aalen_johansen, numbers_at_risk
+from pipeline.stages.outputs import HOSPITAL
 
 
 def first_stays(con, units: pd.DataFrame) -> pd.Series:  # noqa: ANN001
-    """Entry date of each unit's first full (non-séance) MCO stay in follow-up (index: unit_id; absent
-    when none). ``con``: DuckDB connection with a ``stays`` view."""
+    """Entry date of each unit's first full (non-séance) MCO stay of the hospital perimeter in follow-up
+    (index: unit_id; absent when none). ``con``: DuckDB connection with a ``stays`` view."""
     u = pd.DataFrame({"unit_id": units["unit_id"].to_numpy(), "person_id": units["person_id"].to_numpy(),
                       "start": pd.to_datetime(units["index_date"]).dt.date.to_numpy(),
                       "stop": pd.to_datetime(units["fu_end"]).dt.date.to_numpy()})
     con.register("cr_units", u)
-    first = con.execute("""
+    category = stay_category_sql(con)
+    first = con.execute(f"""
         SELECT u.unit_id, min(CAST(s.entry_date AS DATE)) AS first_stay
         FROM cr_units u JOIN stays s ON s.person_id = u.person_id
          AND CAST(s.entry_date AS DATE) BETWEEN u.start AND u.stop AND CAST(s.is_seance AS INTEGER) = 0
+         AND {category} = '{HOSPITAL}'
         GROUP BY 1
     """).df()
     con.unregister("cr_units")

@@ -1,11 +1,13 @@
 """Negative-control outcomes and empirically calibrated headline intervals (issue 14, part 1).
 
-Each outcome named in ``sensitivity.negative_controls`` is a spending category the programme cannot
-plausibly change (dental care, prostheses, spectacles, ...). It is estimated with exactly the headline
-design: the same :class:`~indicators.analysis.MatchedAnalysis` (matched sets of
-``matching/matched.parquet``, follow-up windows, unit outcomes of ``indicators/outcomes.py``) and the
-same matched-set bootstrap replicates — only the statistic's numerator changes: the ratio of spending
-per patient-year, treated over controls, on the log scale. Their spread estimates the design's
+Each outcome named in ``sensitivity.negative_controls`` is a spending category (dental care, prostheses,
+spectacles, ...) or a category of MCO stays (``cleaning.stay_categories``: elective cataract surgery)
+the programme cannot plausibly change. It is estimated with exactly the headline design: the same
+:class:`~indicators.analysis.MatchedAnalysis` (matched sets of ``matching/matched.parquet``, follow-up
+windows, unit outcomes of ``indicators/outcomes.py``) and the same matched-set bootstrap replicates —
+only the statistic's numerator changes: the ratio of spending per patient-year (a stay category: of
+stays per patient-year, entering in follow-up, like ``hosp_stays_per_100py``), treated over controls,
+on the log scale. Their spread estimates the design's
 systematic error, which calibrates the headline ratio estimates (``calibration.py``).
 """
 
@@ -28,7 +30,8 @@ from indicators.sensitivity.calibration import (
 from pipeline.config import StudyConfig
 
 METHOD = ("negative-control outcomes estimated with the headline design (same matched sets, follow-up and "
-          "matched-set bootstrap); log ratio of spending per patient-year, SE = bootstrap SD of the log "
+          "matched-set bootstrap); log ratio of spending (stay categories: stays) per patient-year, "
+          "SE = bootstrap SD of the log "
           "ratio; systematic error N(mean, sd^2) fitted by maximum likelihood (Schuemie et al. 2014), "
           "profile-likelihood CI of its mean; calibrated CI = log estimate - mean ± z·sqrt(se^2 + sd^2) "
           "(Schuemie et al. 2018)")
@@ -150,18 +153,27 @@ class NegativeControlResult:
         }
 
 
+def _outcome_of(an: MatchedAnalysis, cat: str) -> tuple[str, str, float, object]:
+    """(unit outcome column, unit, scale, label source) of a negative control: spending per
+    patient-year for a spending category; stays per 100 patient-years for a stay category."""
+    cleaning = an.config.cleaning
+    if cat in cleaning.stay_categories:
+        return f"stays_{cat}", "per_100_patient_years", 100.0, cleaning.stay_categories[cat]
+    return f"s_{cat}", "eur_per_patient_year", 1.0, cleaning.categories.get(cat)
+
+
 def negative_control_estimates(an: MatchedAnalysis, outcomes: list[str]) -> pd.DataFrame:
     """One row per negative-control outcome, each estimated on the headline's matched analysis."""
-    rules = an.config.cleaning.categories
     rows = []
     for cat in outcomes:
-        est = log_estimate(an, log_rate_ratio(f"s_{cat}", "pyears"))
-        t, c = an.est(ratio("t", f"s_{cat}", "pyears")), an.est(ratio("c", f"s_{cat}", "pyears"))
+        column, unit, scale, rule = _outcome_of(an, cat)
+        est = log_estimate(an, log_rate_ratio(column, "pyears"))
+        t, c = an.est(ratio("t", column, "pyears")), an.est(ratio("c", column, "pyears"))
         rows.append({
             "outcome": cat,
-            "label_en": rules[cat].label_en if cat in rules else cat,
-            "label_fr": rules[cat].label_fr if cat in rules else cat,
-            "treated": t.value, "control": c.value, "unit": "eur_per_patient_year",
+            "label_en": rule.label_en if rule is not None else cat,
+            "label_fr": rule.label_fr if rule is not None else cat,
+            "treated": t.value * scale, "control": c.value * scale, "unit": unit,
             "ratio": math.exp(est.log_ratio) if math.isfinite(est.log_ratio) else None,
             "ratio_ci_low": None if est.ci_low is None else math.exp(est.ci_low),
             "ratio_ci_high": None if est.ci_high is None else math.exp(est.ci_high),
@@ -201,14 +213,16 @@ def negative_control_analysis(analysis: MatchedAnalysis, config: StudyConfig) ->
     """Estimate every ``sensitivity.negative_controls`` outcome with the headline design, fit the
     systematic error and calibrate the headline ratio estimates."""
     outcomes = list(config.sensitivity.negative_controls)
-    known = set(analysis.config.cleaning.category_names) | {"hospital"}
+    known = (set(analysis.config.cleaning.category_names) | {"hospital"}
+             | set(analysis.config.cleaning.stay_category_names))
     missing = [c for c in outcomes if c not in known]
     if missing:
         from pipeline.io import PipelineError
 
         raise PipelineError(
-            f"sensitivity.negative_controls names {missing}, which the cleaned panel does not have (its "
-            f"categories: {sorted(known)}); add them under [cleaning.categories] and re-run `equilibres clean`.")
+            f"sensitivity.negative_controls names {missing}, which the cleaned panel and stays do not have "
+            f"(their categories: {sorted(known)}); add them under [cleaning.categories] or "
+            f"[cleaning.stay_categories] and re-run `equilibres clean`.")
     controls = negative_control_estimates(analysis, outcomes)
     ok = controls["estimable"].to_numpy(dtype=bool)
     ci = analysis.boot.ci_level

@@ -30,6 +30,7 @@ from indicators.sensitivity.two_part import two_part_model
 from indicators.sensitivity.verdict import Verdict, headline_verdict
 from indicators.spending import avoided_per_py, control_rate, treated_rate
 from pipeline.config import StudyConfig
+from pipeline.facts import SensitivityFacts, SensitivitySizes
 from pipeline.io import PipelineError, file_hash, peak_rss_mb
 from pipeline.paths import BuildPaths
 from pipeline.privacy import mask_count, suppress_small_counts
@@ -195,12 +196,13 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Sensi
         for key, table in tables.items():
             out.table(key, suppress_small_counts(table, min_cell, columns=COUNTED[key]))
         seconds = time.perf_counter() - start
-        out.params(config, ["sensitivity", "indicators", "study", "report"],
-                   inputs={p.name: file_hash(p)["sha256"][:16] for p in (paths.persons, paths.panel, paths.stays,
-                                                                          paths.output("matched"))},
-                   sizes={"treated": mask_count(an.n_treated, min_cell), "controls": mask_count(an.n_control, min_cell),
-                          "matched_sets": mask_count(an.n_sets, min_cell), "replicates": an.boot.n_replicates},
-                   negative_controls_included=nc is not None, seconds=round(seconds, 3), peak_rss_mb=peak_rss_mb())
+        facts = SensitivityFacts(
+            inputs={p.name: file_hash(p)["sha256"][:16] for p in (paths.persons, paths.panel, paths.stays,
+                                                                   paths.output("matched"))},
+            sizes=SensitivitySizes(treated=mask_count(an.n_treated, min_cell), controls=mask_count(an.n_control, min_cell),
+                                   matched_sets=mask_count(an.n_sets, min_cell), replicates=an.boot.n_replicates),
+            negative_controls_included=nc is not None, seconds=round(seconds, 3), peak_rss_mb=peak_rss_mb())
+        out.params(config, ["sensitivity", "indicators", "study", "report"], **facts.to_dict())
     return SensitivityResult(heads, verdicts, nc, es, summary, dict(out.written), seconds, notes)
 
 

@@ -24,6 +24,7 @@ Rows that fail an eligibility criterion are kept with ``eligible = 0`` and the f
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import ibis
 import ibis.expr.types as ir
@@ -33,6 +34,7 @@ from pipeline.io import PipelineError
 from pipeline.stages.ald import ald_active_at
 from pipeline.stages.ingest import ROSTER_CPX
 from pipeline.stages.outputs import HOSPITAL, spend_columns
+from pipeline.stages.rules import AuditRow
 
 COHORT_COLUMNS = [
     "unit_id", "person_id", "treated", "index_date", "index_quarter", "BEN_SEX_COD", "age", "ald", "ald_group",
@@ -221,3 +223,46 @@ def cohort_table(persons: ir.Table, panel: ir.Table, ald_periods: ir.Table, conf
         eligible=reason.isnull().cast("int8"),
         ineligible_reason=reason,
     )
+
+
+# What each eligibility reason says about the extract or the settings, for check_cohort_usable.
+_INELIGIBLE_ADVICE = {
+    "died_before_index": "IR_BEN_R column BEN_DCD_DTE: death dates before the index date (1600-01-01 is the "
+                         "'alive' sentinel; check the date format)",
+    "unknown_sex": "IR_BEN_R column BEN_SEX_COD: sex unknown (0, 9 or missing)",
+    "unknown_age": "IR_BEN_R column BEN_NAI_ANN: birth year unknown (1600), in the future or after the index",
+    "outside_study_area": "IR_BEN_R column BEN_RES_DPT: residence outside the départements of [study.regions]",
+    "insufficient_history": "the claims window starts less than [cohort] history_months before the index: set "
+                            "[study] claims_start earlier or history_months lower",
+    "low_prior_nursing_cost": "ER_PRS_F column BSE_REM_MNT: prior nursing spending below [cohort] "
+                              "min_prior_nursing_cost (check the nursing categories' PRS_NAT_REF codes)",
+}
+
+
+def check_cohort_usable(audit: Sequence[AuditRow], where: str = "") -> None:
+    """Stop the cohort stage when no ÉQUILIBRES patient, or no candidate control, is eligible: matching
+    would only find an empty set later. The message gives each arm's counts by eligibility rule (the
+    rules of ``INELIGIBLE_REASONS``), the column behind the main one and what to do."""
+    eligible = next((a for a in audit if a.stage == "cohort" and a.rule == "eligible"), None)
+    if eligible is None:
+        return
+    reasons = [a for a in audit if a.stage == "eligibility"]
+    for arm, attr in (("ÉQUILIBRES patient", "treated_rows"), ("candidate control", "control_rows")):
+        if getattr(eligible, attr):
+            continue
+        failing = sorted(((getattr(a, attr) or 0, a.rule) for a in reasons if getattr(a, attr)), reverse=True)
+        rows = sum(n for n, _ in failing)
+        suffix = f" (extract {where})" if where else ""
+        if not failing:
+            what = ("no person outside the roster has nursing claims (cohort.nursing_categories) in the 12 "
+                    "months before an inclusion quarter: the extract must hold the ER_PRS_F claims of the "
+                    "comparison population" if arm == "candidate control" else
+                    "no roster patient reached the cohort: see the roster rules of audit/attrition.csv")
+            raise PipelineError(f"Cleaning stage cohort: no {arm} row at all{suffix} — {what}. Fix the extract "
+                                "and run again.")
+        counts = ", ".join(f"{rule} {n:,}" for n, rule in failing)
+        main = failing[0][1]
+        raise PipelineError(
+            f"Cleaning stage cohort: no eligible {arm}{suffix} — all {rows:,} {arm} row(s) fail an eligibility "
+            f"rule ({counts}). Main cause, rule {main}: {_INELIGIBLE_ADVICE.get(main, main)}. Matching needs "
+            "eligible patients and controls: fix the extract or the setting named, then run again.")

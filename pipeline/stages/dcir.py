@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 import ibis
 import ibis.expr.types as ir
+import pandas as pd
 
 from pipeline.config import CleaningSettings, StudyConfig
+from pipeline.io import PipelineError
 from pipeline.stages.ingest import cast_to_contract
 from pipeline.stages.pmsi import DEATH_EXIT
 from pipeline.stages.rules import (
@@ -57,16 +59,23 @@ NETTING_KEY = [
 
 @dataclass(frozen=True)
 class ClaimsWindow:
-    """Care dates accepted and the last flux date accepted (claims_end + flux_lag_months)."""
+    """Care dates accepted and the last flux date accepted (claims_end + flux_lag_months), and the
+    plausibility limits of a line: days its care may start after its flux date, and the maximum
+    |BSE_REM_MNT| per spending-category code (index 0 = 'other', then the configured categories; empty =
+    no limit)."""
 
     claims_start: dt.date
     claims_end: dt.date
     flux_cutoff: dt.date
+    max_care_after_flux_days: int = 31
+    amount_limits: tuple[float, ...] = ()
 
     @classmethod
     def from_config(cls, config: StudyConfig) -> ClaimsWindow:
-        s = config.study
-        return cls(s.claims_start, s.claims_end, add_months(s.claims_end, s.flux_lag_months))
+        s, c = config.study, config.cleaning
+        limits = tuple(c.max_line_amount(name) for name in ["other", *c.categories])
+        return cls(s.claims_start, s.claims_end, add_months(s.claims_end, s.flux_lag_months),
+                   c.max_care_after_flux_days, limits)
 
 
 def add_months(d: dt.date, months: int) -> dt.date:
@@ -104,6 +113,25 @@ def flux_window(t: ir.Table, w: ClaimsWindow) -> ir.BooleanValue:
     return t.FLX_DIS_DTD > ibis.date(w.flux_cutoff)
 
 
+@rule("dcir", "drop")
+def care_after_flux(t: ir.Table, w: ClaimsWindow) -> ir.BooleanValue:
+    """Drop lines whose care starts more than max_care_after_flux_days after their flux date FLX_DIS_DTD (a flux pays care already given) — fiches/sas_prestation_dcir"""
+    return t.EXE_SOI_DTD > t.FLX_DIS_DTD + ibis.interval(days=w.max_care_after_flux_days)
+
+
+@rule("dcir", "drop")
+def amount_above_maximum(t: ir.Table, w: ClaimsWindow) -> ir.BooleanValue:
+    """Drop lines whose amount BSE_REM_MNT, in absolute value, exceeds the plausible maximum of their spending category (a corrupted amount) — fiches/montant_soins_de_ville"""
+    # ``line_category`` is the category code of ``line_category_expr`` (claims_with_fate adds it).
+    if not w.amount_limits:
+        return ibis.literal(False)
+    if len(set(w.amount_limits)) == 1:
+        limit = ibis.literal(w.amount_limits[0])
+    else:
+        limit = ibis.literal(list(w.amount_limits))[t.line_category]
+    return t.BSE_REM_MNT.abs() > limit
+
+
 @rule("dcir", "merge")
 def regularisation_netting(t: ir.Table) -> ir.BooleanValue:
     """Sum identical lines (NETTING_KEY) and keep groups whose summed quantity is > 0 — fiches/sas_prestation_dcir"""
@@ -122,13 +150,16 @@ def cpl_maj_top_not_an_act(t: ir.Table) -> ir.BooleanValue:
     return t.CPL_MAJ_TOP >= 2
 
 
-LINE_RULES: list[Rule] = [dpn_qlf_71, bse_prs_nat_0, care_window, flux_window]
+# The plausibility rules (care_after_flux, amount_above_maximum) come after the standard ones: they
+# name implausible lines among those the SNDS rules would keep.
+LINE_RULES: list[Rule] = [dpn_qlf_71, bse_prs_nat_0, care_window, flux_window, care_after_flux,
+                          amount_above_maximum]
 FATE_NETTED = len(LINE_RULES) + 1
 FATE_UNLINKED = len(LINE_RULES) + 2
 
 
 def line_rules_enabled(cleaning: CleaningSettings) -> list[bool]:
-    return [cleaning.drop_dpn_qlf_71, cleaning.drop_bse_prs_nat_0, True, cleaning.apply_flux_window]
+    return [cleaning.drop_dpn_qlf_71, cleaning.drop_bse_prs_nat_0, True, cleaning.apply_flux_window, True, True]
 
 
 # -- categories ----------------------------------------------------------------------------------
@@ -203,8 +234,16 @@ def eol_day_ranges(deaths: ir.Table, days: int) -> ir.Table:
 
 def claims_with_fate(er_prs_f: ir.Table, window: ClaimsWindow, cleaning: CleaningSettings) -> ir.Table:
     """ER_PRS_F lines with contract types and the number of the line rule that drops them (0 kept)."""
-    t = cast_to_contract(er_prs_f, ER_PRS_F_TYPES, "ER_PRS_F")
+    t = with_line_category(cast_to_contract(er_prs_f, ER_PRS_F_TYPES, "ER_PRS_F"), window, cleaning)
     return t.mutate(fate=fate_expr(t, LINE_RULES, line_rules_enabled(cleaning), w=window))
+
+
+def with_line_category(t: ir.Table, window: ClaimsWindow, cleaning: CleaningSettings) -> ir.Table:
+    """ER_PRS_F lines with ``line_category``, the category code ``amount_above_maximum`` reads (only
+    computed when the limits differ by category)."""
+    if len(set(window.amount_limits)) > 1:
+        return t.mutate(line_category=category_code_expr(t, cleaning))
+    return t
 
 
 def claims_netted(lines: ir.Table, cleaning: CleaningSettings) -> ir.Table:
@@ -342,3 +381,49 @@ def audit_dcir(summary: ir.Table, cleaning: CleaningSettings) -> list[AuditRow]:
                                   euros_dropped=get(FATE_UNLINKED, "euros")))
     rows.append(flag_row(cpl_maj_top_not_an_act, kept_groups, int(get(0, "cpl2"))))
     return rows
+
+
+# -- failing early -------------------------------------------------------------------------------
+
+
+# What to do when a rule leaves no usable claim, by the rule that dropped most of them.
+_NO_CLAIMS_ADVICE = {
+    "link_to_beneficiary": "none of the claims' BEN_NIR_PSA/BEN_RNG_GEM is in IR_BEN_R: export ER_PRS_F and "
+                           "IR_BEN_R from the same extract (same pseudonymisation)",
+    "care_window": "their care dates EXE_SOI_DTD fall outside [study.claims_start, study.claims_end]: check the "
+                   "extract's years or the [study] dates",
+    "flux_window": "their flux dates FLX_DIS_DTD are after claims_end + flux_lag_months: check the [study] dates",
+    "amount_above_maximum": "their amounts BSE_REM_MNT exceed the plausible maximum: check the amount column's "
+                            "format (cents? a shifted column?) or [cleaning] max_line_amount_eur",
+    "care_after_flux": "their care dates follow their flux dates: check that EXE_SOI_DTD and FLX_DIS_DTD are not "
+                       "swapped, or [cleaning] max_care_after_flux_days",
+    "regularisation_netting": "their quantities PRS_ACT_QTE net to zero or less: check the sign of PRS_ACT_QTE",
+}
+
+
+def check_claims_usable(summary: ir.Table, audit: Sequence[AuditRow], where: str = "") -> None:
+    """Stop the DCIR stage when no claim line survives its rules, or the kept lines carry no amount
+    (BSE_REM_MNT null or zero everywhere): no spending, no prior nursing cost, hence no eligible
+    control and an empty matching much later. The message names the rule, the column and what to do;
+    ``where`` (the extract directory) is added to it."""
+    rows = [a for a in audit if a.stage == "dcir" and a.rows_dropped > 0]
+    kept = summary.filter(summary.fate == 0)
+    agg = kept.aggregate(n=kept.n_groups.sum(), euros=kept.euros.abs().sum()).execute().iloc[0]
+    n_kept = 0 if pd.isna(agg["n"]) else int(agg["n"])
+    euros = 0.0 if pd.isna(agg["euros"]) else float(agg["euros"])
+    table = "ER_PRS_F" + (f" in {where}" if where else "")
+    if n_kept == 0:
+        total = next((a.rows_in for a in audit if a.stage == "dcir"), 0)
+        worst = max(rows, key=lambda a: a.rows_dropped, default=None)
+        why = (f"; rule {worst.rule} drops the most ({worst.rows_dropped:,} of its {worst.rows_in:,} input rows): "
+               f"{_NO_CLAIMS_ADVICE.get(worst.rule, worst.description)}" if worst else "")
+        raise PipelineError(
+            f"{table}: no claim line survives cleaning — none of its {total:,} line(s) is kept{why}. Without "
+            "claims there is no spending and no cohort: fix the extract or the setting named, then run again "
+            "(`equilibres validate` shows examples).")
+    if euros == 0:
+        raise PipelineError(
+            f"{table}, column BSE_REM_MNT: the {n_kept:,} kept claim line(s) carry no amount (every "
+            "BSE_REM_MNT is missing or 0), so spending and prior nursing costs would all be 0 and no control "
+            "eligible (check kept_claims_have_amounts). Export BSE_REM_MNT (the amount "
+            "reimbursed) with its values and run again.")

@@ -6,6 +6,10 @@ Stage functions are pure Ibis: tables in, a table out. The runner reads the extr
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import ibis
 import ibis.expr.types as ir
 
@@ -60,6 +64,14 @@ def birth_year_unknown(t: ir.Table) -> ir.BooleanValue:
 
 
 @rule("ingest", "flag")
+def birth_year_in_future(t: ir.Table, max_year: int) -> ir.BooleanValue:
+    """Birth year BEN_NAI_ANN after the end of the claims window (born after the data ends): birth date set to null — fiches/fiche_beneficiaire"""
+    year = t.BEN_NAI_ANN.strip()
+    # CASE, not AND: only 4-digit years are cast (an AND may evaluate the cast on every row).
+    return ibis.cases((year.re_search(r"^[0-9]{4}$"), year.cast("int32") > max_year), else_=False)
+
+
+@rule("ingest", "flag")
 def sex_unknown(t: ir.Table) -> ir.BooleanValue:
     """BEN_SEX_COD other than 1 or 2 (0, 9) means unknown: set to null — fiches/variables_sociodemo"""
     return ~t.BEN_SEX_COD.isin([1, 2]) | t.BEN_SEX_COD.isnull()
@@ -104,10 +116,14 @@ def normalise_departement(col: ir.StringValue) -> ir.StringValue:
     )
 
 
-def beneficiaries_normalised(ir_ben_r: ir.Table) -> ir.Table:
-    """IR_BEN_R with contract types, sentinels as nulls, normalised départements and a person_id."""
+def beneficiaries_normalised(ir_ben_r: ir.Table, max_birth_year: int = 9999) -> ir.Table:
+    """IR_BEN_R with contract types, sentinels as nulls, normalised départements and a person_id.
+
+    Birth years after ``max_birth_year`` (the year of ``study.claims_end``) are implausible and taken as
+    unknown (``birth_year_in_future``)."""
     t = cast_to_contract(ir_ben_r, IR_BEN_R_TYPES, "IR_BEN_R")
-    year_ok = ~birth_year_unknown(t) & t.BEN_NAI_ANN.re_search(r"^[0-9]{4}$")
+    year_ok = (~birth_year_unknown(t) & t.BEN_NAI_ANN.re_search(r"^[0-9]{4}$")
+               & ~birth_year_in_future(t, max_birth_year).fill_null(False))
     year = t.BEN_NAI_ANN.cast("int32")
     month_raw = t.BEN_NAI_MOI.cast("int32")
     month_ok = month_raw.between(1, 12).fill_null(False)
@@ -158,16 +174,17 @@ def person_nir_map(beneficiaries: ir.Table) -> ir.Table:
     return b.group_by("BEN_NIR_PSA").aggregate(person_id=b.person_id.min())
 
 
-def audit_ingest(ir_ben_r: ir.Table) -> list[AuditRow]:
+def audit_ingest(ir_ben_r: ir.Table, max_birth_year: int = 9999) -> list[AuditRow]:
     """Audit rows of the ingest rules, from one aggregate over IR_BEN_R and one over persons."""
     t = cast_to_contract(ir_ben_r, IR_BEN_R_TYPES, "IR_BEN_R")
-    flags = [death_date_sentinel, birth_year_unknown, sex_unknown, corsica_departement_variant,
-             departement_undetermined]
+    flags = [death_date_sentinel, birth_year_unknown, birth_year_in_future, sex_unknown,
+             corsica_departement_variant, departement_undetermined]
     agg = t.aggregate(
         n=t.count(),
-        **{r.name: r(t).fill_null(False).cast("int64").sum() for r in flags},
+        **{r.name: (r(t, max_birth_year) if r is birth_year_in_future else r(t)).fill_null(False)
+           .cast("int64").sum() for r in flags},
     ).execute().iloc[0]
-    persons = persons_unified(beneficiaries_normalised(ir_ben_r))
+    persons = persons_unified(beneficiaries_normalised(ir_ben_r, max_birth_year))
     pagg = persons.aggregate(n=persons.count(), multi=(persons.n_nir > 1).cast("int64").sum()).execute().iloc[0]
     n = int(agg["n"])
     rows = [flag_row(r, n, int(agg[r.name] or 0)) for r in flags]
@@ -185,29 +202,45 @@ def roster_exit_sentinel(t: ir.Table) -> ir.BooleanValue:
     return _is_sentinel(t.EQL_SOR_DTE)
 
 
+@dataclass(frozen=True)
+class InclusionPeriod:
+    """The study's inclusion period [inclusion_start, inclusion_end] (study settings)."""
+
+    start: dt.date = dt.date(1900, 1, 1)
+    end: dt.date = dt.date(2099, 12, 31)
+
+
 @rule("roster", "drop")
-def roster_link_to_beneficiary(t: ir.Table) -> ir.BooleanValue:
+def roster_link_to_beneficiary(t: ir.Table, period: InclusionPeriod) -> ir.BooleanValue:
     """Roster rows whose BEN_NIR_PSA is not in IR_BEN_R cannot be linked to claims: dropped — fiches/fiche_beneficiaire"""
     return t.person_id.isnull()
 
 
 @rule("roster", "drop")
-def roster_inclusion_unknown(t: ir.Table) -> ir.BooleanValue:
+def roster_inclusion_unknown(t: ir.Table, period: InclusionPeriod) -> ir.BooleanValue:
     """Roster rows without an inclusion date cannot be given an index date: dropped — fiches/fiche_beneficiaire"""
     return t.EQL_INC_DTE.isnull() | _is_sentinel(t.EQL_INC_DTE)
 
 
 @rule("roster", "drop")
+def roster_inclusion_outside_study(t: ir.Table, period: InclusionPeriod) -> ir.BooleanValue:
+    """Roster rows whose inclusion date EQL_INC_DTE is outside [inclusion_start, inclusion_end] (a typo or another experiment): dropped — fiches/fiche_beneficiaire"""
+    return (t.EQL_INC_DTE < ibis.date(period.start)) | (t.EQL_INC_DTE > ibis.date(period.end))
+
+
+@rule("roster", "drop")
 def roster_one_row_per_person(t: ir.Table) -> ir.BooleanValue:
     """A person listed several times (several BEN_NIR_PSA) keeps the earliest inclusion — fiches/fiche_beneficiaire"""
-    w = ibis.window(group_by=t.person_id, order_by=[t.EQL_INC_DTE, t.EQL_EQP_ID, t.BEN_NIR_PSA])
+    # Ranked within the rows of the same fate: a row dropped by an earlier rule (an unknown inclusion
+    # dated 1600-01-01 sorts first) never displaces the person's kept row.
+    w = ibis.window(group_by=[t.person_id, t.fate], order_by=[t.EQL_INC_DTE, t.EQL_EQP_ID, t.BEN_NIR_PSA])
     return ibis.row_number().over(w) > 0
 
 
-ROSTER_DROP_RULES = [roster_link_to_beneficiary, roster_inclusion_unknown]
+ROSTER_DROP_RULES = [roster_link_to_beneficiary, roster_inclusion_unknown, roster_inclusion_outside_study]
 
 
-def roster_linked(roster: ir.Table, nir_map: ir.Table) -> ir.Table:
+def roster_linked(roster: ir.Table, nir_map: ir.Table, period: InclusionPeriod | None = None) -> ir.Table:
     """The roster with contract types, person_id, exit sentinel as null and a drop ``fate``.
 
     Rows surviving the link rules are then reduced to one per person (earliest inclusion); the
@@ -220,8 +253,9 @@ def roster_linked(roster: ir.Table, nir_map: ir.Table) -> ir.Table:
         EQL_DPT=normalise_departement(t.EQL_DPT),
         sentinel_exit=roster_exit_sentinel(t).fill_null(False),
     )
-    t = t.mutate(fate=fate_expr(t, ROSTER_DROP_RULES))
-    # Duplicates are ranked among linked rows only, so a dropped row never hides a kept one.
+    t = t.mutate(fate=fate_expr(t, ROSTER_DROP_RULES, period=period or InclusionPeriod()))
+    # Duplicates are ranked among the rows kept by the link rules (same fate), so a dropped row never
+    # hides a kept one.
     ranked = t.mutate(
         _dup=ibis.cases((t.fate == 0, roster_one_row_per_person(t)), else_=False)
     )
@@ -254,3 +288,32 @@ def audit_roster(linked: ir.Table) -> list[AuditRow]:
     kept_sentinel = int(by_fate.loc[by_fate["fate"] == 0, "sentinel"].sum())
     rows.append(flag_row(roster_exit_sentinel, counts.get(0, 0), kept_sentinel))
     return rows
+
+
+_NO_ROSTER_ADVICE = {
+    "roster_link_to_beneficiary": ("BEN_NIR_PSA", "none of its BEN_NIR_PSA is in IR_BEN_R: export the roster with "
+                                   "the pseudonymised identifiers of this SNDS extract (same pseudonymisation "
+                                   "key), or add the patients to the IR_BEN_R extraction"),
+    "roster_inclusion_unknown": ("EQL_INC_DTE", "every inclusion date is missing: export EQL_INC_DTE"),
+    "roster_inclusion_outside_study": ("EQL_INC_DTE", "every inclusion date is outside [study.inclusion_start, "
+                                       "study.inclusion_end]: check the date format of EQL_INC_DTE or the "
+                                       "[study] inclusion dates"),
+}
+
+
+def check_roster_linked(audit: Sequence[AuditRow], where: str = "") -> None:
+    """Stop the ingest stage when no roster patient survives its rules: there would be no treated
+    patient, hence no cohort, and only an empty matching much later. Names the rule, the column and
+    what to do; ``where`` (the extract directory) is added to the message."""
+    names = {r.name for r in (*ROSTER_DROP_RULES, roster_one_row_per_person)}
+    rows = [a for a in audit if a.stage == "roster" and a.rule in names]
+    if not rows or rows[-1].rows_out > 0:
+        return
+    total = rows[0].rows_in
+    worst = max(rows, key=lambda a: a.rows_dropped)
+    column, advice = _NO_ROSTER_ADVICE.get(worst.rule, ("BEN_NIR_PSA", "check the roster"))
+    table = "EQUILIBRES_ROSTER" + (f" in {where}" if where else "")
+    raise PipelineError(
+        f"{table}, column {column}: no ÉQUILIBRES patient can be used — rule {worst.rule} drops {worst.rows_dropped:,} "
+        f"of the {total:,} roster row(s): {advice}. Without linked patients there is no cohort to evaluate; fix "
+        "the roster and run again.")

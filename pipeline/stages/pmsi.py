@@ -1,4 +1,10 @@
-"""PMSI MCO hospital stays: yearly tables unioned, standard exclusions, linkage to persons, costs."""
+"""PMSI MCO hospital stays: yearly tables unioned, standard exclusions, linkage to persons, costs.
+
+Each valid stay also gets a ``stay_category``: the first ``cleaning.stay_categories`` category whose
+GRG_GHM prefix it matches (e.g. ``cataract``, GHM root 02C05), else ``hospital``. Only ``hospital`` stays
+are in the headline hospitalisation and hospital-spending indicators; the others are negative-control
+outcomes (docs/indicators.md, "Negative controls and empirical calibration").
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,16 @@ import ibis.expr.types as ir
 
 from pipeline.config import CleaningSettings, StudyConfig
 from pipeline.stages.ingest import cast_to_contract
-from pipeline.stages.rules import AuditRow, Rule, audit_from_fates, fate_expr, flag_row, in_list, rule
+from pipeline.stages.outputs import HOSPITAL
+from pipeline.stages.rules import (
+    AuditRow,
+    Rule,
+    audit_from_fates,
+    fate_expr,
+    flag_row,
+    in_list,
+    rule,
+)
 
 MCO_B_TYPES = {
     "ETA_NUM": "string", "RSA_NUM": "int64", "SEJ_NBJ": "int32", "ENT_MOD": "string", "SOR_MOD": "string",
@@ -105,6 +120,25 @@ def stay_not_valued(t: ir.Table) -> ir.BooleanValue:
     return t.VALO.isnull() | (t.VALO == 0) | t.MNT_TOT_AM.isnull()
 
 
+
+
+@rule("pmsi", "flag")
+def stay_outside_hospital_perimeter(t: ir.Table) -> ir.BooleanValue:
+    """Stays of a cleaning.stay_categories category (GRG_GHM prefix, e.g. cataract surgery 02C05) are kept but counted apart from the hospital perimeter (negative controls; GHM roots from the ATIH Manuel des GHM, CMD 02, racine 02C05) — fiches/requete_type_pmsi_mco"""
+    return (t.stay_category != HOSPITAL).fill_null(False)
+
+
+def stay_category(ghm: ir.StringValue, cleaning: CleaningSettings) -> ir.StringValue:
+    """The first ``cleaning.stay_categories`` category whose GRG_GHM prefix the stay matches, else
+    ``hospital`` (a missing GHM is ``hospital``)."""
+    code = ghm.strip().upper()
+    branches = [(code.startswith(prefix), ibis.literal(name))
+                for name, cat in cleaning.stay_categories.items() for prefix in cat.grg_ghm_prefixes]
+    if not branches:
+        return ibis.literal(HOSPITAL)
+    return ibis.cases(*branches, else_=ibis.literal(HOSPITAL)).fill_null(HOSPITAL)
+
+
 STAY_RULES: list[Rule] = [bad_return_codes, nir_x_filled, ghm_90_error, duplicate_geographic_finess, stay_window,
                           stay_link_to_beneficiary]
 
@@ -118,7 +152,8 @@ def stay_rules_enabled(cleaning: CleaningSettings) -> list[bool]:
 
 
 def mco_stays(b: ir.Table, c: ir.Table, valo: ir.Table, nir_map: ir.Table, config: StudyConfig) -> ir.Table:
-    """Every MCO stay (B ⋈ C ⋈ VALO, all years) with person_id, is_seance, cost and a drop ``fate``.
+    """Every MCO stay (B ⋈ C ⋈ VALO, all years) with person_id, is_seance, stay_category, cost and a
+    drop ``fate``.
 
     ``b``, ``c`` and ``valo`` are the stacked yearly tables (``union_years``); RSA_NUM is unique within
     an establishment and a year, hence the year in the join keys.
@@ -131,6 +166,7 @@ def mco_stays(b: ir.Table, c: ir.Table, valo: ir.Table, nir_map: ir.Table, confi
     window = (config.study.claims_start, config.study.claims_end)
     s = s.mutate(
         is_seance=seance(s).cast("int8"),
+        stay_category=stay_category(s.GRG_GHM, config.cleaning),
         cost=ibis.cases((stay_not_valued(s), 0.0), else_=s.MNT_TOT_AM),
         not_valued=stay_not_valued(s).cast("int8"),
     )
@@ -144,6 +180,7 @@ def stays_valid(stays: ir.Table) -> ir.Table:
     return s.select(
         "person_id", "ETA_NUM", "RSA_NUM", entry_date=s.EXE_SOI_DTD, exit_date=s.EXE_SOI_DTF,
         SEJ_NBJ=s.SEJ_NBJ, SOR_MOD=s.SOR_MOD, GRG_GHM=s.GRG_GHM, is_seance=s.is_seance, cost=s.cost,
+        stay_category=s.stay_category,
     )
 
 
@@ -153,6 +190,7 @@ def audit_pmsi(stays: ir.Table, cleaning: CleaningSettings) -> list[AuditRow]:
     by_fate = s.group_by("fate").aggregate(
         n=s.count(), euros=s.cost.sum(), seances=s.is_seance.cast("int64").sum(),
         not_valued=s.not_valued.cast("int64").sum(),
+        outside=stay_outside_hospital_perimeter(s).cast("int64").sum(),
     ).execute().set_index("fate")
     by_fate.index = by_fate.index.astype(int)
     counts = by_fate["n"].astype(int).to_dict()
@@ -162,4 +200,5 @@ def audit_pmsi(stays: ir.Table, cleaning: CleaningSettings) -> list[AuditRow]:
     kept = int(counts.get(0, 0))
     rows.append(flag_row(seance, kept, int(by_fate["seances"].get(0, 0) or 0)))
     rows.append(flag_row(stay_not_valued, kept, int(by_fate["not_valued"].get(0, 0) or 0)))
+    rows.append(flag_row(stay_outside_hospital_perimeter, kept, int(by_fate["outside"].get(0, 0) or 0)))
     return rows

@@ -53,6 +53,8 @@ DESCRIPTIONS_FR: dict[str, str] = {
     # ingest
     "death_date_sentinel": "BEN_DCD_DTE = 1600-01-01 signifie vivant ou inconnu, pas une date : mise à vide",
     "birth_year_unknown": "Année de naissance 1600 (ou absente) signifie inconnue : date de naissance mise à vide",
+    "birth_year_in_future": "Année de naissance BEN_NAI_ANN postérieure à la fin de la fenêtre des soins (née "
+                            "après la fin des données), invraisemblable : date de naissance mise à vide",
     "sex_unknown": "BEN_SEX_COD autre que 1 ou 2 (0, 9) signifie inconnu : mis à vide",
     "corsica_departement_variant": "La Corse codée 201/202 est normalisée en 02A/02B",
     "departement_undetermined": "Département 020/209 (Corse, indéterminé) non localisable : mis à vide",
@@ -72,6 +74,9 @@ DESCRIPTIONS_FR: dict[str, str] = {
                                   "non reliables aux prestations : retirées",
     "roster_inclusion_unknown": "Lignes de la liste des inclus sans date d'inclusion, sans date index possible : "
                                 "retirées",
+    "roster_inclusion_outside_study": "Lignes de la liste des inclus dont la date d'inclusion EQL_INC_DTE est hors "
+                                      "de [inclusion_start, inclusion_end] (erreur de saisie ou autre "
+                                      "expérimentation) : retirées",
     "roster_one_row_per_person": "Une personne inscrite plusieurs fois (plusieurs BEN_NIR_PSA) garde son "
                                  "inclusion la plus ancienne",
     "roster_exit_sentinel": "EQL_SOR_DTE = 1600-01-01 signifie toujours incluse : sortie mise à vide "
@@ -84,6 +89,10 @@ DESCRIPTIONS_FR: dict[str, str] = {
                    "[claims_start, claims_end]",
     "flux_window": "Lignes retirées payées dans un mois de flux postérieur à claims_end + flux_lag_months "
                    "(18 mois de flux par année de soins)",
+    "care_after_flux": "Lignes retirées dont les soins débutent plus de max_care_after_flux_days jours après leur "
+                       "date de flux FLX_DIS_DTD (un flux paie des soins déjà faits)",
+    "amount_above_maximum": "Lignes retirées dont le montant remboursé BSE_REM_MNT, en valeur absolue, dépasse le "
+                            "maximum plausible de leur catégorie de dépense (montant corrompu)",
     "regularisation_netting": "Lignes identiques (NETTING_KEY) sommées ; seuls les groupes de quantité totale "
                               "> 0 sont gardés",
     "link_to_beneficiary": "Prestations retirées dont le BEN_NIR_PSA/BEN_RNG_GEM est absent de IR_BEN_R (aucune "
@@ -91,6 +100,9 @@ DESCRIPTIONS_FR: dict[str, str] = {
     "cpl_maj_top_not_an_act": "Lignes CPL_MAJ_TOP ≥ 2 (majorations, participations forfaitaires) : comptées en "
                               "euros mais pas comme actes",
     # pmsi
+    "stay_outside_hospital_perimeter": "Séjours gardés mais comptés hors du périmètre hospitalier (catégories de "
+                                       "cleaning.stay_categories, par préfixe de GHM, p. ex. cataracte 02C05) : "
+                                       "témoins négatifs, jamais dans les indicateurs principaux",
     "bad_return_codes": "Séjours retirés dont les codes retour du chaînage (NIR_RET … DAT_RET) ne valent pas "
                         "tous « 0 »",
     "nir_x_filled": "Séjours retirés dont le NIR_ANO_17 est absent ou rempli de x (pas d'identifiant patient "

@@ -36,6 +36,7 @@ def build(ctx: ReportContext) -> Section:
                                    column_label(NET_SAVINGS, ctx.lang), lambda v: ctx.fmt.eur(v))
         s.blocks.append(ctx.figure(ctx.t("fig_scenarios") + (
             f" ({', '.join(column_label(c, ctx.lang) for c in settings)})" if settings else ""), png))
-    # The full grid of scenarios is a reference table: collapsed in the HTML, after its chart.
-    s.blocks.append(frame_table(ctx, "economics_scenarios", sc, ctx.t("tab_scenarios"), annex=True))
+    # The full grid of scenarios is a reference table: in the annex, the chart here.
+    s.blocks.append(ctx.annex_pointer())
+    ctx.to_annex("economics", lambda: frame_table(ctx, "economics_scenarios", sc, ctx.t("tab_scenarios"), annex=True))
     return s

@@ -36,8 +36,14 @@ def build(ctx: ReportContext) -> Section:
     if flow is not None and not flow.empty:
         s.blocks.append(flow_figure(ctx, flow))
         s.blocks.append(flow_table(ctx, flow, ctx.t("fig_flow")))
-    s.blocks.append(cleaning_table(ctx, with_source=True))
-    ctx.cleaning_table_number = ctx.n_tables
+    # The rule-by-rule table (one row per cleaning rule) is a reference table: in the annex.
+    s.blocks.append(ctx.annex_pointer("cleaning_pointer"))
+
+    def rules() -> Block:
+        block = cleaning_table(ctx, with_source=True)
+        ctx.cleaning_table_number = ctx.n_tables
+        return block
+    ctx.to_annex("intervention", rules)
     return s
 
 

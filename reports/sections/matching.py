@@ -7,6 +7,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from pipeline.facts import MatchingFacts
 from pipeline.privacy import is_small
 from pipeline.result_tables import covariate_kind
 from reports import figures
@@ -16,6 +17,9 @@ from reports.i18n import has_text
 from reports.records import indicator_rows
 from reports.tables import flow_table, frame_table
 
+# Rows of the balance table in the body (the least balanced covariates after matching).
+SHORT_BALANCE_ROWS = 10
+
 
 def build(ctx: ReportContext) -> Section:
     s = Section("matching", ctx.t("sec_matching"))
@@ -24,14 +28,15 @@ def build(ctx: ReportContext) -> Section:
     if params is not None:
         saved = params.config.section("matching") if "matching" in params.sections else {}
         flat = flatten(dict(sorted(saved.items())))
-        if is_num(params.get("caliper_width")):
-            flat["caliper_width"] = float(params["caliper_width"])
+        facts = params.facts if isinstance(params.facts, MatchingFacts) else None
+        if facts is not None and is_num(facts.caliper_width):
+            flat["caliper_width"] = float(facts.caliper_width)
         rows = [[Markup(f"<code>{escape(k)}</code>"), ctx.parameter(v)] for k, v in flat.items()]
         if rows:
             s.blocks.append(ctx.table(ctx.t("tab_matching_params"), [ctx.t("param"), ctx.t("value")], rows,
                                       align=["l", "l"], cls="params"))
-        sizes = params.get("sizes")
-        if isinstance(sizes, dict) and sizes:
+        sizes = facts.sizes.to_dict() if facts is not None else {}
+        if sizes:
             rows = []
             for k, v in sorted(sizes.items()):
                 is_share, is_count = "share" in k, not (k.startswith("ess") or "share" in k or "max" in k)
@@ -91,7 +96,7 @@ def balance_blocks(ctx: ReportContext) -> list[Block]:
     has_vr = "variance_ratio" in bal.columns
     if has_vr:
         cols += [ctx.t("col_vr_before"), ctx.t("col_vr_after")]
-    rows, smds = [], []
+    rows, smds, short = [], [], []
     for cov in covs:
         row = [cov_label(ctx, cov)]
         for stage in ("before", "after"):
@@ -106,12 +111,23 @@ def balance_blocks(ctx: ReportContext) -> list[Block]:
         rows.append(row)
         if b is not None or a is not None:
             smds.append((cov_label(ctx, cov), b, a))
+        short.append((abs(a) if a is not None else -1.0, abs(b) if b is not None else -1.0, len(short),
+                      [row[0], *[ctx.fmt.eur(get(cov, "after", m)) if covariate_kind(cov) == "eur"
+                                 else ctx.fmt.number(get(cov, "after", m), 2) for m in mean_cols],
+                       ctx.fmt.number(b, 3), ctx.fmt.number(a, 3)]))
     has_denom = "smd_denominator" in bal.columns and bal["smd_denominator"].notna().any()
     denom = bal["smd_denominator"].dropna().astype(str).iloc[0] if has_denom else MISSING
     note = ctx.html("balance_note", denom=ctx.value(denom))
     if hidden:
         note = note + Markup(" ") + ctx.html("balance_hidden", n=len(hidden))
-    blocks = [ctx.table(ctx.t("tab_balance"), cols, rows, note=note)]
+    # The body shows the covariates least balanced after matching; every covariate is in the annex.
+    worst = sorted(short, key=lambda r: (-r[0], -r[1], r[2]))[:SHORT_BALANCE_ROWS]
+    short_cols = [ctx.t("col_covariate"), *[f"{ctx.t(m.replace('mean_', 'col_mean_'))} ({ctx.t('after').lower()})"
+                                            for m in mean_cols], ctx.t("col_smd_before"), ctx.t("col_smd_after")]
+    blocks = [ctx.table(ctx.t("tab_balance_short"), short_cols, [r[3] for r in worst], note=note),
+              ctx.annex_pointer("balance_short_all" if len(worst) == len(rows) else "balance_short_some",
+                                n=len(worst), total=len(rows))]
+    ctx.to_annex("matching", lambda: ctx.table(ctx.t("tab_balance"), cols, rows, note=note))
     if smds:
         png = figures.love_plot([c for c, _, _ in smds], [b for _, b, _ in smds], [a for _, _, a in smds],
                                 {"before": ctx.t("before"), "after": ctx.t("after"), "left_out": ctx.t("love_left_out")},

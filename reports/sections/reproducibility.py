@@ -8,10 +8,10 @@ import importlib.metadata
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from markupsafe import Markup, escape
 
+from pipeline.facts import CleanFacts
 from pipeline.paths import BuildPaths
 from pipeline.provenance import build_chain
 from reports.context import Block, ReportContext, Section
@@ -32,11 +32,10 @@ def build(ctx: ReportContext) -> Section:
     s.blocks.append({"kind": "dl", "pairs": [
         (ctx.t("generated_on"), ctx.fmt.date(dt.date.today())),
         (ctx.t("config_fingerprint"), ctx.config.fingerprint()),
-        *([("Code", str(man.get("code_version")))] if man.get("code_version") else []),
     ]})
     rows = [[Markup(f"<code>{escape(f.file)}</code>"), f.table, ctx.fmt.integer(f.rows),
              ctx.fmt.size(f.size), Markup(f'<code title="{escape(f.sha256)}">{escape(f.sha256[:12])}</code>')]
-            for f in input_files(man)]
+            for f in (input_files(man) if man is not None else [])]
     if rows:
         s.blocks.append(ctx.table(
             ctx.t("tab_inputs"),
@@ -44,7 +43,7 @@ def build(ctx: ReportContext) -> Section:
             rows, align=["l", "l", "r", "r", "l"], cls="small hashes", annex=True,
             note=ctx.t("repro_hash_note")))
     s.blocks.append(provenance_table(ctx))
-    versions = software_versions(man)
+    versions = software_versions()
     s.blocks.append(ctx.table(ctx.t("tab_versions"), [ctx.t("col_software"), ctx.t("col_version")],
                               [[k, v] for k, v in versions.items()], align=["l", "l"], annex=True))
     rows = []
@@ -102,33 +101,20 @@ class InputFile:
     sha256: str
 
 
-def input_files(manifest: dict[str, Any]) -> list[InputFile]:
+def input_files(manifest: CleanFacts) -> list[InputFile]:
     """Every input file of clean/manifest.json, one per file (a table may span several files)."""
-    checks = (manifest.get("input_checks") or {}).get("files") or []
-    rows_of = {Path(str(c.get("file"))).name: c.get("rows") for c in checks if isinstance(c, dict)}
-    out: list[InputFile] = []
-    for name, v in (manifest.get("inputs") or {}).items():
-        entries = v if isinstance(v, list) else [v]
-        for e in entries:
-            if isinstance(e, dict):
-                file = Path(str(e.get("file") or name)).name
-                out.append(InputFile(file, str(e.get("table") or name), rows_of.get(file), e.get("size"),
-                                     str(e.get("sha256") or e.get("hash") or MISSING)))
-            else:  # an older manifest: table -> hash
-                out.append(InputFile(Path(str(name)).name, str(name), rows_of.get(str(name)), None,
-                                     str(e or MISSING)))
+    out = [InputFile(Path(f.file).name, f.table, manifest.rows_of(f.file), f.size, f.sha256)
+           for f in manifest.input_files()]
     return sorted(out, key=lambda f: f.file)
 
 
-def software_versions(manifest: dict[str, Any]) -> dict[str, str]:
+def software_versions() -> dict[str, str]:
+    """The versions of the software rendering the report (the cleaning code's own version and hash are
+    in the provenance table)."""
     versions = {"python": platform.python_version()}
     for name in (*SOFTWARE, "equilibres-eval"):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue
-    recorded = manifest.get("versions") or {}
-    for k, v in recorded.items():
-        if str(v) != versions.get(k):
-            versions[f"{k} (clean)"] = str(v)
     return versions

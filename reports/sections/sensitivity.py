@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pipeline.facts import SweepFacts
 from pipeline.results import StepParams
 from reports import diagnostics, figures
 from reports.context import Block, ReportContext, Section
@@ -44,7 +45,7 @@ def sweep_blocks(ctx: ReportContext, sw: pd.DataFrame) -> list[Block]:
     """The spread of the estimate the sweep drew its curve for, the curve, and the specifications."""
     blocks: list[Block] = []
     sweep = ctx.params("sweep")
-    est = sweep.get("curve_estimate") if sweep is not None else None
+    est = sweep.facts.curve_estimate if sweep is not None and isinstance(sweep.facts, SweepFacts) else None
     est = est if est in sw.columns else None
     if est:
         vals = pd.to_numeric(sw[est], errors="coerce")
@@ -63,8 +64,11 @@ def sweep_blocks(ctx: ReportContext, sw: pd.DataFrame) -> list[Block]:
                 (lambda v: ctx.fmt.eur(v)) if kind == "eur" else (lambda v: ctx.fmt.number(v, 2)))
             blocks.append(ctx.figure(ctx.t("fig_spec_curve"), png))
     keep = [c for c in (*SWEEP_SHOWN, est) if c and c in sw.columns]
-    blocks.append(frame_table(ctx, "sweep", sw, ctx.t("tab_sweep"), max_rows=70, keep=list(dict.fromkeys(keep)),
-                              rename={c: ctx.label_of(c) for c in ("unmatched_share_complex", est) if c}, annex=True))
+    # Every specification is a reference table: in the annex, the curve here.
+    blocks.append(ctx.annex_pointer())
+    ctx.to_annex("sensitivity", lambda: frame_table(
+        ctx, "sweep", sw, ctx.t("tab_sweep"), max_rows=70, keep=list(dict.fromkeys(keep)),
+        rename={c: ctx.label_of(c) for c in ("unmatched_share_complex", est) if c}, annex=True))
     return blocks
 
 

@@ -14,10 +14,9 @@ def build(ctx: ReportContext) -> Section:
     s = Section("summary", ctx.t("sec_summary"))
     tol = ctx.config.report.agreement_tolerance
     s.blocks.append(ctx.p(ctx.html("summary_intro", tol=ctx.fmt.pct(tol))))
-    indicators = ctx.params("indicators")
     # Size of the extract relative to the study (synthetic extracts; 1 for a real extract), as saved
     # by `equilibres indicators`.
-    scale = float(indicators.get("extract_scale") or 1.0) if indicators is not None else 1.0
+    scale = ctx.extract_scale()
     investment = ctx.saved("indicators").economics.programme_investment_eur
     if scale != 1.0:
         s.blocks.append(ctx.p(ctx.t("summary_scaled", scale=ctx.fmt.number(scale, 2),

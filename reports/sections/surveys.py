@@ -82,6 +82,13 @@ def likert_blocks(ctx: ReportContext) -> list[Block]:
     return blocks
 
 
+BEFORE_AFTER_BODY = ("survey_id", "n_pairs", "mean_before", "mean_after", "mean_change", "change_ci_low",
+                     "change_ci_high", "p_value")
+BEFORE_AFTER_ANNEX = ("survey_id", "question_id", "n_incomplete", "before_ci_low", "before_ci_high", "median_before",
+                      "after_ci_low", "after_ci_high", "median_after", "sd_change", "median_change", "n_unchanged",
+                      "n_increased", "n_decreased", "wilcoxon_statistic")
+
+
 def before_after_blocks(ctx: ReportContext) -> list[Block]:
     """The nurses' paired scores: the table, and a chart when the question texts are known."""
     df = ctx.results.table("before_after")
@@ -90,7 +97,17 @@ def before_after_blocks(ctx: ReportContext) -> list[Block]:
     df = with_question_text(ctx, df)
     text_col = f"text_{ctx.lang}"
     added = {text_col: "text"} if text_col in df.columns else {}
-    blocks = [frame_table(ctx, "before_after", df, ctx.t("tab_before_after"), added=added)]
+    # The body shows the means and the change; the other statistics (intervals of each mean, medians,
+    # counts of increases, Wilcoxon statistic) are a second table in the annex: one table with all of
+    # them is wider than the page.
+    body = [BEFORE_AFTER_BODY[0], "text", *BEFORE_AFTER_BODY[1:]]  # text_<lang> is shown as "text"
+    codes = df.drop(columns=[c for c in df.columns if c.startswith("text_")])  # the question id, not its text
+    details = [c for c in BEFORE_AFTER_ANNEX if c in codes.columns]
+    blocks = [frame_table(ctx, "before_after", df, ctx.t("tab_before_after"), added=added, keep=body)]
+    if len(details) > 2:
+        blocks.append(ctx.annex_pointer())
+        ctx.to_annex("surveys", lambda: frame_table(ctx, "before_after", codes, ctx.t("tab_before_after_details"),
+                                                    keep=details, annex=True))
     if added:
         png = figures.before_after([wrap(str(x), 25) for x in df[text_col]], list(pd.to_numeric(df["mean_before"])),
                                    list(pd.to_numeric(df["mean_after"])),

@@ -75,8 +75,7 @@ def build(ctx: ReportContext) -> Section:
 
 def saved_extract_scale(ctx: ReportContext) -> float:
     """Size of the extract relative to the study, as `equilibres indicators` saved it (1 for a real one)."""
-    indicators = ctx.params("indicators")
-    return float(indicators.get("extract_scale") or 1.0) if indicators is not None else 1.0
+    return ctx.extract_scale()
 
 
 # A figure whose diagnostics are those of another headline (both arms of a difference).
