@@ -61,6 +61,16 @@ NEGATIVE_CONTROL_KINDS: tuple[LineKind, ...] = (
     LineKind("hearing_aids", (3540, 3550, 5401), (0.6, 0.3, 0.1), (240.0, 30.0, 60.0), (65,), (0,)),
 )
 
+# Negative-control MCO stays (truth [negative_controls.cataract], cleaning.stay_categories.cataract):
+# cataract surgery, GHM root 02C05 "Interventions sur le cristallin avec ou sans vitrectomie" (ATIH,
+# Manuel des GHM, CMD 02): 02C05J ambulatory (same day, SEJ_NBJ 0) for most, severity levels 1-2 with
+# 1-2 nights; valuation MNT_TOT_AM about the public GHS tariffs of these GHM.
+CATARACT_CATEGORY = "cataract"
+CATARACT_GHM = ("02C05J", "02C051", "02C052")
+CATARACT_GHM_PROBS = (0.88, 0.09, 0.03)
+CATARACT_NIGHTS = (0, 1, 2)
+CATARACT_COST_EUR = (1450.0, 2150.0, 3050.0)
+
 # Physiotherapy, biology, taxi, ambulance and devices are billed by different professionals: the
 # professional of an "other" line follows its code.
 OTHER_ACT_BY_CODE = {3122: 26, 3211: 30, 4214: 56, 4212: 55, 3512: 60}

@@ -8,12 +8,15 @@ depend on the number of workers. Worker processes pass their tables through shar
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import mmap
 import multiprocessing as mp
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +48,47 @@ DCT_FIRST, DCT_BLOCK = 10_000_000, 100_000_000
 MIN_CHUNKS_FOR_WORKERS = 4
 # Shared memory per hand-over slot (a chunk's ER_PRS_F table is ~0.2 GB; only touched pages count).
 HANDOVER_SLOT_BYTES = 768 * 2**20
+# glibc's malloc serves every block above 128 KiB with a fresh mmap and unmaps it when freed, so each of
+# a chunk's hundred ~10 MB arrays faults in new zeroed pages: about half of a chunk's CPU time. Blocks up
+# to this size are served from the heap instead, and the heap keeps what is freed for the next arrays.
+HEAP_BLOCK_MAX_BYTES = 32 * 2**20   # glibc's upper bound for M_MMAP_THRESHOLD on 64-bit
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_GLIBC_DEFAULT_THRESHOLD = 128 * 2**10
+
+
+def _libc() -> ctypes.CDLL | None:
+    """glibc, where this process runs on it (mallopt and malloc_trim); None elsewhere."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def keep_freed_memory() -> bool:
+    """Let this process reuse freed arrays instead of returning them to the system (glibc only: False
+    and nothing changed elsewhere). The worker processes call it when they start."""
+    libc = _libc()
+    return libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, HEAP_BLOCK_MAX_BYTES)
+                                     and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+@contextmanager
+def freed_memory_kept() -> Iterator[None]:
+    """keep_freed_memory() while the block runs (the writer's process); then glibc's default thresholds
+    (128 KiB, no longer adjusted dynamically) and the heap trimmed, so a caller that goes on (tests,
+    a run chain) does not keep the generator's peak memory."""
+    kept = keep_freed_memory()
+    try:
+        yield
+    finally:
+        libc = _libc() if kept else None
+        if libc is not None:
+            libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+            libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+            libc.malloc_trim(0)
 
 
 def chunk_count(n_persons: int) -> int:
@@ -190,7 +234,7 @@ def chunk_outputs(ctx: ChunkContext, n_chunks: int, workers: int) -> Iterator[Ch
     workers = min(workers, n_chunks)
     # Task k is submitted once task k - workers - 1 is written, so workers + 1 slots are never reused early.
     handover = Handover(workers + 1, HANDOVER_SLOT_BYTES, ctx.spool)
-    executor = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+    executor = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=keep_freed_memory)
     pending: deque = deque()
     submitted = 0
 
@@ -228,8 +272,9 @@ def _dcir_table(rng: np.random.Generator, lines: Lines, persons: np.ndarray, ctx
     """ER_PRS_F rows of a chunk: the clean lines (within the flux horizon) then the defect copies;
     and which of ``lines`` are in the extract.
 
-    Columns are gathered once through a row index (``src``) into the lines; identifiers stay integer
-    (identity, person) until the Arrow table, where the strings are taken from per-identity arrays.
+    Columns are gathered once into the rows (the extracted lines by mask, then the defect copies by
+    index); identifiers stay integer (identity, person) until the Arrow table, where the strings are
+    taken from per-identity arrays.
     """
     pop, ids, tp, config = ctx.pop, ctx.ids, ctx.tp, ctx.config
     d = tp.defects
@@ -248,7 +293,6 @@ def _dcir_table(rng: np.random.Generator, lines: Lines, persons: np.ndarray, ctx
     horizon_m = int(ctx.grid.index_of(np.datetime64(config.study.claims_end, "D"))) + config.study.flux_lag_months
     keep = flux_m <= horizon_m
     count_into(defects, "beyond_flux_horizon_lines_not_extracted", int((~keep).sum()))
-    kept_idx = np.flatnonzero(keep)
 
     rate = np.where(pop.any_ald[person], 1.0, ctx.rate_no_ald[lines.cat])  # ALD: 100 % reimbursed
     bse = np.round(lines.amount / rate, 2)
@@ -259,16 +303,15 @@ def _dcir_table(rng: np.random.Generator, lines: Lines, persons: np.ndarray, ctx
     cols: dict[str, np.ndarray] = {
         "DCT_ORD_NUM": dct, "FLX_DIS_DTD": flux_day, "FLX_EMT_NUM": emt_num, "FLX_EMT_ORD": emt_ord,
         "FLX_TRT_DTD": flux_day - trt_lag, "PRS_ORD_NUM": lines.prs_ord, "identity": ident, "person": person,
-        "EXE_SOI_DTD": lines.dtd.astype(np.int64), "EXE_SOI_DTF": lines.dtf.astype(np.int64),
+        "EXE_SOI_DTD": _days(lines.dtd), "EXE_SOI_DTF": _days(lines.dtf),
         "PRS_NAT_REF": lines.code, "PRS_ACT_QTE": lines.qty, "PRS_PAI_MNT": pai, "BSE_REM_BSE": bse,
-        "BSE_REM_MNT": lines.amount, "BSE_PRS_NAT": lines.code, "DPN_QLF": np.zeros(n, dtype=np.int64),
-        "CPL_MAJ_TOP": lines.cpl, "PSE_ACT_NAT": lines.act, "PSE_SPE_COD": lines.spe,
+        "BSE_REM_MNT": lines.amount, "CPL_MAJ_TOP": lines.cpl, "PSE_ACT_NAT": lines.act, "PSE_SPE_COD": lines.spe,
     }
-    count_into(defects, "cpl_maj_top_2_lines", int((lines.cpl[kept_idx] == 2).sum()))
+    count_into(defects, "cpl_maj_top_2_lines", int(((lines.cpl == 2) & keep).sum()))
 
     # Defects: copies of clean base lines (never experiment payments nor surcharges).
-    is_exp = np.isin(lines.code[kept_idx], config.cleaning.experiment.prs_nat_ref)
-    candidates = kept_idx[~is_exp & (lines.cpl[kept_idx] == 0)]
+    is_exp = np.isin(lines.code, config.cleaning.experiment.prs_nat_ref)
+    candidates = np.flatnonzero(keep & ~is_exp & (lines.cpl == 0))
 
     def pick(share: float) -> np.ndarray:
         return candidates[rng.random(candidates.size) < share]
@@ -281,16 +324,19 @@ def _dcir_table(rng: np.random.Generator, lines: Lines, persons: np.ndarray, ctx
     neg_lag, neg_trt = rng.integers(1, 4, reg.size), rng.integers(2, 20, reg.size)
     pre = pick(d.pre_window_lines_share)        # care before the claims window, paid in its first months
     pre_days, pre_flux = rng.integers(1, 92, pre.size), rng.integers(0, 3, pre.size)
-    parts = [kept_idx, i71, i0, reg, reg, pre]
-    edges = np.cumsum([0] + [p.size for p in parts])
-    s71, s0, swrong, sneg, spre = (slice(edges[j], edges[j + 1]) for j in range(1, 6))
-    src = np.concatenate(parts)
-    out = {k: v[src] for k, v in cols.items()}
-    n_copies = src.size - kept_idx.size
+    parts = [i71, i0, reg, reg, pre]
+    n_kept = int(keep.sum())
+    edges = n_kept + np.cumsum([0] + [p.size for p in parts])
+    s71, s0, swrong, sneg, spre = (slice(edges[j], edges[j + 1]) for j in range(5))
+    copied = np.concatenate(parts)
+    out = {k: _rows(v, keep, n_kept, copied) for k, v in cols.items()}
+    out["BSE_PRS_NAT"] = out["PRS_NAT_REF"].copy()
+    out["DPN_QLF"] = np.zeros(n_kept + copied.size, dtype=np.int64)
+    n_copies = copied.size
     if nb + n_copies >= DCT_BLOCK:  # pragma: no cover - impossible with PERSONS_PER_CHUNK persons
         raise GenerationError(f"A chunk needs {nb + n_copies:,} DCT_ORD_NUM numbers (> {DCT_BLOCK:,}).")
-    out["DCT_ORD_NUM"][kept_idx.size:] = dct_first + nb + np.arange(n_copies)
-    out["PRS_ORD_NUM"][kept_idx.size:] = 1
+    out["DCT_ORD_NUM"][n_kept:] = dct_first + nb + np.arange(n_copies)
+    out["PRS_ORD_NUM"][n_kept:] = 1
     out["DPN_QLF"][s71] = 71
     out["BSE_PRS_NAT"][s0] = 0
     for m in ("PRS_PAI_MNT", "BSE_REM_BSE", "BSE_REM_MNT"):
@@ -313,6 +359,19 @@ def _dcir_table(rng: np.random.Generator, lines: Lines, persons: np.ndarray, ctx
     return er_prs_f_arrow(out, ctx), keep
 
 
+def _days(dates: np.ndarray) -> np.ndarray:
+    """Day numbers (since 1970) of datetime64 dates, without a copy when they are already in days."""
+    return dates.astype("datetime64[D]", copy=False).view(np.int64)
+
+
+def _rows(v: np.ndarray, keep: np.ndarray, n_kept: int, copied: np.ndarray) -> np.ndarray:
+    """``v`` of the extracted lines (``keep``, in order) followed by ``v`` of the copied lines."""
+    rows = np.empty(n_kept + copied.size, dtype=v.dtype)
+    np.compress(keep, v, out=rows[:n_kept])
+    np.take(v, copied, out=rows[n_kept:])
+    return rows
+
+
 def er_prs_f_arrow(cols: dict[str, np.ndarray], ctx: ChunkContext) -> pa.Table:
     """The ER_PRS_F Arrow table of a chunk: dates from day numbers, strings taken by identity/person."""
     n = cols["DCT_ORD_NUM"].size
@@ -331,7 +390,7 @@ def er_prs_f_arrow(cols: dict[str, np.ndarray], ctx: ChunkContext) -> pa.Table:
             continue
         v = cols[f.name]
         if pa.types.is_date32(f.type):
-            arrays[f.name] = pa.array(v.astype(np.int32), type=pa.int32()).view(pa.date32())
+            arrays[f.name] = pa.array(v.astype(np.int32, copy=False), type=pa.int32()).view(pa.date32())
         else:
             arrays[f.name] = pa.array(v.astype(f.type.to_pandas_dtype(), copy=False), type=f.type)
     return pa.Table.from_arrays([arrays[f.name] for f in schema], schema=schema)

@@ -28,9 +28,14 @@ from typing import Any
 import numpy as np
 
 from data_samples.catalog import DCIR_KINDS
-from data_samples.chunks import ChunkContext, chunk_count, chunk_outputs, count_into
+from data_samples.chunks import ChunkContext, chunk_count, chunk_outputs, count_into, freed_memory_kept
 from data_samples.claims import Stays, experiment_kind
-from data_samples.negative_controls import negative_control_tables, negative_control_truth, planted_kinds
+from data_samples.negative_controls import (
+    cataract_stay_rows,
+    negative_control_tables,
+    negative_control_truth,
+    planted_kinds,
+)
 from data_samples.outcomes import MonthGrid, TruthAccumulator
 from data_samples.population import (
     CONTROL,
@@ -108,7 +113,8 @@ def generate_extract(out: Path, scale: float, seed: int, truth_path: Path | None
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     t0 = time.perf_counter()
     try:
-        result = _generate_into(tmp, scale, seed, tp, truth_path, fmt, config, workers)
+        with freed_memory_kept():  # freed arrays reused, not faulted in afresh (chunks.py)
+            result = _generate_into(tmp, scale, seed, tp, truth_path, fmt, config, workers)
         _normal_permissions(tmp)
         _swap_into_place(tmp, out)
     except BaseException:
@@ -200,9 +206,14 @@ def _generate_into(tmp: Path, scale: float, seed: int, tp: TruthParams, truth_pa
     writer.close()
     shutil.rmtree(ctx.spool, ignore_errors=True)
     files.append(prs_path.name)
+    # Negative-control cataract stays: a stream of their own, spawned after the claims' one, and rows
+    # appended after every other MCO row (negative_controls.py): nothing else depends on them.
+    (s_cataract,) = ss.spawn(1)
+    cataract = cataract_stay_rows(ctx, np.random.default_rng(s_cataract))
 
     pmsi_rng = np.random.default_rng(s_pmsi)
-    n_stays, pmsi_files, final_persons = write_pmsi(tmp, pmsi_rng, stays_parts, pop, ids, tp, config, fmt, defects)
+    n_stays, pmsi_files, final_persons = write_pmsi(tmp, pmsi_rng, stays_parts, pop, ids, tp, config, fmt, defects,
+                                                    appended=cataract)
     files += pmsi_files
     ben_rng = np.random.default_rng(s_ben)
     files.append(write_ir_ben_r(tmp, ben_rng, pop, ids, tp, config, fmt, final_persons, defects))
@@ -225,6 +236,7 @@ def _generate_into(tmp: Path, scale: float, seed: int, tp: TruthParams, truth_pa
         "er_prs_f_lines": writer.rows,
         "negative_control_lines": writer.rows - n_before_nc,
         "stays": n_stays,
+        "negative_control_stays": 0 if cataract is None else int(cataract["ETA_NUM"].size),
         "treated_on_support": acc.n_on_support,
         "treated_complex": acc.n_complex,
         "treated_off_support_complex": acc.n_off_support_complex,

@@ -1,4 +1,5 @@
-"""Negative-control outcomes of the synthetic extract: ER_PRS_F claims the programme never changes.
+"""Negative-control outcomes of the synthetic extract: ER_PRS_F claims and MCO stays the programme never
+changes.
 
 Dental care, dental prostheses, spectacles, contact lenses and hearing aids (codes:
 ``catalog.NEGATIVE_CONTROL_KINDS``; rates: the truth file's ``[negative_controls]``) are drawn for every
@@ -9,6 +10,13 @@ see frailty is biased by ``frailty × C`` on the log scale — what the negative
 
 The lines are drawn from their own random stream (a child of the generator's seed spawned after all the
 others) and written after every other ER_PRS_F row, so the rest of the extract does not change.
+
+Elective cataract surgery (truth ``[negative_controls.cataract]``, GHM root 02C05: ``catalog.CATARACT_GHM``)
+is planted the same way in PMSI MCO: stays per alive person-month from the same model (age, sex, ALD,
+frailty; never the treatment), drawn from a second stream of their own (spawned after the claims' one)
+and appended after every other row of the T_MCOaaB/C/VALO tables with RSA_NUM numbers after theirs, so
+every other row of those tables, and every other table, is the same with or without them. They carry no
+data-quality defect (no CMD 90 copy, no bad return code).
 """
 
 from __future__ import annotations
@@ -18,7 +26,15 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 
-from data_samples.catalog import NEGATIVE_CONTROL_KINDS, LineKind
+from data_samples.catalog import (
+    CATARACT_CATEGORY,
+    CATARACT_COST_EUR,
+    CATARACT_GHM,
+    CATARACT_GHM_PROBS,
+    CATARACT_NIGHTS,
+    NEGATIVE_CONTROL_KINDS,
+    LineKind,
+)
 from data_samples.chunks import (
     DCT_BLOCK,
     DCT_FIRST,
@@ -27,8 +43,8 @@ from data_samples.chunks import (
     chunk_count,
     er_prs_f_arrow,
 )
-from data_samples.claims import flux_months
-from data_samples.population import DAY, TREATED, Population, pick_identity
+from data_samples.claims import flux_months, hospital_finess
+from data_samples.population import DAY, TREATED, Population, pick_identity, to_date
 from data_samples.truth import TruthParams
 
 _FEMALE = 2  # BEN_SEX_COD
@@ -110,6 +126,49 @@ def negative_control_tables(ctx: ChunkContext, rng: np.random.Generator) -> Iter
         yield er_prs_f_arrow(cols, ctx)
 
 
+def cataract_stay_rows(ctx: ChunkContext, rng: np.random.Generator) -> dict[str, np.ndarray] | None:
+    """MCO rows (T_MCOaaB, C and VALO columns, clean) of the planted cataract stays, or None when the
+    truth file plants none. Per alive person-month, Poisson(rate × days alive before death / month
+    days) stays enter on a uniform day alive before the death day; a stay lasts CATARACT_NIGHTS nights
+    of its GHM and ends at the latest the day before death or on claims_end (as ordinary stays)."""
+    tp, pop, grid, config = ctx.tp, ctx.pop, ctx.grid, ctx.config
+    if CATARACT_CATEGORY not in tp.negative_controls:
+        return None
+    claims_end = to_date(config.study.claims_end)
+    month_days = (grid.ends - grid.starts).astype("timedelta64[D]").astype(np.float64) + 1
+    persons, entries, ghm_k = [], [], []
+    for k in range(chunk_count(pop.n)):
+        chunk = np.arange(k * PERSONS_PER_CHUNK, min((k + 1) * PERSONS_PER_CHUNK, pop.n))
+        death = pop.death[chunk]
+        limit = np.where(np.isnat(death), claims_end, death - DAY)  # last day a stay may end
+        last = np.minimum(grid.ends[None, :], limit[:, None])
+        days = np.clip((last - grid.starts[None, :]).astype("timedelta64[D]").astype(np.int64) + 1, 0, None)
+        rate = monthly_claims(pop, chunk, tp, CATARACT_CATEGORY)[:, None] * days / month_days
+        units = rng.poisson(rate)
+        row, month = np.nonzero(units)
+        n = units[row, month]
+        row, month = np.repeat(row, n), np.repeat(month, n)
+        d = days[row, month]
+        entries.append(grid.starts[month] + np.minimum((rng.random(row.size) * d).astype(np.int64), d - 1) * DAY)
+        ghm_k.append(rng.choice(len(CATARACT_GHM), size=row.size, p=np.asarray(CATARACT_GHM_PROBS)))
+        persons.append(chunk[row])
+    person, entry, g = np.concatenate(persons), np.concatenate(entries), np.concatenate(ghm_k)
+    n = person.size
+    exit_ = np.minimum(entry + np.asarray(CATARACT_NIGHTS)[g] * DAY, np.where(np.isnat(pop.death[person]), claims_end,
+                                                                            pop.death[person] - DAY))
+    cost = np.round(rng.gamma(25.0, np.asarray(CATARACT_COST_EUR)[g] / 25.0), 2)
+    return {
+        "ETA_NUM": hospital_finess(pop.dpt_code[person], rng).astype(object),
+        "SEJ_NBJ": (exit_ - entry).astype("timedelta64[D]").astype(np.int64),
+        "ENT_MOD": np.full(n, "8"), "SOR_MOD": np.full(n, "8"), "GRG_GHM": np.asarray(CATARACT_GHM)[g],
+        "NIR_ANO_17": ctx.ids.nir[pick_identity(rng, ctx.ids, person)],
+        "EXE_SOI_DTD": entry, "EXE_SOI_DTF": exit_,
+        **{r: np.full(n, "0", dtype=object) for r in ("NIR_RET", "NAI_RET", "SEX_RET", "SEJ_RET", "FHO_RET",
+                                                       "PMS_RET", "DAT_RET")},
+        "MNT_TOT_AM": cost, "VALO": np.ones(n, dtype=np.int64),
+    }
+
+
 def negative_control_truth(pop: Population, tp: TruthParams) -> dict[str, dict[str, float]]:
     """truth.json["negative_controls"]: the true effect of each negative control (none), and the bias
     the unobserved frailty plants in a matched comparison (log scale: frailty effect × confounding)."""
@@ -123,4 +182,5 @@ def negative_control_truth(pop: Population, tp: TruthParams) -> dict[str, dict[s
             for cat, nc in tp.negative_controls.items()}
 
 
-__all__ = ["negative_control_tables", "negative_control_truth", "monthly_claims", "planted_kinds"]
+__all__ = ["negative_control_tables", "negative_control_truth", "monthly_claims", "planted_kinds",
+           "cataract_stay_rows"]

@@ -30,8 +30,11 @@ _SENTINEL_DAY = np.datetime64(SENTINEL_DATE, "D")  # the contract's sentinel dat
 
 
 def write_pmsi(tmp: Path, rng: np.random.Generator, parts: list[tuple[np.ndarray, Stays]], pop: Population,
-                ids: Identities, tp: TruthParams, config: StudyConfig, fmt: str, defects: dict[str, int]
-                ) -> tuple[int, list[str], np.ndarray]:
+                ids: Identities, tp: TruthParams, config: StudyConfig, fmt: str, defects: dict[str, int],
+                appended: dict[str, np.ndarray] | None = None) -> tuple[int, list[str], np.ndarray]:
+    """Write the yearly T_MCOaaB/C/VALO tables. ``appended``: clean rows of the same columns (the
+    negative-control cataract stays, negative_controls.cataract_stay_rows) written after every other
+    row with RSA_NUM numbers after theirs, so that the other rows do not depend on them."""
     d = tp.defects
     person = np.concatenate([p for p, _ in parts])
     st = Stays(**{k: np.concatenate([getattr(s, k) for _, s in parts]) for k in Stays.__dataclass_fields__})
@@ -90,6 +93,12 @@ def write_pmsi(tmp: Path, rng: np.random.Generator, parts: list[tuple[np.ndarray
     order = np.lexsort((allc["EXE_SOI_DTD"], allc["EXE_SOI_DTF"]))
     allc = {k: v[order] for k, v in allc.items()}
     allc["RSA_NUM"] = 1_000_000_001 + np.arange(total, dtype=np.int64)
+    if appended is not None and appended["ETA_NUM"].size:
+        last = np.lexsort((appended["EXE_SOI_DTD"], appended["EXE_SOI_DTF"]))
+        extra = {k: np.asarray(appended[k])[last] for k in cols}
+        extra["RSA_NUM"] = 1_000_000_001 + total + np.arange(last.size, dtype=np.int64)
+        allc = {k: np.concatenate([allc[k], extra[k]]) for k in allc}
+        total += last.size
     exit_y = allc["EXE_SOI_DTF"].astype("datetime64[Y]").astype(int) + 1970
     exit_m = allc["EXE_SOI_DTF"].astype("datetime64[M]").astype(int) % 12 + 1
     allc["SOR_ANN"] = exit_y.astype(str).astype(object)

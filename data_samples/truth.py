@@ -136,10 +136,11 @@ class FrailtyEffects(_P):
 
 
 class NegativeControlOutcome(_P):
-    """A negative-control outcome planted in ER_PRS_F (codes: catalog.NEGATIVE_CONTROL_KINDS): the
-    programme never changes it; covariates and the unobserved frailty do."""
+    """A negative-control outcome planted in ER_PRS_F (codes: catalog.NEGATIVE_CONTROL_KINDS), or in
+    PMSI MCO for ``cataract`` (catalog.CATARACT_GHM; ``monthly_claims`` is then stays): the programme
+    never changes it; covariates and the unobserved frailty do."""
 
-    # expected claims per alive person-month at reference covariates (80 years, man, no ALD, frailty 0)
+    # expected claims (stays) per alive person-month at reference covariates (80 years, man, no ALD, frailty 0)
     monthly_claims: float = Field(gt=0, le=5)
     age_slope: float = 0.0          # log-multiplier per 10 years of age around 80
     female: float = Field(1.0, gt=0)

@@ -22,6 +22,8 @@ from pipeline.readers import ARROW_TYPES
 
 PARQUET_OPTIONS: dict[str, Any] = dict(compression="zstd", compression_level=1, use_dictionary=True,
                                        write_statistics=True, version="2.6")
+# Unique on (almost) every row: the writer would build a dictionary for each row group only to drop it.
+NO_DICTIONARY = frozenset({"DCT_ORD_NUM"})
 # ER_PRS_F is written one row group per chunk of persons (about 1 M rows); bigger tables are split.
 PARQUET_ROW_GROUP_MAX_ROWS = 4_000_000
 FORMATS = ("parquet", "csv", "xpt")
@@ -36,6 +38,11 @@ def arrow_schema(spec: TableSpec) -> pa.Schema:
     """Contract types; a column the contract declares non-nullable is a REQUIRED Parquet column (no
     definition levels to encode: about a third cheaper to write)."""
     return pa.schema([pa.field(c.name, ARROW_TYPES[c.kind], nullable=c.nullable) for c in spec.columns])
+
+
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """The fixed writer options, with a dictionary for every column but those of NO_DICTIONARY."""
+    return {**PARQUET_OPTIONS, "use_dictionary": [n for n in schema.names if n not in NO_DICTIONARY]}
 
 
 def to_arrow(columns: dict[str, np.ndarray], spec: TableSpec) -> pa.Table:
@@ -79,7 +86,7 @@ class TableWriter:
         self.rows += table.num_rows
         if self.fmt == "parquet":
             if self._writer is None:
-                self._writer = pq.ParquetWriter(self.path, self.schema, **PARQUET_OPTIONS)
+                self._writer = pq.ParquetWriter(self.path, self.schema, **parquet_options(self.schema))
             self._writer.write_table(table, row_group_size=max(1, min(table.num_rows, PARQUET_ROW_GROUP_MAX_ROWS)))
         elif self.fmt == "csv":
             t = _csv_ready(table)
