@@ -152,8 +152,11 @@ def test_sweep_writes_a_row_per_spec_with_effects(build: Path, monkeypatch):
     monkeypatch.setattr(sweep_study, "headline_effects", fake_headline)
     res = run_sweep(build, _sweep_config())
     frame = pd.read_csv(build / "sweep/sweep.csv")
-    # nearest: 2 calipers × 2 ratios; cem ignores caliper and ratio: 1
-    assert len(frame) == 5 == len(calls)
+    # nearest: 2 calipers × 2 ratios; cem ignores caliper and ratio: 1; plus the main specification (the
+    # matching of the build: nearest, caliper 0.2, ratio 1), which the grid lacks
+    assert len(frame) == 6 == len(calls) and res.n_grid == 5 and res.main_added
+    main = frame.iloc[-1]
+    assert (main["method"], main["caliper"], main["ratio"]) == ("nearest", 0.2, 1)
     assert frame.duplicated(["method", "caliper", "ratio"]).sum() == 0
     for col in ["n_treated_matched", "max_abs_smd_after", "share_flagged_after", "unmatched_share_complex",
                 "effect_a", "effect_a_ci_low", "effect_a_ci_high"]:
@@ -162,8 +165,9 @@ def test_sweep_writes_a_row_per_spec_with_effects(build: Path, monkeypatch):
     assert nearest.loc[(0.5, 1), "n_treated_matched"] >= nearest.loc[(0.1, 1), "n_treated_matched"]
     assert not list((build / "sweep").glob("*.png"))  # the report draws the curve from sweep.csv
     params = json.loads((build / "sweep/params.json").read_text())
-    assert params["effects_available"] and params["curve_estimate"] == "effect_a" and params["n_run"] == 5
-    assert "5 specifications" in res.render()
+    assert params["effects_available"] and params["curve_estimate"] == "effect_a" and params["n_run"] == 6
+    assert params["main_added"] and params["n_computed"] == 6 and params["n_cached"] == 0
+    assert "6 specifications (of 5 distinct in the grid, then the main specification)" in res.render()
 
 
 def test_sweep_records_a_failing_effect_and_goes_on(build: Path, monkeypatch):
@@ -174,10 +178,11 @@ def test_sweep_records_a_failing_effect_and_goes_on(build: Path, monkeypatch):
     cfg = _sweep_config().with_overrides({"sweep": {"max_specs": 2}})
     res = run_sweep(build, cfg)
     frame = pd.read_csv(build / "sweep/sweep.csv")
-    assert len(frame) == 2 and res.n_grid == 5
+    # the first 2 of the 5 grid specifications, then the main one (always swept)
+    assert len(frame) == 3 and res.n_grid == 5
     assert (frame["effects_error"] == "ValueError: no decedent").all()
     assert not [c for c in frame.columns if c.endswith("_ci_low") and not c.startswith("unmatched")]
-    assert "2 failed" in res.render()
+    assert "3 failed" in res.render()
 
 
 # ------------------------------------------------------------------ planted selection on the sample
