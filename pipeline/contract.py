@@ -197,8 +197,11 @@ def _context_columns(spec: TableSpec, column: str | None) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------
 # Validation
-def validate_extract(data_dir: Path, config: StudyConfig, max_examples: int = 3) -> ValidationReport:
-    """Check every table file of ``data_dir``; collect every violation (nothing is raised for data)."""
+def validate_extract(data_dir: Path, config: StudyConfig, max_examples: int = 3, *, notes: bool = True
+                     ) -> ValidationReport:
+    """Check every table file of ``data_dir``; collect every violation (nothing is raised for data).
+    ``notes=False`` leaves out the plausibility notes (values cleaning drops or flags with an audited
+    rule, so the audit trail counts them anyway); refusals are always checked."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise PipelineError(f"Extract directory {data_dir} does not exist: give the directory of the extract "
@@ -227,7 +230,7 @@ def validate_extract(data_dir: Path, config: StudyConfig, max_examples: int = 3)
                     name = search.name(path)
                     files.append(name)
                     n, vs = _validate_file(db, Path(tmpdir), path, TABLES[key], config, max_examples,
-                                           whole_table=len(paths) == 1)
+                                           whole_table=len(paths) == 1, notes=notes)
                     rows[name] = n
                     violations.extend(replace(v, file=name) if v.file == path.name else v for v in vs)
                     dialect = _dialect_or_none(path, config, TABLES[key])
@@ -235,7 +238,8 @@ def validate_extract(data_dir: Path, config: StudyConfig, max_examples: int = 3)
                         read_as[name] = dialect.describe()
                 violations += _keys_across_files(db.con, Path(tmpdir), TABLES[key], paths, search, config,
                                                  max_examples)
-                violations += _notes_across_files(db, Path(tmpdir), TABLES[key], paths, config, max_examples)
+                if notes:
+                    violations += _notes_across_files(db, Path(tmpdir), TABLES[key], paths, config, max_examples)
         finally:
             db.disconnect()
     return ValidationReport(data_dir=data_dir, violations=violations, files_checked=files, rows_checked=rows,
@@ -289,11 +293,11 @@ def _dialect_or_none(path: Path, config: StudyConfig, spec: TableSpec):
 
 
 def _validate_file(db, tmpdir: Path, path: Path, spec: TableSpec, config: StudyConfig, k: int, *,
-                   whole_table: bool = True) -> tuple[int, list[Violation]]:
+                   whole_table: bool = True, notes: bool = True) -> tuple[int, list[Violation]]:
     import duckdb
 
     try:
-        return _validate_readable_file(db, tmpdir, path, spec, config, k, whole_table=whole_table)
+        return _validate_readable_file(db, tmpdir, path, spec, config, k, whole_table=whole_table, notes=notes)
     except duckdb.Error as err:
         # The footer read but the data does not decode (a corrupt page): one violation, not a crash.
         # An error on a file that reads in full is not the file's: let it show.
@@ -308,7 +312,7 @@ def _validate_file(db, tmpdir: Path, path: Path, spec: TableSpec, config: StudyC
 
 
 def _validate_readable_file(db, tmpdir: Path, path: Path, spec: TableSpec, config: StudyConfig, k: int, *,
-                            whole_table: bool = True) -> tuple[int, list[Violation]]:
+                            whole_table: bool = True, notes: bool = True) -> tuple[int, list[Violation]]:
     out: list[Violation] = []
     name = path.name
     con = db.con
@@ -373,7 +377,8 @@ def _validate_readable_file(db, tmpdir: Path, path: Path, spec: TableSpec, confi
                     out.append(Violation(name, spec.label, "+".join(spec.unique), "unique line key", n_dup,
                                          examples, hint="rows sharing the same key; the extract was "
                                          "probably concatenated twice or badly joined."))
-            out += _plausibility_violations(table, spec, converted, config, name, k, whole_table=whole_table)
+            out += _plausibility_violations(table, spec, converted, config, name, k, whole_table=whole_table,
+                                            notes=notes)
             con.execute("DROP TABLE typed")
     return n_rows, out
 
@@ -449,14 +454,15 @@ def _rule_label(check: str, col: ColumnSpec | None) -> str:
 
 
 def _plausibility_violations(table, spec: TableSpec, columns: list[str], config: StudyConfig, name: str,
-                             k: int, *, whole_table: bool = True) -> list[Violation]:
+                             k: int, *, whole_table: bool = True, notes: bool = True) -> list[Violation]:
     """The plausibility rules (pipeline/plausibility.py) on one typed file: refusals as violations, what
     cleaning drops or flags as notes."""
     from pipeline.plausibility import plausibility_findings
 
     return [Violation(f.file, f.table, f.column, f.rule, f.count, f.examples, f.hint,
                       severity="error" if f.refuse else "note")
-            for f in plausibility_findings(table, spec, columns, config, name, k, whole_table=whole_table)]
+            for f in plausibility_findings(table, spec, columns, config, name, k, whole_table=whole_table,
+                                           notes=notes)]
 
 
 def _notes_across_files(db, tmpdir: Path, spec: TableSpec, paths: list[Path], config: StudyConfig, k: int

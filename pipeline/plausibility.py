@@ -159,11 +159,12 @@ def _count(table: Any, cond: Any) -> int:
 
 
 def plausibility_findings(table: Any, spec: TableSpec, columns: list[str], config: StudyConfig, file: str,
-                          k: int = 3, *, whole_table: bool = True) -> list[Finding]:
+                          k: int = 3, *, whole_table: bool = True, notes: bool = True) -> list[Finding]:
     """Every plausibility rule on one file, as an Ibis table with the contract's column names and types
     (``columns``: those that converted). Null shares are refused; the cleaning rules are notes.
     ``whole_table=False`` (the file is one of several holding the table) leaves out the notes that need
-    every line of the table (:func:`whole_table_findings` runs them on the files together)."""
+    every line of the table (:func:`whole_table_findings` runs them on the files together);
+    ``notes=False`` only checks the refusals."""
     n_rows = int(table.count().execute())
     out: list[Finding] = []
     if not n_rows:
@@ -179,7 +180,7 @@ def plausibility_findings(table: Any, spec: TableSpec, columns: list[str], confi
                     f"{_share(nulls, n_rows)} of values are missing ({nulls:,} of {n_rows:,} rows), above [cleaning] "
                     f"max_null_share = {limit:.0%}: the export lost this column's values; export {c} again.")))
     have = set(columns)
-    for note in _NOTES.get(spec.key, ()):
+    for note in _NOTES.get(spec.key, ()) if notes else ():
         if set(note.needs) <= have and (whole_table or not note.whole_table):
             out += note.run(table, spec, config, file, k)
     return out

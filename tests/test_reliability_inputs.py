@@ -473,3 +473,24 @@ def test_plausibility_thresholds_come_from_the_study_file(baseline: Path, tmp_pa
     bad.write_text("[cleaning.max_line_amount_by_category]\nnursing = 1000.0\n", encoding="utf-8")
     out = bi.cli("validate", bi.SAMPLE_DIR, "--config", bad)
     assert out.exit_code == 2 and "max_line_amount_by_category" in out.text and "'nursing'" in out.text, out.text
+
+
+def test_the_run_chain_checks_refusals_and_leaves_notes_to_the_audit(small_sample: Path, tmp_path: Path):
+    """`equilibres validate` lists the plausibility notes; the run chain's validation (notes=False) skips
+    them (cleaning's audit counts those rows and euros) but still refuses a mostly-null column."""
+    from pipeline.config import load_config
+    from pipeline.contract import validate_extract
+
+    config = load_config()
+    noted = tmp_path / "noted"
+    shutil.copytree(small_sample, noted)
+    bi.CASES["amount_above_maximum"].build(noted)
+    assert [v.rule for v in validate_extract(noted, config).notes] == ["amount_above_maximum"]
+    quiet = validate_extract(noted, config, notes=False)
+    assert quiet.ok and quiet.notes == []
+
+    refused = tmp_path / "refused"
+    shutil.copytree(small_sample, refused)
+    bi.CASES["column_entirely_null"].build(refused)
+    rules = {v.rule for v in validate_extract(refused, config, notes=False).violations}
+    assert "column_mostly_null" in rules
