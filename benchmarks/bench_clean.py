@@ -24,6 +24,11 @@ What is measured (each run in a fresh subprocess, so ru_maxrss is its own peak):
   audit trail compared.
 The >= 100 M-line extract, when the base extract is smaller, is built by replicating its tables with
 shifted identifiers (every replica is a new set of persons with the same claims), not by generating it.
+Every run also records its CPU seconds (user + system of its process, all DuckDB threads: on a machine
+shared with other jobs they move less than wall times) and the load averages before and after it.
+With ``--baseline-code DIR`` (a copy of the code to compare with, e.g. the previous commit), the whole
+clean of that code joins the rotation (reference, ours, baseline; then in reverse order), so before and
+after are measured in the same runs.
 """
 
 from __future__ import annotations
@@ -42,6 +47,24 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io import peak_rss_mb
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (every thread, DuckDB's included)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _use_code(code: str | None) -> None:
+    """Import the pipeline from ``code`` (a copy of the repository) instead of this one, in a fresh
+    benchmark process: the baseline of a before/after comparison."""
+    if not code:
+        return
+    sys.path.insert(0, str(Path(code).resolve()))
+    for name in [m for m in sys.modules if m == "pipeline" or m.startswith("pipeline.")]:
+        del sys.modules[name]
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "work" / "clean"
@@ -119,7 +142,8 @@ def replicate_extract(base: Path, min_lines: int) -> Path:
 # -- the three implementations (each run in a fresh process) ------------------------------------
 
 
-def run_ours(data: str, build: str, engine: str = "duckdb") -> dict[str, Any]:
+def run_ours(data: str, build: str, engine: str = "duckdb", code: str | None = None) -> dict[str, Any]:
+    _use_code(code)
     from pipeline.config import load_config
     from pipeline.paths import BuildPaths
     from pipeline.runner import run as clean_extract
@@ -127,9 +151,9 @@ def run_ours(data: str, build: str, engine: str = "duckdb") -> dict[str, Any]:
     cfg = load_config()
     if engine == "spark":
         cfg = cfg.with_overrides({"engine": {"name": "spark", "spark_master": "local[2]"}})
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     result = clean_extract(BuildPaths(Path(build), Path(data)), cfg, force=True)
-    total = time.perf_counter() - t0
+    total, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     stages = {s.name: {"seconds": round(s.seconds, 3), "peak_rss_mb": s.peak_rss_mb} for s in result.stages}
     peak = max(peak_rss_mb(), max(s["peak_rss_mb"] for s in stages.values()))
     import duckdb
@@ -142,7 +166,8 @@ def run_ours(data: str, build: str, engine: str = "duckdb") -> dict[str, Any]:
     att = pd.read_csv(Path(build) / "audit" / "attrition.csv")
     paths = BuildPaths(Path(build))
     checks = json.loads(paths.clean_manifest.read_text(encoding="utf-8")).get("input_checks") or {}
-    return {"total_seconds": round(total, 3), "input_checks_seconds": checks.get("seconds"), "stages": stages,
+    return {"total_seconds": round(total, 3), "cpu_seconds": round(cpu, 3),
+            "input_checks_seconds": checks.get("seconds"), "stages": stages,
             "peak_rss_mb": round(peak, 1), "kept_euros": round(float(kept), 2), "audit_rows": len(att),
             "outputs": {name: str(getattr(paths, name)) for name in OUTPUT_NAMES}}
 
@@ -168,11 +193,12 @@ def run_ours_dcir(data: str, build: str) -> dict[str, Any]:
     con = make_backend(cfg.engine, paths.root)
     ctx = StageContext(config=cfg, paths=paths, con=con, staged=staged.__getitem__,
                        stage_dir=paths.clean / "_stages")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     _, audit = stage.run(ctx)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     con.disconnect()
-    return {"seconds": round(seconds, 3), "peak_rss_mb": round(peak_rss_mb(), 1), "audit_rows": len(audit)}
+    return {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
+            "audit_rows": len(audit)}
 
 
 def hand_sql(config: Any, prs: str, key_map: str, dest: str) -> str:
@@ -220,11 +246,12 @@ def run_hand_sql(data: str, build: str) -> dict[str, Any]:
     e = cfg.engine
     con = duckdb.connect(config={"memory_limit": e.duckdb_memory_limit, "threads": e.duckdb_threads,
                                  "temp_directory": str(duckdb_spill_dir(e, Path(build)))})
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     con.execute(hand_sql(cfg, str(Path(data) / "ER_PRS_F.parquet"), str(key_map), str(dest)))
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     kept = con.execute(f"SELECT sum(euros) FROM read_parquet('{dest}')").fetchone()[0]
-    return {"seconds": round(seconds, 3), "peak_rss_mb": round(peak_rss_mb(), 1), "kept_euros": round(float(kept), 2)}
+    return {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
+            "kept_euros": round(float(kept), 2)}
 
 
 def run_reference_clean(data: str, out: str) -> dict[str, Any]:
@@ -235,8 +262,9 @@ def run_reference_clean(data: str, out: str) -> dict[str, Any]:
 
     cfg = load_config()
     shutil.rmtree(out, ignore_errors=True)
+    c0 = cpu_seconds()
     r = run_reference(Path(data), Path(out), cfg, spill=duckdb_spill_dir(cfg.engine, Path(out)))
-    return {**r, "peak_rss_mb": round(peak_rss_mb(), 1)}
+    return {**r, "cpu_seconds": round(cpu_seconds() - c0, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 def run_pandas(data: str, build: str, n_lines: int) -> dict[str, Any]:
@@ -317,21 +345,35 @@ def in_subprocess(fn_name: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def _abba(label: str, runs: dict[str, tuple[str, Any]], repeat: int) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    """Time two runs (``runs``: key -> (title, function returning (seconds, result))) in ABBA order.
+    """Time runs (``runs``: key -> (title, function returning (seconds, result))) in ABBA order.
 
-    The shared machine's speed drifts by +-25 % from one minute to the next, so the two are timed in
-    pairs, each in a fresh process, the first of ``runs`` first in even pairs and second in odd ones,
-    so that a steady drift favours neither; medians are compared."""
-    a, b = list(runs)
-    times: dict[str, list[float]] = {a: [], b: []}
+    The shared machine's speed drifts by +-25 % from one minute to the next, so the contenders are timed
+    in rounds, each run in a fresh process, in the order of ``runs`` in even rounds and in reverse in odd
+    ones (ABBA; ABC CBA for three), so that a steady drift favours none; medians are compared. Each run's
+    CPU seconds and the load averages before and after it are kept in ``last[key]["runs"]``."""
+    keys = list(runs)
+    times: dict[str, list[float]] = {k: [] for k in keys}
     last: dict[str, Any] = {}
+    record: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
     for i in range(repeat):
-        for which in ((a, b) if i % 2 == 0 else (b, a)):
+        for which in (keys if i % 2 == 0 else keys[::-1]):
             title, fn = runs[which]
             print(f"   [{label}] {title} ({i + 1}/{repeat})", flush=True)
+            before = _loadavg()
             seconds, last[which] = fn()
             times[which].append(seconds)
+            record[which].append({"round": i + 1, "seconds": seconds, "cpu_seconds": last[which].get("cpu_seconds"),
+                                  "load_before": before, "load_after": _loadavg()})
+    for k in keys:
+        last[k]["runs"] = record[k]
     return times, last
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on Unix
+        return None
 
 
 def _pairwise(ref: list[float], ours: list[float]) -> float:
@@ -340,8 +382,10 @@ def _pairwise(ref: list[float], ours: list[float]) -> float:
     return round(statistics.median(r / o for r, o in zip(ref, ours, strict=True)), 3)
 
 
-def bench_whole_clean(data: Path, label: str, build: Path, repeat: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def bench_whole_clean(data: Path, label: str, build: Path, repeat: int,
+                      baseline_code: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """`equilibres clean` from a fresh build against benchmarks/clean_reference.sql, ABBA; outputs compared.
+    With ``baseline_code``, that copy of the code cleans the extract in the same rotation (before/after).
     Returns the JSON part and the last run of ours (its build is left for the DCIR-stage runs)."""
     import statistics
 
@@ -354,21 +398,35 @@ def bench_whole_clean(data: Path, label: str, build: Path, repeat: int) -> tuple
         r = in_subprocess("run_ours", data=str(data), build=str(build))
         return r["total_seconds"], r
 
+    def baseline() -> tuple[float, dict[str, Any]]:
+        b = build.with_name(build.name + "_baseline")
+        shutil.rmtree(b, ignore_errors=True)
+        r = in_subprocess("run_ours", data=str(data), build=str(b), code=str(baseline_code))
+        return r["total_seconds"], r
+
     def ref() -> tuple[float, dict[str, Any]]:
         r = in_subprocess("run_reference_clean", data=str(data), out=str(ref_dir))
         return r["seconds"], r
 
-    times, last = _abba(label, {"ref": ("reference SQL of the whole clean", ref),
-                                "ours": ("equilibres clean (fresh build)", ours)}, repeat)
+    contenders = {"ref": ("reference SQL of the whole clean", ref),
+                  "ours": ("equilibres clean (fresh build)", ours)}
+    if baseline_code is not None:
+        contenders["baseline"] = (f"equilibres clean of {baseline_code} (fresh build)", baseline)
+    times, last = _abba(label, contenders, repeat)
     diffs = compare_outputs(last["ours"]["outputs"], last["ref"]["outputs"])
     ours_med, ref_med = statistics.median(times["ours"]), statistics.median(times["ref"])
+    cpu = {k: [r["cpu_seconds"] for r in last[k]["runs"]] for k in contenders}
     whole = {
         "seconds": round(ours_med, 3), "seconds_all": times["ours"],
         "reference_seconds": round(ref_med, 3), "reference_seconds_all": times["ref"],
+        "cpu_seconds_all": cpu["ours"], "reference_cpu_seconds_all": cpu["ref"],
         "reference_peak_rss_mb": last["ref"]["peak_rss_mb"], "reference_steps": last["ref"].get("steps", {}),
         "ours_stages": {k: v["seconds"] for k, v in last["ours"]["stages"].items()},
         "ours_input_checks_seconds": last["ours"].get("input_checks_seconds"),
         "ratio": round(ref_med / ours_med, 3), "ratio_pairwise_median": _pairwise(times["ref"], times["ours"]),
+        "cpu_ratio": round(statistics.median(cpu["ref"]) / statistics.median(cpu["ours"]), 3),
+        "cpu_ratio_pairwise_median": _pairwise(cpu["ref"], cpu["ours"]),
+        "runs": {k: last[k]["runs"] for k in contenders},
         "cross_check": {
             "tables_equal": not any(diffs.values()), "differences": {k: v for k, v in diffs.items() if v},
             "tables": list(diffs), "kept_euros_ours": last["ours"]["kept_euros"],
@@ -376,13 +434,32 @@ def bench_whole_clean(data: Path, label: str, build: Path, repeat: int) -> tuple
         },
         "note": "ratio = reference seconds / ours (>= 0.8 wanted): medians of ABBA-ordered runs, each in a fresh "
                 "process; ours from a fresh build directory (input checks included), the reference writes the "
-                "same five tables (same columns, types, order) without the audit trail",
+                "same five tables (same columns, types, order) without the audit trail; cpu_ratio: the same with "
+                "CPU seconds; runs: every run with its load averages before and after",
     }
+    if baseline_code is not None:
+        b_med = statistics.median(times["baseline"])
+        b_diffs = compare_outputs(last["baseline"]["outputs"], last["ref"]["outputs"])
+        whole["baseline"] = {
+            "code": str(baseline_code), "seconds": round(b_med, 3), "seconds_all": times["baseline"],
+            "cpu_seconds_all": cpu["baseline"], "ratio": round(ref_med / b_med, 3),
+            "ratio_pairwise_median": _pairwise(times["ref"], times["baseline"]),
+            "cpu_ratio": round(statistics.median(cpu["ref"]) / statistics.median(cpu["baseline"]), 3),
+            "cpu_ratio_pairwise_median": _pairwise(cpu["ref"], cpu["baseline"]),
+            "ours_vs_baseline_time_ratio": round(b_med / ours_med, 3),
+            "ours_vs_baseline_cpu_ratio": round(statistics.median(cpu["baseline"]) / statistics.median(cpu["ours"]), 3),
+            "stages": {k: v["seconds"] for k, v in last["baseline"]["stages"].items()},
+            "input_checks_seconds": last["baseline"].get("input_checks_seconds"),
+            "tables_equal_reference": not any(b_diffs.values()),
+            "kept_euros": last["baseline"]["kept_euros"],
+        }
+        shutil.rmtree(build.with_name(build.name + "_baseline"), ignore_errors=True)
     shutil.rmtree(ref_dir, ignore_errors=True)
     return whole, last["ours"]
 
 
-def bench_extract(data: Path, label: str, pandas_lines: int, repeat: int, whole_repeat: int) -> dict[str, Any]:
+def bench_extract(data: Path, label: str, pandas_lines: int, repeat: int, whole_repeat: int,
+                  baseline_code: Path | None = None) -> dict[str, Any]:
     import statistics
 
     import pyarrow.parquet as pq
@@ -390,7 +467,8 @@ def bench_extract(data: Path, label: str, pandas_lines: int, repeat: int, whole_
     lines = pq.ParquetFile(data / "ER_PRS_F.parquet").metadata.num_rows
     build = WORK / f"build_{label}"
     print(f"   [{label}] {lines:,} ER_PRS_F lines", flush=True)
-    whole, ours = bench_whole_clean(data, label, build, whole_repeat)
+    when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    whole, ours = bench_whole_clean(data, label, build, whole_repeat, baseline_code)
     # The DCIR stage alone against its hand-written statement, on the staged inputs of the last whole
     # clean. The DCIR time inside the whole clean is kept apart (`stages.dcir`): that process has
     # already run the input checks and the ingest stage, so its memory state is not the hand SQL's.
@@ -410,19 +488,24 @@ def bench_extract(data: Path, label: str, pandas_lines: int, repeat: int, whole_
     ours_lps, hand_lps = lines / dcir_s, lines / hand_med
     out: dict[str, Any] = {
         "label": label,
+        "when": when,
+        "load_average_at_end": _loadavg(),
         "er_prs_f_lines": lines,
         "repeats": repeat,
         "whole_repeats": whole_repeat,
         "whole_clean": whole,
-        "ours": {**{k: v for k, v in ours.items() if k != "outputs"}, "dcir_seconds": round(dcir_s, 3),
-                 "dcir_seconds_all": ours_s, "lines_per_s": round(ours_lps),
+        "ours": {**{k: v for k, v in ours.items() if k not in ("outputs", "runs")}, "dcir_seconds": round(dcir_s, 3),
+                 "dcir_seconds_all": ours_s, "dcir_runs": last["ours"]["runs"], "lines_per_s": round(ours_lps),
                  "note": "DCIR stage of the runner (every rule, netting, person link, categories, summary "
                          "written, audit query) in a fresh process, median of the ABBA-ordered runs; "
                          "total_seconds/stages/peak are the last whole clean"},
         "hand_sql": {**hand_r, "seconds": round(hand_med, 3), "seconds_all": hand_s, "lines_per_s": round(hand_lps),
                      "note": "one DuckDB COPY of the same rules, same memory/threads, no audit; median"},
         "ratios": {"whole_clean_vs_reference": whole["ratio"], "ours_vs_hand_sql": round(ours_lps / hand_lps, 3),
-                   "ours_vs_hand_sql_pairwise_median": _pairwise(hand_s, ours_s)},
+                   "ours_vs_hand_sql_pairwise_median": _pairwise(hand_s, ours_s),
+                   "whole_clean_vs_reference_cpu": whole["cpu_ratio"],
+                   "ours_vs_hand_sql_cpu": round(statistics.median(r["cpu_seconds"] for r in last["hand"]["runs"])
+                                                 / statistics.median(r["cpu_seconds"] for r in last["ours"]["runs"]), 3)},
         "cross_check": {"kept_euros_ours": ours["kept_euros"], "kept_euros_hand_sql": hand_r["kept_euros"],
                         "agree": abs(ours["kept_euros"] - hand_r["kept_euros"]) < 0.01 * max(1, lines / 1e6)},
     }
@@ -491,6 +574,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="results file (default benchmarks/results/clean.json, clean_quick.json with --quick)")
     parser.add_argument("--work", type=Path, default=None,
                         help="directory for generated extracts and builds (default benchmarks/work/clean)")
+    parser.add_argument("--baseline-code", type=Path, default=None,
+                        help="a copy of the repository whose `equilibres clean` joins the whole-clean rotation "
+                             "(before/after in the same runs)")
+    parser.add_argument("--append", action="store_true",
+                        help="add this run's entries to the results file instead of replacing it")
+    parser.add_argument("--note", default=None, help="a note stored with this run's entries")
     args = parser.parse_args(argv)
 
     global WORK
@@ -524,9 +613,17 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [],
     }
 
+    earlier: list[dict[str, Any]] = []
+    if args.append and args.out.exists():
+        # Earlier entries keep the machine, date and method they were measured with.
+        old = json.loads(args.out.read_text())
+        for r in old.get("runs", []):
+            earlier.append({**{k: old[k] for k in ("when", "machine", "method") if k in old and k not in r}, **r})
+        results["earlier_scope"] = old.get("earlier_scope", []) + ([old["scope"]] if "scope" in old else [])
+
     def save() -> None:  # after every part, so a long run that fails later keeps what it measured
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
+        args.out.write_text(json.dumps({**results, "runs": earlier + results["runs"]}, indent=2))
 
     if args.spark_only or (not args.no_spark and not args.quick):
         spark_data = (args.data if args.spark_only and args.data else ensure_extract(args.spark_scale, args.seed))
@@ -545,12 +642,14 @@ def main(argv: list[str] | None = None) -> int:
         label = f"scale_{args.scale}" if args.data is None else base.name
     base_lines = pq.ParquetFile(base / "ER_PRS_F.parquet").metadata.num_rows
     results["runs"].append(bench_extract(base, label, pandas_lines, 1 if args.quick else args.repeat,
-                                         1 if args.quick else args.whole_repeat))
+                                         1 if args.quick else args.whole_repeat, args.baseline_code))
+    if args.note:
+        results["runs"][-1]["note"] = args.note
     save()
     if big_lines and base_lines < big_lines:
         big = replicate_extract(base, big_lines)
         results["runs"].append(bench_extract(big, big.name, pandas_lines, 1 if args.quick else args.big_repeat,
-                                             1 if args.quick else args.big_repeat))
+                                             1 if args.quick else args.big_repeat, args.baseline_code))
         save()
     for r in results["runs"]:
         print(f"   {r['label']}: whole clean {r['whole_clean']['seconds']} s vs reference "

@@ -11,7 +11,7 @@ import sys
 import time
 
 BENCHMARKS = ["bench_generate", "bench_clean", "bench_matching", "bench_indicators", "bench_surveys",
-              "bench_coverage", "bench_rematch"]
+              "bench_coverage", "bench_rematch", "bench_sweep"]
 
 
 def main(argv: list[str] | None = None) -> int:

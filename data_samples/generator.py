@@ -47,6 +47,7 @@ from data_samples.population import (
     build_identities,
     build_population,
     death_probability,
+    months_included,
     to_date,
 )
 from data_samples.population_tables import write_ir_ben_r, write_ir_imb_r, write_pmsi, write_roster
@@ -257,6 +258,7 @@ def _generate_into(tmp: Path, scale: float, seed: int, tp: TruthParams, truth_pa
         "params": tp.to_dict(),
         "indicators": indicators,
         "mortality": _mortality_summary(pop, tp, config),
+        "caseload": _caseload_summary(pop, config),
         "negative_controls": negative_control_truth(pop, tp),
         "eol_same_death_date_reference": acc.same_death_reference(),
         "observed": _observed_summary(acc),
@@ -290,17 +292,16 @@ def _mortality_summary(pop: Population, tp: TruthParams, config: StudyConfig) ->
     claims_end = to_date(config.study.claims_end)
     inc = pop.inclusion[t]
     months = (claims_end - inc).astype("timedelta64[D]").astype(np.float64) / DAYS_PER_MONTH
-    plan = pop.exit_planned[t]
-    included = np.full(t.size, np.inf)
-    has_plan = ~np.isnat(plan)
-    included[has_plan] = (plan[has_plan] - inc[has_plan]).astype("timedelta64[D]").astype(np.float64) / DAYS_PER_MONTH
-    theta = tp.effects.mortality
+    included = months_included(inc, pop.exit_planned[t])
+    e = tp.effects
+    theta = e.mortality
     haz = pop.death_hazard[t]
-    p1 = death_probability(haz, np.full(t.size, theta), included, months)
+    p1 = death_probability(haz, np.full(t.size, theta), included, months, e.after_discharge(theta))
     p0 = death_probability(haz, np.ones(t.size), included, months)
     e1, e0 = float(p1.sum()), float(p0.sum())
     return {
         "hazard_ratio_while_included": theta,
+        "hazard_ratio_after_discharge": e.after_discharge(theta),
         "population": "on-support treated patients, from inclusion to claims_end",
         "patients": int(t.size),
         "deaths_treated": int((~np.isnat(pop.death[t])).sum()),
@@ -311,11 +312,51 @@ def _mortality_summary(pop: Population, tp: TruthParams, config: StudyConfig) ->
     }
 
 
+def _caseload_summary(pop: Population, config: StudyConfig) -> dict[str, Any]:
+    """Patient-years of every ÉQUILIBRES patient in the caseload year (``economics.caseload_year``, 0 =
+    the year of claims_end): while included (the active file: inclusion to discharge, death or
+    claims_end) and in intention to treat (inclusion to death or claims_end). Days counted inclusively,
+    as the pipeline's follow-up does; patient-years = days / 365.25."""
+    year = config.economics.caseload_year or config.study.claims_end.year
+    t = pop.group == TREATED
+    inc, death, ex = pop.inclusion[t], pop.death[t], pop.exit[t]
+    itt_end = np.minimum(np.where(np.isnat(death), to_date(config.study.claims_end), death),
+                         to_date(config.study.claims_end))
+    active_end = np.where(np.isnat(ex), itt_end, np.minimum(ex, itt_end))
+    y0, y1 = np.datetime64(f"{year}-01-01", "D"), np.datetime64(f"{year}-12-31", "D")
+
+    def in_year(end: np.ndarray) -> np.ndarray:
+        days = (np.minimum(end, y1) - np.maximum(inc, y0)).astype("timedelta64[D]").astype(np.int64) + 1
+        return np.clip(days, 0, None)
+
+    active, itt = in_year(active_end), in_year(itt_end)
+    scale = pop.scale_realised
+    return {
+        "year": year,
+        "population": "every ÉQUILIBRES patient of the roster (on and off support)",
+        "active_patient_years": round(float(active.sum()) / 365.25, 4),
+        "active_patients": int((active > 0).sum()),
+        "itt_patient_years": round(float(itt.sum()) / 365.25, 4),
+        "itt_patients": int((itt > 0).sum()),
+        "active_patient_years_at_full_scale": round(float(active.sum()) / 365.25 / scale, 1) if scale else None,
+        "discharged_alive": int((~np.isnat(ex)).sum()),
+        "died_included": int((~np.isnat(death) & np.isnat(ex)).sum()),
+    }
+
+
 TRUTH_DEFINITIONS = {
     "population": "ÉQUILIBRES patients planted on support (every complex patient planted off support excluded).",
     "estimand": "Expected values under both potential outcomes for the same patients (same deaths and "
-                "follow-up): E[Y1] with the planted effects while included, E[Y0] without; ITT (effects stop "
-                "at exit from the experiment).",
+                "follow-up): E[Y1] with the planted effects, E[Y0] without; ITT over the follow-up from "
+                "inclusion, discharges alive included. Substitution effects (nursing_acts, nurse_travel, "
+                "nurse_assessment, experiment payments) apply while included only; health effects (gp, "
+                "specialist, pharmacy, other, hospital rate, final in-hospital stay, mortality, and the "
+                "nursing need after discharge, nursing_after_discharge, outside the end-of-life months) "
+                "while included and after a discharge alive as 1 + health_effects_after_discharge x "
+                "(effect - 1).",
+    "caseload": "Patient-years of every ÉQUILIBRES patient in the caseload year: active = from EQL_INC_DTE to "
+                "the first of the discharge (EQL_SOR_DTE), death and claims_end (the published active file); "
+                "itt = to death or claims_end. Days counted inclusively, / 365.25.",
     "follow_up": "From the inclusion date (EQL_INC_DTE) to death or claims_end; patient-years = days/365.25.",
     "perimeter": "indicators.perimeter: DCIR categories (BSE_REM_MNT, experiment payments included) + "
                  "hospital (MNT_TOT_AM of full stays and séances, counted in the month of entry).",
@@ -326,8 +367,9 @@ TRUTH_DEFINITIONS = {
                   "claims window; both arms share the death date realised under treatment.",
     "eol_hosp_rate": "mean P(>= 1 full stay overlapping the window | treated) / same without treatment - 1 "
                      "(stays entering before the window but still running into it count).",
-    "mortality": "effects.mortality multiplies the death hazard while included. Each arm is evaluated in its "
-                 "own world, as the estimator's arms are: the treated arm on the observed death dates, the "
+    "mortality": "effects.mortality multiplies the death hazard while included, and by "
+                 "1 + health_effects_after_discharge x (mortality - 1) after a discharge alive. Each arm is "
+                 "evaluated in its own world, as the estimator's arms are: the treated arm on the observed death dates, the "
                  "untreated arm on the same patients' death dates without the effect (death_untreated, same "
                  "random draws). Spending rates use each world's own patient-years; end-of-life figures each "
                  "world's own decedents. eol_same_death_date_reference gives the untreated arm on the treated "

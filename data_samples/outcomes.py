@@ -2,7 +2,10 @@
 
 For every person-month the model gives the *untreated* expected amount of each spending category
 (``mu0``) and hospital-stay rate, and the *treated* ones (``mu1``) with the planted multiplicative
-effects applied for the part of the month the patient is included. The observed extract is drawn
+effects: substitution effects (nursing categories, experiment payments) for the part of the month the
+patient is included, health effects (other categories, hospital, final stay, and the lower nursing need
+after a discharge alive) also after that discharge, by the share
+``effects.health_effects_after_discharge``. The observed extract is drawn
 from ``mu1`` for ÉQUILIBRES patients and ``mu0`` for everybody else; truth.json compares the
 expected values of both arms on the same treated patients (see :class:`TruthAccumulator`).
 """
@@ -21,6 +24,8 @@ from pipeline.config import StudyConfig
 DCIR_CATEGORIES = ("nursing_acts", "nurse_travel", "nurse_assessment", "experiment", "gp", "specialist",
                    "pharmacy", "other")
 NURSING_CATEGORIES = ("nursing_acts", "nurse_travel", "nurse_assessment")
+# DCIR categories under a health effect (truth.HEALTH_EFFECTS), which may persist after discharge.
+HEALTH_CATEGORIES = ("gp", "specialist", "pharmacy", "other")
 
 
 @dataclass(frozen=True)
@@ -50,8 +55,9 @@ class ChunkMeans:
     alive_end: np.ndarray    # (n, M) last day alive in the month (datetime64[D])
     alive_days: np.ndarray   # (n, M) days alive in the month (0 after death)
     eol_k: np.ndarray        # (n, M) months before the death month (0 = death month), -1 otherwise
-    tf: np.ndarray           # (n, M) share of the alive days spent included in ÉQUILIBRES
+    tf: np.ndarray           # (n, M) share of the alive days spent included in ÉQUILIBRES (substitution)
     fu: np.ndarray           # (n, M) share of the alive days in the follow-up (treated: index -> end)
+    th: np.ndarray           # (n, M) share of the alive days under the health effects (tf + persisting part)
     mu0: dict[str, np.ndarray]
     mu1: dict[str, np.ndarray]
     hosp_rate0: np.ndarray
@@ -119,6 +125,8 @@ def chunk_means(pop: Population, persons: np.ndarray, grid: MonthGrid, tp: Truth
     stop = np.where(np.isnat(pop.exit[persons]), end_alive_excl, pop.exit[persons])
     tf = _overlap_share(inc, stop, m_start, m_end_excl) * present
     fu = _overlap_share(inc, end_alive_excl, m_start, m_end_excl) * present
+    # health effects: while included, then after a discharge alive by the share that persists
+    th = tf + e.health_effects_after_discharge * (fu - tf)
 
     age = pop.age_ref[persons]
     any_ald = pop.any_ald[persons]
@@ -142,24 +150,34 @@ def chunk_means(pop: Population, persons: np.ndarray, grid: MonthGrid, tp: Truth
 
     in_eol = eol_k >= 0
     mu1: dict[str, np.ndarray] = {}
-    for cat in ("nursing_acts", "nurse_travel", "nurse_assessment", "gp", "specialist", "pharmacy", "other"):
-        mu1[cat] = mu0[cat] * (1 - tf + tf * getattr(e, cat))
+    # Substitution: fee-for-service nursing replaced by the flat-rate payments while included only.
+    # After a discharge alive, the regained autonomy lowers the fee-for-service nursing need (a health
+    # effect, effects.nursing_after_discharge) outside the end-of-life months, where the need returns.
+    autonomy = (th - tf) * (eol_k < 0) * (e.nursing_after_discharge - 1)
+    for cat in NURSING_CATEGORIES:
+        mu1[cat] = mu0[cat] * (1 - tf + tf * getattr(e, cat) + autonomy)
     share = np.where(in_eol, e.experiment_share_eol, e.experiment_share)
     mu1["experiment"] = tf * share * sum(mu0[c] for c in NURSING_CATEGORIES)
+    # Health: the rest of the system, while included and after a discharge alive (``th``).
+    for cat in HEALTH_CATEGORIES:
+        mu1[cat] = mu0[cat] * (1 - th + th * getattr(e, cat))
 
     hosp0 = b.hosp_monthly_rate * cov * eol(b.eol_hosp_rate) * np.exp(fe.hospital * frail)[:, None]
     theta = np.where(in_eol, e.hosp_rate_eol, e.hosp_rate)
-    hosp1 = hosp0 * (1 - tf + tf * theta)
+    hosp1 = hosp0 * (1 - th + th * theta)
     hosp_cost = np.where(in_eol, b.eol_hosp_cost_mean, b.hosp_cost_mean)
     seance_rate = np.where(pop.seance[persons][:, None] > 0, b.seance_monthly_rate * af, 0.0)
 
     final_p0 = np.where(has_death, b.final_stay_prob, 0.0)
     ex = pop.exit[persons]
-    included_at_death = treated & has_death & (death >= inc) & (np.isnat(ex) | (ex > death))
-    final_p1 = final_p0 * np.where(included_at_death, e.final_stay, 1.0)
+    followed_at_death = treated & has_death & (death >= inc)
+    included_at_death = followed_at_death & (np.isnat(ex) | (ex > death))
+    final_effect = np.where(included_at_death, e.final_stay,
+                            np.where(followed_at_death, e.after_discharge(e.final_stay), 1.0))
+    final_p1 = final_p0 * final_effect
     return ChunkMeans(
         persons=persons, present=present, alive_end=alive_end, alive_days=alive_days, eol_k=eol_k, tf=tf, fu=fu,
-        mu0=mu0, mu1=mu1,
+        th=th, mu0=mu0, mu1=mu1,
         hosp_rate0=hosp0, hosp_rate1=hosp1, hosp_cost=hosp_cost, seance_rate=seance_rate,
         final_p0=final_p0, final_p1=final_p1, observed_treated=treated,
         seance_cost=b.seance_cost_mean, final_cost=b.final_stay_cost_mean,

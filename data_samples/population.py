@@ -69,7 +69,7 @@ class Population:
     nir_primary: np.ndarray
     idt_ano: np.ndarray
     death_hazard: np.ndarray     # baseline monthly death hazard (untreated)
-    exit_planned: np.ndarray     # planned exit date of treated leavers (NaT if none); see ``exit``
+    exit_planned: np.ndarray     # planned discharge date of treated patients (NaT if none); see ``exit``
     death_untreated: np.ndarray  # death date from the same draw without the mortality effect
     # share of the study's population the extract covers (its départements, extract_departements)
     scale_realised: float = 1.0
@@ -240,19 +240,17 @@ def build_population(rng: np.random.Generator, scale: float, tp: TruthParams, co
     lo_d, hi_d = to_date(study.inclusion_start), to_date(study.inclusion_end)
     inc[t_idx] = np.clip(inc_t, lo_d, hi_d)
 
-    # Exits alive are planned first (a uniform date from 30 days after inclusion to the end of the
-    # claims window), so that the death time can depend on the time spent included.
+    # Discharges alive: a time to discharge ~ exponential of mean population.mean_months_to_discharge
+    # from inclusion (patients leave when they no longer need the team: regained autonomy, care
+    # ended); a discharge after claims_end is not observed. It is planned before the death time is
+    # drawn, so that the death hazard can depend on the time spent included.
     claims_end = to_date(study.claims_end)
-    exit_plan = np.full(n, NAT)
-    leaves = treated & (rng.random(n) < p.exit_share)
-    span = np.zeros(n, dtype=np.int64)
-    span[t_idx] = (claims_end - inc[t_idx]).astype("timedelta64[D]").astype(np.int64)
-    leaves &= span > 60
-    exit_plan[leaves] = inc[leaves] + (30 + (rng.random(leaves.sum()) * (span[leaves] - 31)).astype(np.int64)) * DAY
+    exit_plan = discharge_plan(rng, inc, treated, p.mean_months_to_discharge, claims_end)
 
     # Deaths: constant monthly hazard from covariates (and frailty only through confounding, never
     # here, so survivors among controls are not selected on anything unobserved); treated patients
-    # are alive at inclusion and their hazard is multiplied by effects.mortality while included.
+    # are alive at inclusion and their hazard is multiplied by effects.mortality while included, and
+    # by its after-discharge share (effects.health_effects_after_discharge) after a discharge alive.
     b = tp.baseline
     nurse_dev = np.clip(log_lam - mean, -2 * s.log_nursing_sd, 2.5 * s.log_nursing_sd)
     haz = b.monthly_death_hazard * np.exp(
@@ -261,13 +259,13 @@ def build_population(rng: np.random.Generator, scale: float, tp: TruthParams, co
     haz = np.where(age < 18, b.monthly_death_hazard * 0.1, haz)
     unit = rng.standard_exponential(n)
     origin = np.where(treated, inc, to_date(study.claims_start))
-    included_months = np.where(np.isnat(exit_plan), np.inf,
-                               (exit_plan - origin).astype("timedelta64[D]").astype(np.float64) / DAYS_PER_MONTH)
+    included_months = months_included(origin, exit_plan)
     theta = np.where(treated, tp.effects.mortality, 1.0)
-    t_months = death_time_months(unit, haz, theta, included_months)
+    theta_after = np.where(treated, tp.effects.after_discharge(tp.effects.mortality), 1.0)
+    t_months = death_time_months(unit, haz, theta, included_months, theta_after)
     death = _death_date(origin, t_months, claims_end)
     death_untreated = _death_date(origin, unit / haz, claims_end)
-    # A planned exit happens only if the patient is still alive (a death on the exit day comes first).
+    # A planned discharge happens only if the patient is still alive (a death on that day comes first).
     exit_ = np.where(~np.isnat(exit_plan) & (np.isnat(death) | (death > exit_plan)), exit_plan, NAT)
 
     n_teams = max(int(round(p.teams_full_scale * min(1.0, max(realised, 0.05) * 4))), 1)
@@ -313,19 +311,48 @@ def build_population(rng: np.random.Generator, scale: float, tp: TruthParams, co
     )
 
 
-def death_time_months(unit: np.ndarray, hazard: np.ndarray, theta: np.ndarray, included: np.ndarray) -> np.ndarray:
+def discharge_plan(rng: np.random.Generator, inclusion: np.ndarray, treated: np.ndarray, mean_months: float,
+                   claims_end: np.datetime64) -> np.ndarray:
+    """Planned discharge date of each treated patient: inclusion + Exp(mean ``mean_months``) months,
+    at least one day after inclusion; NaT when it falls after ``claims_end`` (or for everybody when
+    ``mean_months`` is 0, i.e. nobody leaves alive). A death before that date cancels it."""
+    plan = np.full(inclusion.size, NAT)
+    t_idx = np.flatnonzero(treated)
+    draws = rng.standard_exponential(t_idx.size)  # drawn even when unused: the stream stays the same
+    if mean_months <= 0:
+        return plan
+    days = np.maximum(np.ceil(draws * mean_months * DAYS_PER_MONTH), 1).astype(np.int64)
+    when = inclusion[t_idx] + days * DAY
+    plan[t_idx] = np.where(when <= claims_end, when, NAT)
+    return plan
+
+
+def months_included(origin: np.ndarray, exit_plan: np.ndarray) -> np.ndarray:
+    """Months from ``origin`` to the planned discharge (inf without one)."""
+    known = ~np.isnat(exit_plan)
+    out = np.full(origin.size, np.inf)
+    out[known] = (exit_plan[known] - origin[known]).astype("timedelta64[D]").astype(np.float64) / DAYS_PER_MONTH
+    return out
+
+
+def death_time_months(unit: np.ndarray, hazard: np.ndarray, theta: np.ndarray, included: np.ndarray,
+                      theta_after: np.ndarray | float = 1.0) -> np.ndarray:
     """Piecewise-exponential death time (months from the origin) by inversion of the cumulative hazard:
-    ``hazard x theta`` for the first ``included`` months, ``hazard`` after; ``unit`` ~ Exp(1)."""
+    ``hazard x theta`` for the first ``included`` months, ``hazard x theta_after`` after (1 = the
+    baseline hazard again); ``unit`` ~ Exp(1)."""
+    after = np.broadcast_to(np.asarray(theta_after, dtype=np.float64), hazard.shape)
     inside = hazard * theta * included  # cumulative hazard at exit (inf if no exit)
     t = unit / (hazard * theta)
     later = unit > inside
-    t[later] = included[later] + (unit[later] - inside[later]) / hazard[later]
+    t[later] = included[later] + (unit[later] - inside[later]) / (hazard[later] * after[later])
     return t
 
 
-def death_probability(hazard: np.ndarray, theta: np.ndarray, included: np.ndarray, months: np.ndarray) -> np.ndarray:
+def death_probability(hazard: np.ndarray, theta: np.ndarray, included: np.ndarray, months: np.ndarray,
+                      theta_after: np.ndarray | float = 1.0) -> np.ndarray:
     """P(death within ``months`` of the origin) under the same piecewise-constant hazard."""
-    cum = hazard * theta * np.minimum(months, included) + hazard * np.clip(months - included, 0.0, None)
+    cum = (hazard * theta * np.minimum(months, included)
+           + hazard * np.asarray(theta_after, dtype=np.float64) * np.clip(months - included, 0.0, None))
     return 1.0 - np.exp(-cum)
 
 

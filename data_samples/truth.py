@@ -50,9 +50,10 @@ class PopulationParams(_P):
     corsica_variants: list[str] = Field(default_factory=lambda: ["02A", "02B", "201", "202", "020", "209"])
     corsica_share_of_outside: float = Field(0.25, ge=0, le=1)
     teams_full_scale: int = Field(35, ge=1)
-    # Treated patients planned to leave the experiment alive (at a uniform date from 30 days after
-    # inclusion to the end of the claims window); those who die first die included.
-    exit_share: float = Field(0.08, ge=0, le=1)
+    # Turnover of the active file: time from inclusion to a discharge alive ~ exponential of this mean
+    # (months; 0 = nobody leaves alive). A death before the planned discharge cancels it (the patient
+    # dies included). Calibrated to the published caseload (docs/extract.md §4, "Turnover").
+    mean_months_to_discharge: float = Field(9.4, ge=0, le=600)
 
 
 class SelectionParams(_P):
@@ -106,26 +107,47 @@ class BaselineParams(_P):
     final_stay_los_mean: float = Field(10.0, ge=1)
 
 
-class EffectParams(_P):
-    """Multiplicative effects of ÉQUILIBRES while included (1 = no effect); eol_* in the last months.
+# Effects on the fee-for-service nursing categories the experiment's flat-rate payments replace: they
+# exist only while the patient is included (the payments stop at discharge).
+SUBSTITUTION_EFFECTS = ("nursing_acts", "nurse_travel", "nurse_assessment", "experiment_share",
+                        "experiment_share_eol")
+# Effects on the patient's health and use of the rest of the system: they persist after a discharge
+# alive by the share ``health_effects_after_discharge``.
+HEALTH_EFFECTS = ("gp", "specialist", "pharmacy", "other", "hosp_rate", "hosp_rate_eol", "final_stay",
+                  "mortality", "nursing_after_discharge")
 
-    ``mortality`` multiplies the death hazard while included (piecewise-exponential death time: hazard
-    x mortality from inclusion to exit, the baseline hazard after exit).
+
+class EffectParams(_P):
+    """Multiplicative effects of ÉQUILIBRES (1 = no effect); eol_* in the model's end-of-life months.
+
+    Substitution effects (``SUBSTITUTION_EFFECTS``) apply while included only. Health effects
+    (``HEALTH_EFFECTS``) apply while included and, after a discharge alive, as
+    ``1 + health_effects_after_discharge x (effect - 1)``: 1 = they persist (patients leave because
+    they regained autonomy), 0 = they stop at discharge. ``mortality`` multiplies the death hazard
+    the same way (piecewise-exponential death time). ``nursing_after_discharge`` is the fee-for-service
+    nursing need after a discharge alive relative to the counterfactual (the regained autonomy),
+    outside the model's end-of-life months.
     """
 
     nursing_acts: float = 0.10
     nurse_travel: float = 0.10
     nurse_assessment: float = 0.20
     experiment_share: float = 0.37
-    experiment_share_eol: float = 2.35
+    experiment_share_eol: float = 4.10
     gp: float = 0.90
     specialist: float = 0.90
     pharmacy: float = 0.85
     other: float = 0.85
     hosp_rate: float = 0.55
-    hosp_rate_eol: float = 0.75
-    final_stay: float = 0.75
+    hosp_rate_eol: float = 0.77
+    final_stay: float = 0.77
     mortality: float = Field(1.0, gt=0, le=5)
+    nursing_after_discharge: float = Field(0.52, ge=0)
+    health_effects_after_discharge: float = Field(1.0, ge=0, le=1)
+
+    def after_discharge(self, effect: float) -> float:
+        """A health effect's multiplier after a discharge alive."""
+        return 1.0 + self.health_effects_after_discharge * (effect - 1.0)
 
 
 class FrailtyEffects(_P):

@@ -1,9 +1,13 @@
 """Programme economics: investment, caseload, gross and net savings per year, return, scenarios.
 
-Savings per year = avoided spending per patient-year (bootstrap, with its CI) × the treated
-patient-years of one calendar year (``economics.caseload_year``; 0 = the year of ``study.claims_end``),
-counted over every ÉQUILIBRES patient — matched or not — which assumes the matched effect holds for the
-whole caseload. The caseload is treated as known (no sampling error); the investment is an input.
+Savings per year = avoided spending per patient-year (intention to treat, bootstrap, with its CI) ×
+the *active file* of one calendar year (``economics.caseload_year``; 0 = the year of
+``study.claims_end``): the patient-years every ÉQUILIBRES patient — matched or not — spends in the
+programme (inclusion to exit, death or end of study). This is the published definition (9 M€ at
+1 625 €/patient-year: the patients in care that year); it assumes the matched effect holds for the
+whole caseload. Time after an exit alive is not counted, so when the programme's health effects
+outlast the stay the figure is conservative. The intention-to-treat patient-years stay beside it in
+``caseload.csv``. The caseload is treated as known (no sampling error); the investment is an input.
 """
 
 from __future__ import annotations
@@ -21,14 +25,18 @@ from indicators.outcomes import perimeter_categories
 from indicators.results import Indicator, number_fr
 from indicators.spending import avoided_per_py, perimeter_text, perimeter_text_fr
 
-POP = "all ÉQUILIBRES patients (caseload) × avoided spending estimated on the matched sample"
-POP_FR = "ensemble des patients ÉQUILIBRES (file active) × dépenses évitées estimées sur l'échantillon apparié"
+POP = ("ÉQUILIBRES patients while in the programme (active file) × avoided spending estimated on the matched "
+       "sample")
+POP_FR = ("patients ÉQUILIBRES pendant leur prise en charge (file active) × dépenses évitées estimées sur "
+          "l'échantillon apparié")
 
 
 @dataclass(frozen=True)
 class EconomicsResult:
     indicators: list[Indicator]
-    caseload: pd.DataFrame       # year, patients, patient_years (all treated), matched_patient_years
+    # year, patients, patient_years (all treated, follow-up rule), active_patients, active_patient_years
+    # (in the programme), matched_patient_years
+    caseload: pd.DataFrame
     scenarios: pd.DataFrame
 
     def summary_frame(self) -> pd.DataFrame:
@@ -54,8 +62,11 @@ def economics(an: MatchedAnalysis) -> EconomicsResult:
     matched_py = years_by_calendar_year(t_units["index_date"], t_units["fu_end"], list(caseload["year"]))
     caseload["matched_patient_years"] = caseload["year"].map(matched_py)
     sel = caseload.loc[caseload["year"] == year]
-    py = float(sel["patient_years"].iloc[0]) if len(sel) else 0.0
-    patients = int(sel["patients"].iloc[0]) if len(sel) else 0
+    # The caseload of "savings per year" is the active file (patients in the programme), as published.
+    py = float(sel["active_patient_years"].iloc[0]) if len(sel) else 0.0
+    patients = int(sel["active_patients"].iloc[0]) if len(sel) else 0
+    itt_py = float(sel["patient_years"].iloc[0]) if len(sel) else 0.0
+    itt_patients = int(sel["patients"].iloc[0]) if len(sel) else 0
     inv = float(ec.programme_investment_eur)
 
     av_value = float(an.boot.estimate(avoided_per_py).value)
@@ -66,8 +77,9 @@ def economics(an: MatchedAnalysis) -> EconomicsResult:
         return e.value, e.ci_low, e.ci_high
 
     ptxt, ptxt_fr = perimeter_text(cfg), perimeter_text_fr(cfg)
-    method_ci = an.method + "; caseload taken as known"
-    method_ci_fr = an.method_fr + " ; file active considérée comme connue"
+    method_ci = an.method + "; caseload taken as known (the active file: patient-years in the programme, as published)"
+    method_ci_fr = (an.method_fr + " ; file active considérée comme connue (patients-années passés dans le programme, "
+                    "comme dans la publication)")
     def ind(id_, fr, en, unit, vals, definition, definition_fr, method=method_ci, method_fr=method_ci_fr,  # noqa: ANN001, ANN202
             n=patients, extra=None):
         v, lo, hi = vals
@@ -88,15 +100,27 @@ def economics(an: MatchedAnalysis) -> EconomicsResult:
             method="input", method_fr="donnée d'entrée", n=None),
         ind("caseload_patient_years", f"File active {year} (patients-années)",
             f"Caseload {year} (patient-years)", "patient_years", (py, None, None),
-            f"Treated patient-years in calendar year {year}, all ÉQUILIBRES patients, follow-up as "
-            f"defined for the indicators ({cfg.indicators.followup}).",
-            f"Patients-années des traités pendant l'année civile {year}, tous patients ÉQUILIBRES, suivi tel "
-            f"que défini pour les indicateurs ({followup_fr}).", method="descriptive", method_fr="descriptif",
-            extra={"patients_active": float(patients)}),
+            f"Active file: patient-years spent in the programme in calendar year {year} by all ÉQUILIBRES "
+            f"patients, from inclusion to the first of exit (EQL_SOR_DTE), death and end of study — the "
+            f"caseload of the published savings. Beside it, the patient-years of the follow-up as defined "
+            f"for the indicators ({cfg.indicators.followup}): {itt_py:,.0f}.",
+            f"File active : patients-années passés dans le programme pendant l'année civile {year} par tous "
+            f"les patients ÉQUILIBRES, de l'inclusion à la sortie (EQL_SOR_DTE), au décès ou à la fin de "
+            f"l'étude — la file active des économies publiées. En regard, les patients-années du suivi tel "
+            f"que défini pour les indicateurs ({followup_fr}) : {number_fr(itt_py)}.",
+            method="descriptive", method_fr="descriptif",
+            extra={"patients_active": float(patients), "patient_years_followup": itt_py,
+                   "patients_followup": float(itt_patients)}),
         ind("gross_savings_year", "Économies brutes par an", "Gross savings per year", "eur_per_year",
             scaled(lambda a: a * py),
-            f"Avoided spending per patient-year × caseload patient-years of {year}; {ptxt}.",
-            f"Dépenses évitées par patient-année × patients-années de la file active {year} ; {ptxt_fr}."),
+            f"Avoided spending per patient-year (follow-up as defined for the indicators, matched sample) × "
+            f"patient-years in the programme in {year} (active file, as published); time after an exit "
+            f"alive is not counted, so the figure is conservative when the programme's effects outlast "
+            f"the stay; {ptxt}.",
+            f"Dépenses évitées par patient-année (suivi tel que défini pour les indicateurs, échantillon "
+            f"apparié) × patients-années passés dans le programme en {year} (file active, comme dans la "
+            f"publication) ; le temps après une sortie vivant n'est pas compté, le chiffre est donc prudent "
+            f"si les effets du programme durent au-delà de la prise en charge ; {ptxt_fr}."),
         ind("net_savings_year", "Économies nettes par an", "Net savings per year", "eur_per_year",
             scaled(lambda a: a * py - inv),
             f"Gross savings per year − programme investment ({inv:,.0f} €/year); CI propagated from the "

@@ -1,4 +1,5 @@
-"""Follow-up: patient-years by arm, end reasons, and treated patient-years per calendar year."""
+"""Follow-up: patient-years by arm, end reasons, and treated patient-years per calendar year (in
+intention to treat and in the programme, the active file)."""
 
 from __future__ import annotations
 
@@ -94,17 +95,39 @@ def years_by_calendar_year(start: pd.Series, end: pd.Series, years: list[int]) -
 
 
 def caseload_by_year(claims: ClaimsData, config: StudyConfig) -> pd.DataFrame:
-    """Treated patient-years per calendar year, for every ÉQUILIBRES patient (matched or not),
-    following the follow-up definition from their inclusion date."""
+    """Patients and patient-years per calendar year of every ÉQUILIBRES patient (matched or not).
+
+    ``patients``/``patient_years`` follow the follow-up definition from the inclusion date (intention
+    to treat: to death or end of study); ``active_patients``/``active_patient_years`` count the time
+    *in the programme* — the active file: from the inclusion date (EQL_INC_DTE) to the first of the
+    exit (EQL_SOR_DTE), death and end of study. Days are counted inclusively."""
     p = claims.persons
     treated = p[(p["treated"] == 1) & p["inclusion_date"].notna()]
     units = pd.DataFrame({"unit_id": treated.index.astype(str), "person_id": treated.index,
                           "treated": 1, "index_date": treated["inclusion_date"].to_numpy()})
     years = list(range(config.study.inclusion_start.year, config.study.claims_end.year + 1))
     if units.empty:
-        return pd.DataFrame({"year": years, "patients": 0, "patient_years": 0.0})
+        return pd.DataFrame({"year": years, "patients": 0, "patient_years": 0.0, "active_patients": 0,
+                             "active_patient_years": 0.0})
     fu = followup_windows(units, p, config, claims.data_end)
+    active_end = in_programme_end(fu, p)
     py = years_by_calendar_year(fu["index_date"], fu["fu_end"], years)
-    active = {y: int(((fu["index_date"] <= f"{y}-12-31") & (fu["fu_end"] >= f"{y}-01-01")).sum()) for y in years}
-    return pd.DataFrame({"year": years, "patients": [active[y] for y in years],
-                         "patient_years": [py[y] for y in years]})
+    active_py = years_by_calendar_year(fu["index_date"], active_end, years)
+
+    def present(end: pd.Series, y: int) -> int:
+        return int(((fu["index_date"] <= f"{y}-12-31") & (end >= f"{y}-01-01") & (end >= fu["index_date"])).sum())
+
+    return pd.DataFrame({"year": years, "patients": [present(fu["fu_end"], y) for y in years],
+                         "patient_years": [py[y] for y in years],
+                         "active_patients": [present(active_end, y) for y in years],
+                         "active_patient_years": [active_py[y] for y in years]})
+
+
+def in_programme_end(fu: pd.DataFrame, persons: pd.DataFrame) -> pd.Series:
+    """Last day in the programme of each treated unit: its follow-up end (death or end of study), or
+    its ÉQUILIBRES exit (``exit_date``, EQL_SOR_DTE) when that comes first."""
+    if "exit_date" not in persons.columns:
+        return fu["fu_end"]
+    exit_ = pd.to_datetime(persons["exit_date"].reindex(fu["person_id"])).dt.normalize()
+    exit_.index = fu.index
+    return fu["fu_end"].where(exit_.isna() | (exit_ >= fu["fu_end"]), exit_)

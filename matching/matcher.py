@@ -548,9 +548,23 @@ def stratum_codes(frame: pd.DataFrame, columns: Sequence[str],
             c, uniques = pd.factorize(frame[col], sort=True)
             n_levels = len(uniques)
         missing |= c < 0
-        code = code * (n_levels + 1) + np.maximum(c, 0)
+        code *= n_levels + 1
+        code += np.maximum(c, 0)
         if n_levels and code.max() > 2**40:  # keep the mixed-radix code small
             code = pd.factorize(code, sort=True)[0].astype(np.int64)
-    # hash-based and sorted: codes follow the sorted order of the exact columns' values
-    code = pd.factorize(code, sort=True)[0].astype(np.int64)
-    return np.where(missing, -1, code)
+    # dense and sorted: codes follow the sorted order of the exact columns' values
+    code = dense_ranks(code)
+    code[missing] = -1
+    return code
+
+
+def dense_ranks(code: np.ndarray) -> np.ndarray:
+    """The rank of each value among the distinct values of ``code`` (non-negative int64), i.e. the
+    codes of ``pd.factorize(code, sort=True)``; by a lookup table when the values are small (strata
+    combine a few levels per column), which hashes nothing."""
+    top = int(code.max(initial=-1))
+    if top < 4 * len(code) + 1024:
+        used = np.zeros(top + 1, dtype=bool)
+        used[code] = True
+        return (np.cumsum(used) - 1)[code]
+    return pd.factorize(code, sort=True)[0].astype(np.int64)

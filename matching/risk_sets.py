@@ -47,7 +47,8 @@ def person_codes(frame: pd.DataFrame, is_treated: np.ndarray, person: str | None
     if person is None:
         return None
     codes = np.full(len(frame), -1, dtype=np.int64)
-    codes[~is_treated] = pd.factorize(frame[person].to_numpy()[~is_treated])[0]
+    # factorised as a Series: a categorical column is coded from its integer codes, not its values
+    codes[~is_treated] = pd.factorize(frame[person][~is_treated])[0]
     missing = int((codes[~is_treated] < 0).sum())
     if missing:
         raise ValueError(

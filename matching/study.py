@@ -8,6 +8,7 @@ sweep of :mod:`study.sweep` repeats over a grid.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -21,6 +22,7 @@ import pandas as pd
 from matching.balance import MatchSummary, kish_ess, unit_rows
 from matching.matcher import Matcher
 from matching.profiles import INDICATOR_ID, unmatched_indicator, unmatched_profiles
+from pipeline import provenance
 from pipeline.config import StudyConfig
 from pipeline.facts import MatchingFacts, MatchingSizes
 from pipeline.io import PipelineError, atomic_write_parquet, file_hash, peak_rss_mb
@@ -28,7 +30,6 @@ from pipeline.labels import CALIPER_SCALE_FR, MATCHING_METHOD_FR
 from pipeline.paths import BuildPaths
 from pipeline.privacy import is_small, mask_count
 from pipeline.results import IndicatorRecord
-from pipeline.stages.rules import DESCRIPTIONS_FR
 from pipeline.tables import COHORT, MATCHED, PAIRS
 from pipeline.writer import StepWriter
 
@@ -60,16 +61,142 @@ def load_cohort(paths: BuildPaths, config: StudyConfig) -> pd.DataFrame:
             f"change the matching columns."
         )
     COHORT.check(path, "Re-run `equilibres clean --force`.")  # and the types of the columns it declares
-    # only eligible rows are converted to pandas (the string columns' conversion dominates the load)
-    return pq.read_table(path, filters=[("eligible", "=", 1)]).to_pandas(date_as_object=False)
+    # Text columns the file stores dictionary-encoded come as dictionaries at no cost; the others are
+    # encoded by cohort_frame, after the ineligible rows are dropped.
+    text, meta = coded_columns(pq.read_schema(path)), pq.read_metadata(path)
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    stored = [c for c in text if all(meta.row_group(g).column(names.index(c)).has_dictionary_page
+                                     for g in range(meta.num_row_groups))]
+    # The ineligible rows are dropped while reading (row group by row group: no copy of the table).
+    table = pq.read_table(path, read_dictionary=stored, filters=[("eligible", "=", 1)])
+    return cohort_frame(table, path, threads=config.engine.duckdb_threads)
+
+
+#: The cohort column naming a row: unique, ``<person_id>@<index_date>`` (docs/CONTRACTS.md §2).
+ROW_ID_COLUMN = "unit_id"
+#: The id :func:`fit_specification` gives the matcher: the row's position in the cohort frame. Hashing
+#: millions of text ids takes seconds; positions are unique by construction, :func:`cohort_frame`
+#: checks the text ids once, and the outputs get them back by position.
+ROW_POSITION = "cohort_row"
+
+
+def coded_columns(schema: Any) -> list[str]:
+    """The text columns of a cohort table (pyarrow schema) read as categoricals: all but the row id.
+
+    At full scale, turning millions of strings into Python objects is most of the load, and hashing
+    them is most of the matching (strata, persons, periods); a categorical carries integer codes, and
+    its levels are few (a person, a département, a quarter repeat over many rows)."""
+    import pyarrow as pa
+
+    return [f.name for f in schema if f.name != ROW_ID_COLUMN and (pa.types.is_string(f.type)
+                                                                  or pa.types.is_large_string(f.type))]
+
+
+def cohort_frame(table: Any, path: Path | str = "the cohort table", threads: int = 2) -> pd.DataFrame:
+    """The eligible rows of a cohort table (pyarrow, its other text columns dictionary-encoded) as a
+    frame: dates as datetime64, text columns as categoricals with sorted, observed levels (so their
+    codes order as the text does), the row id as Arrow-backed text, checked unique (PipelineError
+    naming the duplicates otherwise). :func:`plain_text` gives text columns back as Python strings."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    eligible = pc.fill_null(pc.equal(table["eligible"], 1), False)
+    if not pc.all(eligible).as_py():
+        table = table.filter(eligible)
+    for name in coded_columns(table.schema):
+        table = table.set_column(table.column_names.index(name), name, table[name].dictionary_encode())
+    if ROW_ID_COLUMN in table.column_names:
+        # One chunk: taking rows from a chunked text column (the matched rows) copies it whole first
+        # (kept chunked beyond the 2 GiB a text array can hold).
+        with contextlib.suppress(pa.ArrowInvalid):
+            ids = pa.chunked_array([table[ROW_ID_COLUMN].combine_chunks()])
+            table = table.set_column(table.column_names.index(ROW_ID_COLUMN), ROW_ID_COLUMN, ids)
+        repeated = repeated_values(table[ROW_ID_COLUMN], threads)
+        if repeated:
+            raise PipelineError(
+                f"{path}: the column '{ROW_ID_COLUMN}' must be unique among eligible rows (docs/CONTRACTS.md §2, "
+                f"<person_id>@<index_date>); {len(repeated)} value(s) repeat, e.g. {repeated[:3]}. Re-run "
+                f"`equilibres clean --force`."
+            )
+    frame = table.to_pandas(date_as_object=False, types_mapper={pa.string(): pd.ArrowDtype(pa.string())}.get)
+    for name in frame.columns:
+        if isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = sorted_levels(frame[name])
+    return frame
+
+
+def sorted_levels(column: pd.Series) -> pd.Series:
+    """A categorical column with only its observed levels, sorted (codes then order as the values)."""
+    codes = column.cat.codes.to_numpy()
+    levels = column.cat.categories
+    used = np.bincount(codes[codes >= 0], minlength=len(levels)) > 0
+    if used.all() and levels.is_monotonic_increasing:
+        return column
+    keep = levels[used]
+    order = np.argsort(np.asarray(keep, dtype=object), kind="stable")
+    rank = np.full(len(levels) + 1, -1, dtype=np.int64)  # old code -> new code; the last slot: missing
+    rank[np.flatnonzero(used)[order]] = np.arange(len(keep))
+    new = pd.Categorical.from_codes(rank[np.where(codes >= 0, codes, len(levels))], categories=keep[order],
+                                    validate=False)
+    return pd.Series(new, index=column.index, name=column.name)
+
+
+def repeated_values(ids: Any, threads: int = 2) -> list[str]:
+    """The values that occur more than once in a pyarrow (chunked) array of text, nulls as a value.
+
+    Exact, and fast at millions of rows: 64-bit DuckDB hashes of the values are sorted and compared,
+    and only values whose hashes collide are compared as text."""
+    import duckdb
+    import pyarrow as pa
+
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET threads = {int(threads)}")
+        con.register("ids", pa.table({"id": ids}))
+        hashes = con.execute("SELECT hash(id) AS h FROM ids").fetchnumpy()["h"]
+    finally:
+        con.close()
+    ordered = np.sort(hashes)
+    shared = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if not len(shared):
+        return []
+    candidates = pd.Series(ids.take(np.flatnonzero(np.isin(hashes, shared))).to_pylist(), dtype=object)
+    return [str(v) for v in candidates[candidates.duplicated()].unique()]
+
+
+def plain_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its categorical and Arrow-backed text columns as Python strings (object, None
+    where missing), as the output contracts and the indicators read them: the frames matching writes
+    or hands on are small."""
+    coded = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype | pd.ArrowDtype)]
+    if not coded:
+        return frame
+    out = frame.copy(deep=False)
+    for name in coded:
+        column = out[name]
+        if isinstance(column.dtype, pd.ArrowDtype):
+            out[name] = column.to_numpy(dtype=object, na_value=None)
+            continue
+        codes = column.cat.codes.to_numpy()
+        values = np.full(len(codes), None, dtype=object)
+        values[codes >= 0] = np.asarray(column.cat.categories, dtype=object)[codes[codes >= 0]]
+        out[name] = values
+    return out
 
 
 def with_age_band(cohort: pd.DataFrame, width: int, max_age_band: int) -> pd.DataFrame:
     """Add `age_band` (lower bound of the band, years); ages >= max_age_band are pooled into one band."""
+    out = cohort.copy(deep=False)
+    if pd.api.types.is_integer_dtype(cohort["age"].dtype) and not cohort["age"].hasnans:
+        # whole years (the cohort table's type): integer arithmetic, no float copies of millions of rows
+        age = cohort["age"].to_numpy()
+        band = np.where(age >= max_age_band, max_age_band, age // width * width).astype(np.int64)
+        out["age_band"] = pd.arrays.IntegerArray(band, np.zeros(len(band), dtype=bool))
+        return out
     age = cohort["age"].to_numpy(dtype=float, na_value=np.nan)
     band = np.where(age >= max_age_band, max_age_band, np.floor(age / width) * width)
-    out = cohort.copy(deep=False)
-    out["age_band"] = pd.array(np.where(np.isfinite(band), band, np.nan), dtype="Float64").astype("Int64")
+    known = np.isfinite(band)
+    out["age_band"] = pd.arrays.IntegerArray(np.where(known, band, 0).astype(np.int64), ~known)
     return out
 
 
@@ -111,8 +238,10 @@ def reuse_sizes(matcher: Matcher, min_cell_count: int) -> dict[str, Any]:
 
 
 def cohort_fingerprint(paths: BuildPaths) -> str:
-    """The content hash of the cohort table (first 16 hex digits), recorded beside matching outputs."""
-    return file_hash(paths.cohort)["sha256"][:16]
+    """The content hash of the cohort table (first 16 hex digits), recorded beside matching outputs:
+    the hash cleaning recorded when the file is as cleaning left it (no re-reading), else computed."""
+    recorded = provenance.current_hash(paths, "cohort")
+    return (recorded if recorded is not None else file_hash(paths.cohort)["sha256"])[:16]
 
 
 def balance_covariates(config: StudyConfig) -> list[str]:
@@ -167,6 +296,7 @@ class FitOutcome:
     profiles: pd.DataFrame
     indicator: IndicatorRecord
     sizes: dict[str, int]
+    pairs: pd.DataFrame          # the matcher's pairs with cohort unit ids (contract PAIRS)
 
 
 def fit_specification(cohort: pd.DataFrame, config: StudyConfig, stages=("before", "after"),
@@ -175,9 +305,10 @@ def fit_specification(cohort: pd.DataFrame, config: StudyConfig, stages=("before
     this very cohort and covariate set (they do not depend on the matching settings): read if present,
     written otherwise — re-running with other settings then skips the pass over every candidate row."""
     frame = with_age_band(cohort, config.cohort.age_band_width, config.cohort.max_age_band)
+    frame[ROW_POSITION] = np.arange(len(frame), dtype=np.int32 if len(frame) < 2**31 else np.int64)
     matcher = matcher_from_config(config)
     try:
-        matcher.fit(frame, treatment="treated", id="unit_id")
+        matcher.fit(frame, treatment="treated", id=ROW_POSITION)
     except ValueError as err:
         raise PipelineError(f"Matching failed on the cohort table: {err}") from None
     covariates = balance_covariates(config)
@@ -195,9 +326,10 @@ def fit_specification(cohort: pd.DataFrame, config: StudyConfig, stages=("before
     else:
         bal = matcher.balance(covariates, stages=stages)
     treated = frame[frame["treated"] == 1].reset_index(drop=True)
-    unmatched_ids = matcher.unmatched_.set_index("unit_id")["unmatched_reason"]
-    mask = treated["unit_id"].isin(unmatched_ids.index).to_numpy()
-    reasons = treated["unit_id"].map(unmatched_ids)
+    unmatched_rows = matcher.unmatched_.set_index(ROW_POSITION)["unmatched_reason"]
+    mask = treated[ROW_POSITION].isin(unmatched_rows.index).to_numpy()
+    reasons = treated[ROW_POSITION].map(unmatched_rows)
+    treated = plain_text(treated.drop(columns=ROW_POSITION))
     flags = list(config.cohort.complex_flags)
     min_cell_count = config.report.min_cell_count
     level = config.indicators.ci_level
@@ -205,7 +337,7 @@ def fit_specification(cohort: pd.DataFrame, config: StudyConfig, stages=("before
                                   reasons=reasons)
     indicator = unmatched_indicator(treated, mask, flags, min_cell_count, config.published.get(INDICATOR_ID),
                                     method_description(config), level, method_fr=method_description_fr(config))
-    matched = matched_units(matcher.matched_)
+    matched = matched_units(plain_text(matcher.matched_.drop(columns=ROW_POSITION)))
     per_unit = unit_rows(matched, "unit_id")
     w = per_unit.loc[per_unit["treated"] == 0, "weight"].to_numpy(dtype=float)
     sizes = {
@@ -216,7 +348,16 @@ def fit_specification(cohort: pd.DataFrame, config: StudyConfig, stages=("before
         "pairs": matcher.n_pairs_, "strata_with_treated": matcher.n_strata_,
         "strata_matched": matcher.n_strata_matched_, "ess_controls": round(kish_ess(w), 1),
     }
-    return FitOutcome(matcher, frame, matched, bal, profiles, indicator, sizes)
+    return FitOutcome(matcher, frame, matched, bal, profiles, indicator, sizes,
+                      labelled_pairs(matcher.pairs_, frame[ROW_ID_COLUMN]))
+
+
+def labelled_pairs(pairs: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
+    """The matcher's pairs (treated and control as row positions) with the rows' ids, as text."""
+    out = pairs.copy()
+    for side in ("treated_id", "control_id"):
+        out[side] = ids.iloc[pairs[side].to_numpy()].to_numpy(dtype=object, na_value=None)
+    return out
 
 
 def matched_units(matched: pd.DataFrame) -> pd.DataFrame:
@@ -224,7 +365,8 @@ def matched_units(matched: pd.DataFrame) -> pd.DataFrame:
     ``<person_id>@<index_date>`` (a control's index date is its treated patient's, under risk-set
     matching) and the cohort row it came from is kept in ``cohort_unit_id``."""
     m = matched.rename(columns={"unit_id": "cohort_unit_id"})
-    day = pd.to_datetime(m["index_date"]).dt.strftime("%Y-%m-%d")
+    dates = pd.to_datetime(m["index_date"]).to_numpy()
+    day = pd.Series(dates.astype("datetime64[D]").astype(str), index=m.index).where(~np.isnat(dates))
     m.insert(0, "unit_id", m["person_id"].astype(str) + "@" + day)
     return m
 
@@ -237,6 +379,9 @@ def matching_flow(sizes: dict[str, int]) -> pd.DataFrame:
     * `unmatched`: the treated side only: rows_in = eligible treated, rows_out = treated with at least one
       control, rows_dropped = treated with no control.
     """
+    # Imported here: the module of the cleaning rules loads ibis, a second at start-up.
+    from pipeline.stages.rules import DESCRIPTIONS_FR
+
     kept = sizes["treated_matched"] + sizes["controls_matched"]
     return pd.DataFrame([
         {"stage": "cohort", "rule": "matched", "unit": "cohort_rows", "rows_in": sizes["eligible_rows"], "rows_out": kept,
@@ -309,7 +454,7 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Match
         outcome = fit_specification(cohort, config, before_cache=None if force else cache)
         m = outcome.matcher
         min_cell_count = config.report.min_cell_count
-        out.table("pairs", m.pairs_, schema=PAIRS)
+        out.table("pairs", outcome.pairs, schema=PAIRS)
         out.table("matched", outcome.matched, schema=MATCHED)
         out.table("balance", suppress_balance(outcome.balance, min_cell_count))
         out.table("unmatched_profiles", outcome.profiles)

@@ -16,8 +16,11 @@ from typing import Any
 import ibis.expr.types as ir
 
 from pipeline.config import StudyConfig
-from pipeline.engine import read_parquet, write_parquet
+from pipeline.contract_spec import TABLES
+from pipeline.engine import engine_name, read_parquet, write_parquet
+from pipeline.input_checks import DuplicateKeyError, parquet_rows, repeated_line_keys
 from pipeline.paths import BuildPaths
+from pipeline.readers import locate_tables, pmsi_year_groups
 from pipeline.stages import ald as ald_stage
 from pipeline.stages import cohort as cohort_stage
 from pipeline.stages import dcir as dcir_stage
@@ -25,7 +28,15 @@ from pipeline.stages import deaths as deaths_stage
 from pipeline.stages import ingest as ingest_stage
 from pipeline.stages import outputs as outputs_stage
 from pipeline.stages import pmsi as pmsi_stage
-from pipeline.stages.rules import AuditRow
+from pipeline.stages.rules import AuditRow, with_check_row
+
+
+def _refuse_repeated(key: str, repeated: int) -> None:
+    """What a stage does with its line-key check when no runner diagnoses it (a stage run alone)."""
+    if repeated:
+        raise DuplicateKeyError(f"{TABLES[key].label}: {repeated:,} line(s) repeat the line key of another "
+                                f"({', '.join(TABLES[key].unique)}); run `equilibres clean` for the files and "
+                                "examples, or `equilibres validate DIR`.")
 
 
 @dataclass
@@ -35,12 +46,20 @@ class StageContext:
     con: Any
     staged: Callable[[str], list[Path]]
     stage_dir: Path
+    # Called by a stage with the result of an input table's line-key check (lines whose key repeats
+    # another's); the runner stops the run there with the exact diagnosis.
+    key_checked: Callable[[str, int], None] = _refuse_repeated
 
     def out(self, stage: str, name: str) -> Path:
         return self.stage_dir / stage / f"{name}.parquet"
 
     def read(self, path: Path) -> ir.Table:
         return read_parquet(self.con, path)
+
+    def repeated_keys(self, key: str, table: ir.Table, keys: tuple[str, ...] | None = None) -> ir.Table:
+        """The line-key check of input ``key`` as a branch of a stage's query (one row, ``repeated``):
+        by sorting one hash on DuckDB, by grouping the columns on Spark (see ``repeated_line_keys``)."""
+        return repeated_line_keys(table, keys or TABLES[key].unique, exact=engine_name(self.con) == "spark")
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,8 @@ class StageDef:
     params: Callable[[StudyConfig], dict[str, Any]]
     run: Callable[[StageContext], tuple[dict[str, Path], list[AuditRow]]]
     description: str
+    # Inputs whose line key the stage checks in its first query of them (pipeline.input_checks).
+    key_checks: tuple[str, ...] = ()
 
 
 def _cleaning_subset(cfg: StudyConfig, keys: list[str]) -> dict[str, Any]:
@@ -71,7 +92,9 @@ def _run_ingest(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
         "nir_map": ctx.out("ingest", "nir_map"),
     }
     write_parquet(con, ingest_stage.persons_unified(norm), outs["persons_base"], ["person_id"])
-    write_parquet(con, ingest_stage.person_key_map(norm), outs["key_map"], ["BEN_NIR_PSA", "BEN_RNG_GEM"])
+    n_keys = write_parquet(con, ingest_stage.person_key_map(norm), outs["key_map"], ["BEN_NIR_PSA", "BEN_RNG_GEM"])
+    # IR_BEN_R's line key is the person map's grouping key: fewer map rows than lines means repeated keys.
+    ctx.key_checked("IR_BEN_R", parquet_rows(ctx.staged("IR_BEN_R")) - n_keys)
     write_parquet(con, ingest_stage.person_nir_map(norm), outs["nir_map"], ["BEN_NIR_PSA"])
     key_map = read_parquet(con, outs["key_map"])
     nir_map = read_parquet(con, outs["nir_map"])
@@ -117,17 +140,31 @@ def _run_dcir(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
                   ["person_id"])
     out = ctx.out("dcir", "claims_summary")
     summary = dcir_stage.dcir_stage(prs, key_map, ctx.config, read_parquet(con, ranges_path))
-    # Unsorted and unrounded: sorting or rounding tens of millions of rows would cost the stage time
-    # for nothing (the outputs stage aggregates it again and rounds what it writes).
-    write_parquet(con, summary, out, round_floats=False)
+    # ER_PRS_F's line-key check is a branch of the same query, its result a row of the summary.
+    summary = with_check_row(summary, ctx.repeated_keys("ER_PRS_F", prs), dcir_stage.FATE_KEY_CHECK, "n_lines")
+    # Unsorted, unrounded and uncompressed: sorting, rounding or compressing tens of millions of rows
+    # would cost the stage time for nothing (the outputs stage aggregates it again and rounds what it
+    # writes).
+    write_parquet(con, summary, out, round_floats=False, compressed=False)
     ranges_path.unlink(missing_ok=True)
-    audit = dcir_stage.audit_dcir(read_parquet(con, out), ctx.config.cleaning)
-    dcir_stage.check_claims_usable(read_parquet(con, out), audit, str(ctx.paths.data))
+    # One pass over the summary's small columns gives the check, the audit and the usable-claims test.
+    by_fate = dcir_stage.claims_by_fate(read_parquet(con, out))
+    ctx.key_checked("ER_PRS_F", dcir_stage.repeated_lines(by_fate))
+    audit = dcir_stage.claims_audit_rows(by_fate, ctx.config.cleaning)
+    dcir_stage.check_claims_usable(by_fate, audit, str(ctx.paths.data))
     return {"claims_summary": out}, audit
 
 
 def _pmsi_tables(ctx: StageContext, key: str) -> list[tuple[int, ir.Table]]:
-    return [(pmsi_stage.pmsi_year_of(p), read_parquet(ctx.con, p)) for p in ctx.staged(key)]
+    # One table per PMSI year, its files (numbered files, parts of a directory) stacked. The year is in
+    # the extract's names: those of Parquet files read in place, else those of the files the staged
+    # copies come from (same order).
+    staged = ctx.staged(key)
+    try:
+        years = pmsi_year_groups(staged, key, ctx.config)
+    except ValueError:
+        years = pmsi_year_groups(locate_tables(ctx.paths.data, ctx.config)[key], key, ctx.config)
+    return [(year % 100, read_parquet(ctx.con, [staged[i] for i in idx])) for year, idx in years.items()]
 
 
 def _run_pmsi(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
@@ -137,9 +174,16 @@ def _run_pmsi(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
     v = pmsi_stage.union_years(_pmsi_tables(ctx, "MCO_VALO"), pmsi_stage.MCO_VALO_TYPES, "T_MCOaaVALO")
     nir_map = read_parquet(con, ctx.out("ingest", "nir_map"))
     out = ctx.out("pmsi", "stays_all")
-    write_parquet(con, pmsi_stage.mco_stays(b, c, v, nir_map, ctx.config), out, ["pmsi_year", "ETA_NUM", "RSA_NUM"])
-    audit = pmsi_stage.audit_pmsi(read_parquet(con, out), ctx.config.cleaning)
-    return {"stays_all": out}, audit
+    stays = pmsi_stage.mco_stays(b, c, v, nir_map, ctx.config)
+    # The line-key checks of the three tables are branches of the same query, their results rows of it.
+    for key, table in (("MCO_B", b), ("MCO_C", c), ("MCO_VALO", v)):
+        stays = with_check_row(stays, ctx.repeated_keys(key, table, tuple(pmsi_stage.STAY_KEY)),
+                               pmsi_stage.KEY_CHECK_FATES[key], "RSA_NUM")
+    write_parquet(con, stays, out, pmsi_stage.STAY_KEY)
+    by_fate = pmsi_stage.stays_by_fate(read_parquet(con, out))
+    for key, repeated in pmsi_stage.repeated_keys(by_fate).items():
+        ctx.key_checked(key, repeated)
+    return {"stays_all": out}, pmsi_stage.stays_audit_rows(by_fate, ctx.config.cleaning)
 
 
 def _run_outputs(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
@@ -174,8 +218,13 @@ def _run_cohort(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
     persons = read_parquet(con, paths.persons)
     panel = read_parquet(con, paths.panel)
     periods = read_parquet(con, ctx.out("ingest", "ald_periods"))
-    write_parquet(con, cohort_stage.cohort_table(persons, panel, periods, cfg), paths.cohort,
-                  ["treated", "index_date", "person_id"])
+    # The candidate rows (the prior-window join of the whole panel) are written once: the cohort query
+    # reads them three times and would otherwise compute them three times.
+    candidates = ctx.out("cohort", "candidates")
+    write_parquet(con, cohort_stage.candidate_rows(persons, panel, cfg), candidates, round_floats=False)
+    write_parquet(con, cohort_stage.cohort_table(persons, panel, periods, cfg, read_parquet(con, candidates)),
+                  paths.cohort, ["treated", "index_date", "person_id"])
+    candidates.unlink(missing_ok=True)
     audit = cohort_flow(persons, read_parquet(con, paths.cohort))
     cohort_stage.check_cohort_usable(audit, str(paths.data))
     return {"cohort": paths.cohort}, audit
@@ -228,7 +277,7 @@ STAGES: list[StageDef] = [
         "ingest", ("IR_BEN_R", "IR_IMB_R", "ROSTER"), (),
         lambda c: {"tables": c.section("extract"),
                    "study": {k: str(getattr(c.study, k)) for k in ("inclusion_start", "inclusion_end", "claims_end")}},
-        _run_ingest, "beneficiaries, person map, ALD periods, roster",
+        _run_ingest, "beneficiaries, person map, ALD periods, roster", key_checks=("IR_BEN_R",),
     ),
     StageDef(
         # T_MCOaaB/C only for the possible death dates (SOR_MOD 9 exits) of the end-of-life care days.
@@ -240,7 +289,7 @@ STAGES: list[StageDef] = [
                                              "eol_daily_days", "max_line_amount_eur",
                                              "max_line_amount_by_category", "max_care_after_flux_days"]),
         },
-        _run_dcir, "ER_PRS_F rules, netting, categories",
+        _run_dcir, "ER_PRS_F rules, netting, categories", key_checks=("ER_PRS_F",),
     ),
     StageDef(
         "pmsi", ("MCO_B", "MCO_C", "MCO_VALO"), ("ingest",),
@@ -249,7 +298,7 @@ STAGES: list[StageDef] = [
             "cleaning": _cleaning_subset(c, ["drop_ghm_90", "drop_bad_return_codes",
                                              "drop_duplicate_geographic_finess", "duplicate_geographic_finess"]),
         },
-        _run_pmsi, "MCO stays, exclusions, costs",
+        _run_pmsi, "MCO stays, exclusions, costs", key_checks=("MCO_B", "MCO_C", "MCO_VALO"),
     ),
     StageDef(
         "outputs", (), ("ingest", "dcir", "pmsi"),

@@ -150,11 +150,17 @@ class CleaningSettings(_Settings):
     # above the maximum of its spending category (max_line_amount_by_category, else max_line_amount_eur)
     # is dropped and audited (amount_above_maximum); so is a line whose care starts more than
     # max_care_after_flux_days after its flux date (care_after_flux). A contract column whose share of
-    # missing values exceeds max_null_share stops validate and cleaning (column_mostly_null).
+    # missing values exceeds max_null_share stops validate and cleaning (column_mostly_null); a column
+    # the contract lets be missing is noted by validate above max_null_share_nullable. Rows of a table
+    # that do not link to the table they refer to (pipeline/table_links.py) stop validate above
+    # max_unlinked_share (max_unlinked_roster_share for the roster), and are noted below it.
     max_line_amount_eur: float = Field(100_000.0, gt=0)
     max_line_amount_by_category: dict[str, float] = Field(default_factory=dict)
     max_care_after_flux_days: int = Field(31, ge=0, le=3660)
     max_null_share: float = Field(0.5, gt=0, le=1)
+    max_null_share_nullable: float = Field(0.95, ge=0, le=1)
+    max_unlinked_share: float = Field(0.05, ge=0, le=1)
+    max_unlinked_roster_share: float = Field(0.10, ge=0, le=1)
     categories: dict[str, CategoryRule] = Field(default_factory=dict)
     # MCO stays counted apart from the "hospital" perimeter (negative-control stays such as elective
     # cataract surgery), by GRG_GHM prefix; the first matching category wins, the rest are "hospital".
@@ -269,6 +275,9 @@ class SweepSettings(_Settings):
     transform: list[Literal["none", "log1p"]] = Field(default_factory=lambda: ["log1p", "none"])
     replace: list[bool] = Field(default_factory=lambda: [False])
     max_specs: int = Field(64, ge=1, le=10_000)
+    # Processes computing the specifications not in the cache: 0 = the CPUs available, at most 2; 1 = one
+    # process (sequential). The rows are the same whatever the number.
+    workers: int = Field(0, ge=0, le=64)
 
 
 class IndicatorSettings(_Settings):

@@ -10,7 +10,11 @@ a raw Parquet), its values are converted to the contract types with the readers'
    pandera's Ibis backend (``pandera.ibis``) on the DuckDB table — the table is never loaded into
    pandas, only the failing values are;
 3. duplicated line keys are counted in SQL (pandera-ibis reports uniqueness failures as an
-   expression, not as rows, so counts and examples come from DuckDB directly).
+   expression, not as rows, so counts and examples come from DuckDB directly);
+4. the plausibility rules (:mod:`pipeline.plausibility`) run on the typed table, and the key columns
+   of each file are kept for the checks across tables (:mod:`pipeline.table_links`: roster, claims,
+   ALDs and PMSI stays that do not link to IR_BEN_R or to their T_MCOaaB stay), run once every file
+   is read.
 
 Validation is lazy: every violation of every file is collected, then rendered at once. Sentinels
 (1600-01-01, birth year 1600, 2099-12-31) are valid values. Identifiers are masked in examples.
@@ -20,7 +24,9 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +47,8 @@ from pipeline.readers import (
     mask_identifier,
     match_columns,
     open_source,
+    pmsi_year,
+    pmsi_year_groups,
     quote_identifier,
     source_columns,
     source_dialect,
@@ -160,8 +168,8 @@ class ValidationReport:
             how = f"; {self.read_as[f]}" if f in self.read_as else ""
             out.append(f"  checked {f} ({self.rows_checked.get(f, 0):,} rows{how})")
         if self.notes:
-            out.append(f"{len(self.notes)} note(s) — implausible values that cleaning drops or flags and counts in "
-                       "audit/attrition.csv (not violations):")
+            out.append(f"{len(self.notes)} note(s) — not violations: implausible values or links that cleaning drops "
+                       "or flags and counts in audit/attrition.csv, or findings to check (each says which):")
             out += [v.render() for v in self.notes]
         if self.violations:
             out.append(f"{len(self.violations)} violation(s):")
@@ -219,18 +227,24 @@ def validate_extract(data_dir: Path, config: StudyConfig, max_examples: int = 3,
     read_as: dict[str, str] = {}
     import ibis
 
+    from pipeline.table_links import LinkKeys
+
     with tempfile.TemporaryDirectory(prefix="eq_validate_") as tmpdir:
         # One disk-backed DuckDB for the whole run: big tables spill instead of filling memory.
         db = ibis.duckdb.connect(str(Path(tmpdir) / "v.duckdb"), threads=config.engine.duckdb_threads,
                                  memory_limit=config.engine.duckdb_memory_limit)
         try:
+            links = LinkKeys(db.con)
             for key, paths in search.found.items():
+                links.expect(key, len(paths))
                 for path in paths:
                     # Files are named by their path under the extract (parts of a directory share names).
                     name = search.name(path)
                     files.append(name)
+                    year = pmsi_year(path, key, config) if TABLES[key].per_year else None
                     n, vs = _validate_file(db, Path(tmpdir), path, TABLES[key], config, max_examples,
-                                           whole_table=len(paths) == 1, notes=notes)
+                                           whole_table=len(paths) == 1, notes=notes,
+                                           keep_keys=partial(links.add, TABLES[key], "typed", file=name, year=year))
                     rows[name] = n
                     violations.extend(replace(v, file=name) if v.file == path.name else v for v in vs)
                     dialect = _dialect_or_none(path, config, TABLES[key])
@@ -240,6 +254,9 @@ def validate_extract(data_dir: Path, config: StudyConfig, max_examples: int = 3,
                                                  max_examples)
                 if notes:
                     violations += _notes_across_files(db, Path(tmpdir), TABLES[key], paths, config, max_examples)
+            violations += [Violation(f.file, f.table, f.column, f.rule, f.count, f.examples, f.hint,
+                                     severity="error" if f.refuse else "note")
+                           for f in links.findings(config, max_examples, notes=notes)]
         finally:
             db.disconnect()
     return ValidationReport(data_dir=data_dir, violations=violations, files_checked=files, rows_checked=rows,
@@ -249,9 +266,24 @@ def validate_extract(data_dir: Path, config: StudyConfig, max_examples: int = 3,
 def _keys_across_files(con, tmpdir: Path, spec: TableSpec, paths: list[Path], search, config: StudyConfig,
                        k: int) -> list[Violation]:
     """A table in several files (by period, parts): line keys found in two files (overlapping periods, a
-    part copied twice), which cleaning would count twice. Files that do not read are already violations."""
-    if spec.per_year or len(paths) < 2 or not spec.unique:
+    part copied twice), which cleaning would count twice. A PMSI table is checked year by year (RSA_NUM
+    is unique within a year): across the numbered files or parts of one year. Files that do not read are
+    already violations."""
+    if len(paths) < 2 or not spec.unique:
         return []
+    if not spec.per_year:
+        return _keys_across(con, tmpdir, spec, paths, search, config, k, f"{len(paths)} files of {spec.label}")
+    out = []
+    for year, idx in pmsi_year_groups(paths, spec.key, config).items():
+        if len(idx) > 1:
+            out += _keys_across(con, tmpdir, spec, [paths[i] for i in idx], search, config, k,
+                                f"{len(idx)} files of {spec.label} {year}")
+    return out
+
+
+def _keys_across(con, tmpdir: Path, spec: TableSpec, paths: list[Path], search, config: StudyConfig, k: int,
+                 where: str) -> list[Violation]:
+    """The line keys of ``paths`` (the files of one table, or of one PMSI year) found in two of them."""
     keys_spec = TableSpec(spec.key, spec.label, tuple(spec.column(u) for u in spec.unique))
     selects = []
     for i, path in enumerate(paths):
@@ -278,7 +310,7 @@ def _keys_across_files(con, tmpdir: Path, spec: TableSpec, paths: list[Path], se
                      f"HAVING MIN(_file) <> MAX(_file) LIMIT {k}").fetchall()
     examples = [{**{u: _show(u, v) for u, v in zip(spec.unique, r[:-1], strict=True)},
                  "files": " and ".join(search.name(paths[i]) for i in r[-1])} for r in ex]
-    return [Violation(f"{len(paths)} files of {spec.label}", spec.label, "+".join(spec.unique),
+    return [Violation(where, spec.label, "+".join(spec.unique),
                       "line key unique across the files of the table", int(n), examples,
                       hint="the same line is in two files (overlapping periods, a part copied twice) and would be "
                            "counted twice; keep each line in one file only.")]
@@ -293,11 +325,15 @@ def _dialect_or_none(path: Path, config: StudyConfig, spec: TableSpec):
 
 
 def _validate_file(db, tmpdir: Path, path: Path, spec: TableSpec, config: StudyConfig, k: int, *,
-                   whole_table: bool = True, notes: bool = True) -> tuple[int, list[Violation]]:
+                   whole_table: bool = True, notes: bool = True,
+                   keep_keys: Callable[[list[str]], None] | None = None) -> tuple[int, list[Violation]]:
+    """Every contract rule on one file. ``keep_keys`` is called with the columns that converted while
+    the file's typed table (``typed``) exists, to keep its keys for the checks across tables."""
     import duckdb
 
     try:
-        return _validate_readable_file(db, tmpdir, path, spec, config, k, whole_table=whole_table, notes=notes)
+        return _validate_readable_file(db, tmpdir, path, spec, config, k, whole_table=whole_table, notes=notes,
+                                       keep_keys=keep_keys)
     except duckdb.Error as err:
         # The footer read but the data does not decode (a corrupt page): one violation, not a crash.
         # An error on a file that reads in full is not the file's: let it show.
@@ -312,7 +348,8 @@ def _validate_file(db, tmpdir: Path, path: Path, spec: TableSpec, config: StudyC
 
 
 def _validate_readable_file(db, tmpdir: Path, path: Path, spec: TableSpec, config: StudyConfig, k: int, *,
-                            whole_table: bool = True, notes: bool = True) -> tuple[int, list[Violation]]:
+                            whole_table: bool = True, notes: bool = True,
+                            keep_keys: Callable[[list[str]], None] | None = None) -> tuple[int, list[Violation]]:
     out: list[Violation] = []
     name = path.name
     con = db.con
@@ -379,6 +416,8 @@ def _validate_readable_file(db, tmpdir: Path, path: Path, spec: TableSpec, confi
                                          "probably concatenated twice or badly joined."))
             out += _plausibility_violations(table, spec, converted, config, name, k, whole_table=whole_table,
                                             notes=notes)
+            if keep_keys is not None:
+                keep_keys(converted)
             con.execute("DROP TABLE typed")
     return n_rows, out
 

@@ -3,14 +3,16 @@
 A table is one file (``ER_PRS_F.parquet``), or one file per period — year or flux month —
 (``ER_PRS_F_2021.parquet``, ``ER_PRS_F_202101.csv``, ``ER_PRS_F_2021_01.csv``), or a directory of
 part files (``ER_PRS_F/part-0001.parquet``, ``ER_PRS_F.parquet/`` as Spark writes it, nested
-``year=2021/`` folders included; also one directory per period). The files of one table may mix
-formats; each is read and checked on its own, then stacked. PMSI tables are one file per year
-(``T_MCO21B``). Stems come from ``[extract]`` of the study configuration and match
-case-insensitively; when one stem exists in several formats, Parquet > CSV > SAS7BDAT > XPT.
+``year=2021/`` folders included; also one directory per period). PMSI tables are per year
+(``T_MCO21B``), and each year may in turn be one file, several numbered files (``T_MCO21B_1.csv``,
+``T_MCO21B_part2.parquet``) or a directory of parts (``T_MCO21B/part-0001.parquet``); the year of a
+part comes from its directory (:func:`pmsi_year`). The files of one table may mix formats; each is
+read and checked on its own, then stacked. Stems come from ``[extract]`` of the study configuration
+and match case-insensitively; when one stem exists in several formats, Parquet > CSV > SAS7BDAT > XPT.
 
 Ambiguous layouts are refused rather than guessed (a table read twice would count its euros
 twice): a whole-table file beside period files, a year file beside month files of the same year, a
-file and a directory of the same name.
+whole-year PMSI file beside numbered files of that year, a file and a directory of the same name.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ TABLE_KEYS = ("IR_BEN_R", "IR_IMB_R", "ER_PRS_F", "MCO_B", "MCO_C", "MCO_VALO", 
 # A period suffix: _YYYY (year), _YYYYMM or _YYYY_MM (flux month); '-' works as '_'.
 PERIOD_SUFFIX = r"(?:[_-](\d{4})(?:[_-]?(\d{2}))?)?"
 PERIOD_YEARS = (1990, 2099)
+# A part number of a PMSI year table: _1, -02, _part3, _part-0004 (the year is already in the stem).
+PART_SUFFIX = r"(?:[_-](?:part[_-]?)?(\d{1,6}))?"
 
 
 class MissingTableError(PipelineError):
@@ -43,21 +47,45 @@ class UnreadableFileError(PipelineError):
     """A file of the extract cannot be read in its format."""
 
 
-def stem_regex(pattern: str, periods: bool = False) -> re.Pattern[str]:
-    parts = pattern.split("{aa}")
-    body = r"(\d{2})".join(re.escape(p) for p in parts)
-    return re.compile(rf"^{body}{PERIOD_SUFFIX if periods else ''}$", re.IGNORECASE)
+def stem_regex(pattern: str, periods: bool = False, parts: bool = False) -> re.Pattern[str]:
+    """The file stems of a table: ``periods`` accepts a year or month suffix (DCIR, referentials),
+    ``parts`` a part number (PMSI year tables)."""
+    pieces = pattern.split("{aa}")
+    body = r"(\d{2})".join(re.escape(p) for p in pieces)
+    suffix = PERIOD_SUFFIX if periods else PART_SUFFIX if parts else ""
+    return re.compile(rf"^{body}{suffix}$", re.IGNORECASE)
 
 
 def table_pattern(key: str, config: StudyConfig) -> str:
     return getattr(config.extract, TABLES[key].config_attr)
 
 
+def _unit_stem(path: Path) -> str:
+    """The stem a file or a directory of parts stands for: ``T_MCO21B.parquet/`` (Spark) is ``T_MCO21B``."""
+    return path.stem if path.suffix.lower() in FORMAT_PREFERENCE else path.name
+
+
 def pmsi_year(path: Path, key: str, config: StudyConfig) -> int:
-    m = stem_regex(table_pattern(key, config)).match(Path(path).stem)
-    if not m:
-        raise ValueError(f"{path} is not a {key} file")
-    return 2000 + int(m.group(1))
+    """The year (2021) of a file of the PMSI table ``key``: from its name (``T_MCO21B.csv``,
+    ``T_MCO21B_2.csv``) or, for a part of a directory (``T_MCO21B/part-0001.parquet``,
+    ``T_MCO21B.parquet/year=2021/part-0.parquet``), from the nearest directory so named."""
+    rx = stem_regex(table_pattern(key, config), parts=True)
+    path = Path(path)
+    for name in (path.stem, *(_unit_stem(d) for d in path.parents)):
+        m = rx.match(name)
+        if m:
+            return 2000 + int(m.group(1))
+    raise ValueError(f"{path} is not a {key} file (expected a name such as "
+                     f"{table_pattern(key, config).format(aa='21')}.parquet, or a part of such a directory)")
+
+
+def pmsi_year_groups(files: list[Path], key: str, config: StudyConfig) -> dict[int, list[int]]:
+    """The positions in ``files`` (the files of the PMSI table ``key``, as :func:`find_tables` lists
+    them) of each year's files, years in order: the parts of one year form that year's table."""
+    groups: dict[int, list[int]] = {}
+    for i, f in enumerate(files):
+        groups.setdefault(pmsi_year(f, key, config), []).append(i)
+    return dict(sorted(groups.items()))
 
 
 def display_name(path: Path, data_dir: Path | None) -> str:
@@ -115,8 +143,7 @@ def _units(data_dir: Path) -> list[_Unit]:
         if p.is_file() and p.suffix.lower() in FORMAT_PREFERENCE:
             units.append(_Unit(p, p.stem, (p,)))
         elif p.is_dir():
-            stem = p.stem if p.suffix.lower() in FORMAT_PREFERENCE else p.name
-            units.append(_Unit(p, stem, _parts(p)))
+            units.append(_Unit(p, _unit_stem(p), _parts(p)))
     return units
 
 
@@ -147,17 +174,15 @@ def _table_units(key: str, units: list[_Unit], config: StudyConfig) -> tuple[lis
     """The units of one table in order (PMSI by year, others by period), or a conflict message."""
     spec = TABLES[key]
     pattern = table_pattern(key, config)
-    rx = stem_regex(pattern, periods=not spec.per_year)
+    rx = stem_regex(pattern, periods=not spec.per_year, parts=spec.per_year)
     by_stem: dict[str, list[_Unit]] = {}
     order: dict[str, tuple[int, ...]] = {}
     for u in units:
-        if spec.per_year and u.is_dir:
-            continue  # PMSI: one file per year
         m = rx.match(u.stem)
         if not m:
             continue
-        if spec.per_year:
-            rank: tuple[int, ...] | None = (int(m.group(1)),)
+        if spec.per_year:  # (year, part number; -1 for the whole year)
+            rank: tuple[int, ...] | None = (int(m.group(1)), -1 if m.group(2) is None else int(m.group(2)))
         else:
             rank = _period(m, 1)
         if rank is None:
@@ -170,9 +195,11 @@ def _table_units(key: str, units: list[_Unit], config: StudyConfig) -> tuple[lis
         if unit is None:
             return [], problem
         chosen.append(unit)
-    if spec.per_year or len(chosen) < 2:
+    if len(chosen) < 2:
         return chosen, ""
     ranks = {u.stem.upper(): order[u.stem.upper()] for u in chosen}
+    if spec.per_year:
+        return chosen, _pmsi_year_conflict(spec.label, chosen, ranks)
     whole = [u for u in chosen if ranks[u.stem.upper()] == (0, 0)]
     if whole:
         others = [u.path.name for u in chosen if u not in whole]
@@ -187,11 +214,25 @@ def _table_units(key: str, units: list[_Unit], config: StudyConfig) -> tuple[lis
     return chosen, ""
 
 
+def _pmsi_year_conflict(label: str, chosen: list[_Unit], ranks: dict[str, tuple[int, ...]]) -> str:
+    """A whole-year PMSI file beside numbered files of the same year: which to keep ('' when none)."""
+    whole = {ranks[u.stem.upper()][0]: u for u in chosen if ranks[u.stem.upper()][1] < 0}
+    parts = [u for u in chosen if ranks[u.stem.upper()][1] >= 0 and ranks[u.stem.upper()][0] in whole]
+    if not parts:
+        return ""
+    year_file = whole[ranks[parts[0].stem.upper()][0]]
+    names = [u.path.name for u in parts if ranks[u.stem.upper()][0] == ranks[parts[0].stem.upper()][0]]
+    return (f"{label}: {year_file.path.name} holds the whole year but {', '.join(names[:4])}"
+            f"{' …' if len(names) > 4 else ''} hold parts of the same year; keep either the year file or its "
+            "numbered parts in the extract directory, not both (the stays would be counted twice)")
+
+
 def find_tables(data_dir: Path, config: StudyConfig) -> TableSearch:
     """Every table file of the extract, without raising; missing tables and ambiguous layouts are described.
 
-    ``found[key]`` lists the files to read, in order (PMSI: one per year; other tables: one, one per
-    period, or the part files of a directory)."""
+    ``found[key]`` lists the files to read, in order (PMSI: by year, each year one file, its numbered
+    files or the part files of its directory; other tables: one, one per period, or the part files of
+    a directory)."""
     data_dir = Path(data_dir)
     units = _units(data_dir) if data_dir.is_dir() else []
     found: dict[str, list[Path]] = {}
@@ -214,8 +255,10 @@ def find_tables(data_dir: Path, config: StudyConfig) -> TableSearch:
             pattern = table_pattern(key, config)
             example = pattern.format(aa="21") if spec.per_year else pattern
             what = ("one file per year, e.g. " if spec.per_year else "")
-            split = ("" if spec.per_year else f" — or one file per year or month ({example}_2021, {example}_202101) "
-                     f"or a directory {example}/ of part files —")
+            split = (f" — or several files per year ({example}_1, {example}_2) or a directory {example}/ of part "
+                     "files —" if spec.per_year else
+                     f" — or one file per year or month ({example}_2021, {example}_202101) or a directory "
+                     f"{example}/ of part files —")
             missing[key] = (f"{spec.label}: expected {what}{example}.parquet (or .csv, .sas7bdat, .xpt){split} in "
                             f"{data_dir}; add the file, or set [extract] {spec.config_attr} in the study "
                             "configuration to the file name used")

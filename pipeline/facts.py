@@ -15,13 +15,15 @@ what was read: a missing or unknown key, or a value of the wrong type, is a
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import numbers
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pipeline.io import PipelineError
 
@@ -43,12 +45,29 @@ class Facts:
         return out
 
 
+F = TypeVar("F", bound=Facts)
+
+
+def read_facts(cls: type[F], path: Path) -> F:
+    """The facts a step saved as a JSON file of their own (``path``, e.g. sensitivity/summary.json),
+    checked against ``cls``: a file that is not valid JSON, or that breaks the declaration, is a
+    :class:`~pipeline.io.PipelineError` naming the file and the command that rewrites it."""
+    step = cls.STEP or "run"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise PipelineError(f"Cannot read {path}: invalid JSON ({err.msg} at line {err.lineno}). The file was "
+                            f"cut short or edited by hand: re-run {_command(step)}.") from None
+    return cls.from_dict(data, where=str(path))
+
+
 def _command(step: str) -> str:
     return f"`equilibres {step}`"
 
 
 def _fail(where: str, key: str, expected: str, found: Any, step: str) -> PipelineError:
-    return PipelineError(f"{where}: key {key!r} must be {expected}, found {found!r}. The file was written by "
+    shown = repr(found) if len(repr(found)) <= 120 else repr(found)[:117] + "..."
+    return PipelineError(f"{where}: key {key!r} must be {expected}, found {shown}. The file was written by "
                          f"another version of the pipeline or edited by hand: re-run {_command(step)}.")
 
 
@@ -94,6 +113,10 @@ def _check(value: Any, tp: Any, where: str, step: str, key: str) -> Any:
         raise _fail(where, key, " or ".join(_name(a) for a in args), value, step)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where, step, key)
+    if origin is typing.Literal:
+        if not any(value == a and type(value) is type(a) for a in args):
+            raise _fail(where, key, "one of " + ", ".join(repr(a) for a in args), value, step)
+        return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise _fail(where, key, "a list", value, step)
@@ -129,6 +152,8 @@ def _name(tp: Any) -> str:
         return names[tp]
     if dataclasses.is_dataclass(tp):
         return f"a JSON object ({tp.__name__})"
+    if typing.get_origin(tp) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     return "a list" if typing.get_origin(tp) is tuple else "a JSON object"
 
 
@@ -277,6 +302,121 @@ class SensitivityFacts(Facts):
     negative_controls_included: bool
     seconds: float
     peak_rss_mb: float | None
+
+
+@dataclass(frozen=True)
+class CheckFacts(Facts):
+    """One check behind a headline's verdict: the value measured, the threshold, whether it passed
+    (null: not judged, its input missing)."""
+
+    STEP: ClassVar[str] = "sensitivity"
+    value: float | None
+    threshold: float | None
+    passed: bool | None
+
+
+@dataclass(frozen=True)
+class HeadlineDiagnostics(Facts):
+    """The robustness reading of one headline effect (indicators/sensitivity/headlines.py): its estimate,
+    E-value, Rosenbaum bound, detectable effect, pre-trend test and the verdict of its checks
+    (indicators/sensitivity/verdict.py). ``reasons``: one sentence per check, failed ones first."""
+
+    STEP: ClassVar[str] = "sensitivity"
+    id: str
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    evalue: float | None
+    evalue_ci: float | None
+    evalue_scale: str
+    rosenbaum_gamma: float | None
+    rosenbaum_test: str
+    rosenbaum_p: float | None
+    rosenbaum_pairs: int | None  # matched pairs of the test; null below min_cell_count
+    mdrr: float | None
+    mde: float | None
+    pretrend_outcome: str
+    pretrend_p: float | None
+    verdict: Literal["pass", "fail", "incomplete"]
+    reasons: tuple[str, ...]
+    checks: Mapping[str, CheckFacts]
+
+
+@dataclass(frozen=True)
+class NegativeControlFacts(Facts):
+    """The systematic error the negative-control outcomes show (indicators/sensitivity/negative_controls.py)."""
+
+    STEP: ClassVar[str] = "sensitivity"
+    n: int
+    systematic_error_mean: float | None
+    systematic_error_sd: float | None
+    systematic_error_ci_low: float | None
+    systematic_error_ci_high: float | None
+    expected_absolute_systematic_error: float | None
+    ci_level: float
+    replicates: int
+    method: str
+    assumption: str
+
+
+@dataclass(frozen=True)
+class EventStudyTest(Facts):
+    """One outcome of the event study: the joint pre-trend test and the difference in differences."""
+
+    STEP: ClassVar[str] = "sensitivity"
+    unit: str
+    pretrend_chi2: float | None
+    pretrend_df: int
+    pretrend_p: float | None
+    did: float | None
+    did_ci_low: float | None
+    did_ci_high: float | None
+
+
+@dataclass(frozen=True)
+class BalanceOverlap(Facts):
+    """Max |SMD| after matching and the share of eligible ÉQUILIBRES patients matched (null: not read)."""
+
+    STEP: ClassVar[str] = "sensitivity"
+    max_abs_smd_after: float | None
+    matched_share: float | None
+
+
+@dataclass(frozen=True)
+class VerdictThresholds(Facts):
+    """The ``[sensitivity]`` thresholds the verdicts were judged against."""
+
+    STEP: ClassVar[str] = "sensitivity"
+    max_abs_smd: float
+    min_matched_share: float
+    pretrend_alpha: float
+    max_systematic_error: float
+    alpha: float
+    power: float
+    min_effect_of_interest: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class SensitivitySummary(Facts):
+    """``sensitivity/summary.json``: the diagnostics of every headline, the negative controls (null when
+    none are configured), the event study's tests per outcome, the balance and overlap judged, the
+    thresholds, and the resampling used."""
+
+    STEP: ClassVar[str] = "sensitivity"
+    headlines: tuple[HeadlineDiagnostics, ...]
+    negative_controls: NegativeControlFacts | None
+    event_study: Mapping[str, EventStudyTest]
+    balance: BalanceOverlap
+    thresholds: VerdictThresholds
+    ci_level: float
+    replicates: int
+    event_replicates: int
+    curve_replicates: int
+    notes: tuple[str, ...]
+
+    def headline(self, id: str) -> HeadlineDiagnostics | None:
+        """The diagnostics of the headline ``id`` (None when it was not assessed)."""
+        return next((h for h in self.headlines if h.id == id), None)
 
 
 # --------------------------------------------------------------------------------------------- sweep

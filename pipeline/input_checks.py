@@ -1,20 +1,24 @@
-"""Checks the cleaning runs on its inputs before any stage reads them, and the diagnosis of read failures.
+"""Checks the cleaning makes on its inputs, and the diagnosis of read failures.
 
 ``equilibres validate`` is the full contract check; cleaning cannot re-run all of it on every
 extract, but a few defects would otherwise give a quietly wrong result or a raw engine error deep in
-a stage, so it checks them on every input file it is about to read:
+a stage, so it checks them on every input file it reads:
 
-* the table has rows (an empty ER_PRS_F would give a cohort without claims, not an error);
+* the table has rows (an empty ER_PRS_F would give a cohort without claims, not an error), read from
+  the Parquet footers before any stage (:func:`check_inputs`: no data is read);
 * the line key of the contract (``contract_spec.TABLES[key].unique``) identifies a line: a
   duplicated ER_PRS_F line (the nine join keys) would be summed by regularisation netting and its
-  euros counted twice; a duplicated stay (ETA_NUM, RSA_NUM) or beneficiary (BEN_NIR_PSA,
-  BEN_RNG_GEM) likewise. The roster is not checked here: duplicate roster rows are an audited
-  cleaning rule (``roster_one_row_per_person``).
+  euros counted twice; a duplicated stay (ETA_NUM, RSA_NUM within a PMSI year) or beneficiary
+  (BEN_NIR_PSA, BEN_RNG_GEM) likewise. The roster is not checked here: duplicate roster rows are an
+  audited cleaning rule (``roster_one_row_per_person``).
 
-The key check reads only the key columns and groups them by one 64-bit hash (exact recount on a
-hit), in DuckDB within the engine's memory limit (it spills beyond it). A file that passes is
-recorded under ``<build>/tmp/checks/`` by its content hash, so an unchanged input is checked once.
-Readability, missing columns and column types are checked when the runner stages the input
+The key check is not a pass of its own: it rides on the first query of the stage that reads the
+table (:data:`pipeline.clean_stages.STAGES`, ``key_checks``): :func:`repeated_line_keys` is one more
+branch of that query, whose result the stage writes beside its output (a check row, ``fate`` < 0);
+IR_BEN_R's key is the grouping key of the ingest stage's person map, so its check is a row count.
+The stage hands the count to the runner, which stops the run with :func:`duplicate_key_error` (an
+exact recount naming the file, the key, the counts and an example) when lines repeat. Readability,
+missing columns and column types are checked when the runner stages the input
 (:func:`pipeline.readers.parquet_needs_conversion`).
 
 When a stage fails with an engine error, :func:`diagnose_read_failure` reads the stage's input
@@ -25,22 +29,26 @@ so real bugs stay visible.
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
 import pyarrow.parquet as pq
 
 from pipeline.config import StudyConfig
-from pipeline.contract_spec import TABLES
-from pipeline.io import PipelineError, atomic_write_json
-from pipeline.readers import UnreadableFileError, display_name
+from pipeline.contract_spec import IDENTIFIER_COLUMNS, TABLES
+from pipeline.io import PipelineError
+from pipeline.readers import UnreadableFileError, display_name, mask_identifier, pmsi_year_groups
 
-CHECK_VERSION = 1
 # Tables whose line key is checked by cleaning (see the module docstring for the roster).
 KEY_CHECKED = ("IR_BEN_R", "ER_PRS_F", "MCO_B", "MCO_C", "MCO_VALO")
+INPUT_CHECKS = ["table has rows (Parquet footers, before the stages)",
+                "line key unique (" + ", ".join(KEY_CHECKED) + "), in the first query of the stage reading the table"]
 
 
 class EmptyTableError(PipelineError):
@@ -53,6 +61,9 @@ class DuplicateKeyError(PipelineError):
 
 @dataclass(frozen=True)
 class FileCheck:
+    """What cleaning checked of one input file: its rows, and whether its line key was checked by an
+    earlier run (``cached``: the stage that checks it is up to date, so it did not read the file)."""
+
     file: str
     table: str
     rows: int
@@ -62,6 +73,65 @@ class FileCheck:
     def as_record(self) -> dict[str, Any]:
         return {"file": self.file, "table": self.table, "rows": self.rows, "duplicate_keys": self.duplicate_keys,
                 "cached": self.cached}
+
+
+def parquet_rows(files: Sequence[Path]) -> int:
+    """Rows of Parquet files, from their footers (no data read)."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def check_inputs(staged: dict[str, list[Path]], sources: dict[str, list[Path]], key_checked: set[str],
+                 data_dir: Path | None = None) -> dict[str, Any]:
+    """Rows of every file of the tables in ``staged`` (their Parquet footers); raise
+    :class:`EmptyTableError` on a table without rows. ``key_checked``: the tables whose line key the
+    stages about to run check (the others were checked by the run that wrote their stages' outputs).
+    The summary (time, rows per file) goes into the manifest."""
+    t0 = time.perf_counter()
+    files: list[dict[str, Any]] = []
+    for key, paths in staged.items():
+        spec = TABLES[key]
+        srcs = sources[key]
+        rows = [parquet_rows([f]) for f in paths]
+        if paths and sum(rows) == 0:
+            names = ", ".join(f"{display_name(s, data_dir)}: 0 rows" for s in srcs)
+            raise EmptyTableError(
+                f"Input table {spec.label} has no rows ({names}) in {srcs[0].parent}: the export is empty or "
+                "was cut short. Export the table again; every table of docs/CONTRACTS.md section 1 must have rows."
+            )
+        cached = key in KEY_CHECKED and key not in key_checked
+        files += [FileCheck(display_name(s, data_dir), spec.label, n, 0, cached).as_record()
+                  for s, n in zip(srcs, rows, strict=True)]
+    return {"seconds": round(time.perf_counter() - t0, 3), "files": files, "checks": list(INPUT_CHECKS)}
+
+
+# -- the line-key check, inside a stage's query ---------------------------------------------------
+
+
+def repeated_line_keys(table: ir.Table, keys: Sequence[str], *, exact: bool = False) -> ir.Table:
+    """One row, ``repeated``: the lines of ``table`` whose line key (``keys``) is that of another line,
+    the first line of each key not counted (0 when the key identifies a line).
+
+    ``exact=False`` (DuckDB only) sorts one 64-bit hash of the key columns and compares each hash with
+    the one before it: a sort of one integer per line costs about half a hash grouping of the same
+    integers (2.5 s against 5 s of CPU for 17 M ER_PRS_F lines), and grouping on the nine columns
+    themselves filled the 8 GB memory limit at 171 M lines. Lines sharing a hash but not a key (about
+    1 in 10^11 pairs) only raise a false alarm, which :func:`duplicate_key_error` clears by an exact
+    recount. ``exact=True`` groups on the columns themselves: Spark's ``hash`` has 32 bits (collisions
+    every run at this size) and a window over one unpartitioned table runs on a single task there.
+    """
+    if exact:
+        g = table.group_by(list(keys)).aggregate(n=table.count())
+        g = g.filter(g.n > 1)
+        return g.aggregate(repeated=(g.n - 1).sum().fill_null(0).cast("int64"))
+    s = table.select(h=_duckdb_hash(ibis.struct({k: table[k] for k in keys})))
+    s = s.mutate(previous=s.h.lag().over(ibis.window(order_by=s.h)))
+    return s.aggregate(repeated=(s.h == s.previous).fill_null(False).cast("int64").sum().fill_null(0))
+
+
+@ibis.udf.scalar.builtin(name="hash")
+def _duckdb_hash(value) -> dt.uint64:  # noqa: ANN001 - any type
+    """DuckDB's unsigned 64-bit ``hash``, as it is (Ibis' ``hash()`` converts it to a signed integer
+    through a bit string; the check only compares hashes)."""
 
 
 def _connect(config: StudyConfig, spill: Path):
@@ -76,136 +146,96 @@ def _connect(config: StudyConfig, spill: Path):
     return con
 
 
-def _duplicate_keys(con, path: str, keys: str) -> tuple[int, int]:
-    """(key values occurring more than once, rows carrying them) in one Parquet file.
-
-    Grouping on one 64-bit hash of the key columns instead of the columns themselves keeps the hash
-    table small (one integer per line rather than nine values, one of them a string): grouping on the
-    nine columns of 171 M ER_PRS_F lines filled the 8 GB memory limit. Lines sharing a hash
-    but not a key (a collision, about 1 in 10^11 pairs) can only raise a false alarm, so a hit is
-    counted again on the columns themselves and only that exact count is reported."""
-    hashed = con.execute(
-        f"SELECT COUNT(*) FROM (SELECT 1 FROM read_parquet('{path}') GROUP BY hash({keys}) HAVING COUNT(*) > 1)"
-    ).fetchone()[0]
-    if not hashed:
-        return 0, 0
-    return con.execute(
-        f"SELECT COUNT(*), COALESCE(SUM(n), 0) FROM (SELECT COUNT(*) AS n FROM "
-        f"read_parquet('{path}') GROUP BY {keys} HAVING COUNT(*) > 1)"
-    ).fetchone()
+def _key_sql(key: str) -> tuple[str, str]:
+    """The key columns of ``key`` as a SQL list, and as one list of their values as text (an example)."""
+    unique = TABLES[key].unique
+    return (", ".join('"' + k + '"' for k in unique),
+            "[" + ", ".join(f'CAST("{k}" AS VARCHAR)' for k in unique) + "]")
 
 
-def check_table(key: str, files: list[Path], sources: list[Path], hashes: list[str], config: StudyConfig,
-                cache_dir: Path, spill_dir: Path, data_dir: Path | None = None) -> list[FileCheck]:
-    """Check the (staged, typed Parquet) ``files`` of one input table; raise on an empty table or
-    duplicated line keys. ``sources`` are the files of the extract (named in messages, by their path
-    under ``data_dir``: parts of a directory share names), ``hashes`` their sha256 (cache keys)."""
+def _quoted(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _example(key: str, values: Sequence[Any], copies: int) -> str:
+    """One repeated key as messages show it (identifiers masked)."""
+    shown = [f"{c}={mask_identifier(v) if c in IDENTIFIER_COLUMNS else v}"
+             for c, v in zip(TABLES[key].unique, values, strict=True)]
+    return f"{', '.join(shown)} ({copies} copies)"
+
+
+def duplicate_key_error(key: str, files: list[Path], sources: list[Path], config: StudyConfig, spill: Path,
+                        data_dir: Path | None = None) -> DuplicateKeyError | None:
+    """After a stage's check found repeated line keys in table ``key``: the exact diagnosis, as the
+    error to raise (file, key columns, counts, an example, what to do), or None when the columns
+    themselves repeat nowhere (a hash collision of :func:`repeated_line_keys`).
+
+    Each (staged, typed Parquet) file is checked alone first, then the files together (a table in
+    several files; a PMSI table within each year, across the parts of that year). ``sources`` are the
+    extract's files, named in messages by their path under ``data_dir``."""
     spec = TABLES[key]
-    results: list[FileCheck] = []
-    con = None
+    cols, example = _key_sql(key)
+    con = _connect(config, spill)
     try:
-        for f, src, h in zip(files, sources, hashes, strict=True):
-            record = cache_dir / f"{key}.{h[:20]}.v{CHECK_VERSION}.json"
-            if record.exists():
-                try:
-                    data = json.loads(record.read_text(encoding="utf-8"))
-                    results.append(FileCheck(display_name(src, data_dir), spec.label, int(data["rows"]), 0,
-                                             cached=True))
-                    continue
-                except (OSError, ValueError, KeyError):
-                    pass
-            rows = pq.ParquetFile(f).metadata.num_rows
-            dup_keys = dup_lines = 0
-            if key in KEY_CHECKED and spec.unique and rows:
-                if con is None:
-                    con = _connect(config, spill_dir)
-                keys = ", ".join('"' + k + '"' for k in spec.unique)
-                path = str(f).replace("'", "''")
-                try:
-                    dup_keys, dup_lines = _duplicate_keys(con, path, keys)
-                except Exception:
-                    diagnosed = diagnose_read_failure([f], {Path(f): src})
-                    if diagnosed is None:
-                        raise
-                    raise diagnosed from None
+        for f, src in zip(files, sources, strict=True):
+            try:
+                row = con.execute(
+                    f"SELECT COUNT(*), COALESCE(SUM(n), 0), ARG_MAX(example, n), MAX(n) FROM (SELECT COUNT(*) AS n, "
+                    f"{example} AS example FROM read_parquet({_quoted(f)}) GROUP BY {cols} HAVING COUNT(*) > 1)"
+                ).fetchone()
+            except Exception:
+                diagnosed = diagnose_read_failure([f], {Path(f): src})
+                if diagnosed is None:
+                    raise
+                return diagnosed  # type: ignore[return-value]
+            dup_keys, dup_lines, values, copies = row
             if dup_keys:
                 what = ("nine join keys" if key == "ER_PRS_F" else "line key")
                 consequence = {
                     "ER_PRS_F": "regularisation netting would sum the copies and count their euros twice",
                     "IR_BEN_R": "a beneficiary would be counted twice",
                 }.get(key, "a stay would be counted twice")
-                raise DuplicateKeyError(
+                return DuplicateKeyError(
                     f"{src} ({spec.label}): {dup_keys:,} value(s) of the {what} ({', '.join(spec.unique)}) occur "
-                    f"more than once, on {dup_lines:,} rows in all; {consequence}. The extract was probably "
-                    "concatenated twice or badly joined: remove the duplicate rows (keep one per key) and run "
-                    "again; `equilibres validate DIR` shows examples."
+                    f"more than once, on {dup_lines:,} rows in all (rule: line key unique; e.g. "
+                    f"{_example(key, values, copies)}); {consequence}. The extract was probably concatenated "
+                    "twice or badly joined: remove the duplicate rows (keep one per key) and run again; "
+                    "`equilibres validate DIR` lists them."
                 )
-            results.append(FileCheck(display_name(src, data_dir), spec.label, rows, 0, cached=False))
-            atomic_write_json(record, {"rows": rows, "table": spec.label, "file": display_name(src, data_dir)})
-        if key in KEY_CHECKED and not spec.per_year and len(files) > 1:
-            if con is None:
-                con = _connect(config, spill_dir)
-            _check_keys_across_files(con, key, files, sources, hashes, cache_dir, data_dir)
+        # A PMSI table is keyed within a year: its files are compared within each year.
+        groups = (pmsi_year_groups(sources, key, config).values() if spec.per_year else [range(len(files))])
+        for idx in (list(g) for g in groups if len(g) > 1):
+            err = _repeated_across_files(con, key, [files[i] for i in idx], [sources[i] for i in idx], data_dir)
+            if err is not None:
+                return err
     finally:
-        if con is not None:
-            con.close()
-    if files and sum(r.rows for r in results) == 0:
-        names = ", ".join(f"{display_name(s, data_dir)}: 0 rows" for s in sources)
-        raise EmptyTableError(
-            f"Input table {spec.label} has no rows ({names}) in {sources[0].parent}: the export is empty or "
-            "was cut short. Export the table again; every table of docs/CONTRACTS.md section 1 must have rows."
-        )
-    return results
+        con.close()
+    return None
 
 
-def _check_keys_across_files(con, key: str, files: list[Path], sources: list[Path], hashes: list[str],
-                             cache_dir: Path, data_dir: Path | None) -> None:
+def _repeated_across_files(con, key: str, files: list[Path], sources: list[Path],
+                           data_dir: Path | None) -> DuplicateKeyError | None:
     """A table in several files (by year, by month, parts): a line key found in two files is a line
     extracted twice (overlapping periods, a part copied twice); each file alone passed."""
-    import hashlib
-
-    record = cache_dir / f"{key}.across.{hashlib.sha256(''.join(hashes).encode()).hexdigest()[:20]}.v{CHECK_VERSION}.json"
-    if record.exists():
-        return
     spec = TABLES[key]
-    keys = ", ".join('"' + k + '"' for k in spec.unique)
-    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-    source = f"read_parquet([{listed}], filename = true, union_by_name = true)"
-    # Each file alone has no duplicate, so any repeated key is across files. One 64-bit hash per line
-    # keeps the grouping small, as in _duplicate_keys; a hit is recounted on the columns themselves.
-    hashed = con.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} GROUP BY hash({keys}) HAVING COUNT(*) > 1)"
-                         ).fetchone()[0]
-    n_keys, example = con.execute(
-        f"SELECT COUNT(*), ANY_VALUE(files) FROM (SELECT LIST(DISTINCT filename ORDER BY filename) AS files FROM "
-        f"{source} GROUP BY {keys} HAVING COUNT(*) > 1)"
-    ).fetchone() if hashed else (0, None)
-    if n_keys:
-        by_staged = {str(f): s for f, s in zip(files, sources, strict=True)}
-        names = [display_name(by_staged.get(f, Path(f)), data_dir) for f in example]
-        raise DuplicateKeyError(
-            f"Input table {spec.label} is in {len(files)} files and {n_keys:,} line key(s) ({', '.join(spec.unique)}) "
-            f"occur in more than one of them (e.g. in {' and '.join(names[:2])}): the files overlap (a year file "
-            "beside its month files, a part copied twice), and the lines would be counted twice. Keep each line in "
-            f"one file only (extract {data_dir or sources[0].parent})."
-        )
-    atomic_write_json(record, {"files": [display_name(s, data_dir) for s in sources], "table": spec.label})
-
-
-def check_inputs(staged: dict[str, list[Path]], sources: dict[str, list[Path]], hashes: dict[str, list[str]],
-                 config: StudyConfig, build: Path, data_dir: Path | None = None) -> dict[str, Any]:
-    """Check every table in ``staged``; the summary (time, rows per file) goes into the manifest."""
-    t0 = time.perf_counter()
-    build = Path(build)
-    cache = build / "tmp" / "checks"
-    spill = build / "tmp" / "duckdb_spill"
-    if config.engine.duckdb_temp_directory:
-        spill = Path(config.engine.duckdb_temp_directory)
-    files: list[dict[str, Any]] = []
-    for key in staged:
-        files += [c.as_record() for c in check_table(key, staged[key], sources[key], hashes[key], config,
-                                                     cache, spill, data_dir)]
-    return {"seconds": round(time.perf_counter() - t0, 3), "files": files,
-            "checks": ["table has rows", "line key unique (" + ", ".join(KEY_CHECKED) + ")"]}
+    cols, example_sql = _key_sql(key)
+    source = f"read_parquet([{', '.join(_quoted(f) for f in files)}], filename = true, union_by_name = true)"
+    n_keys, first = con.execute(
+        f"SELECT COUNT(*), ARG_MAX({{'files': files, 'example': example, 'n': n}}, n) FROM (SELECT LIST(DISTINCT "
+        f"filename ORDER BY filename) AS files, {example_sql} AS example, COUNT(*) AS n FROM {source} GROUP BY "
+        f"{cols} HAVING COUNT(*) > 1)"
+    ).fetchone()
+    if not n_keys:
+        return None
+    example_files, example, copies = first["files"], first["example"], first["n"]
+    by_staged = {str(f): s for f, s in zip(files, sources, strict=True)}
+    names = [display_name(by_staged.get(f, Path(f)), data_dir) for f in example_files]
+    return DuplicateKeyError(
+        f"Input table {spec.label} is in {len(files)} files and {n_keys:,} line key(s) ({', '.join(spec.unique)}) "
+        f"occur in more than one of them (e.g. in {' and '.join(names[:2])}: {_example(key, example, copies)}): "
+        "the files overlap (a year file beside its month files, a part copied twice), and the lines would be "
+        f"counted twice. Keep each line in one file only (extract {data_dir or sources[0].parent})."
+    )
 
 
 def diagnose_read_failure(files: list[Path], sources: dict[Path, Path] | None = None) -> PipelineError | None:

@@ -7,6 +7,9 @@ Values no real extract should hold are never silently accepted. Each is handled 
   data to clean (ER_PRS_F with BSE_REM_MNT entirely null would give a cohort without spending, and
   an empty matching much later). `equilibres validate` reports it as a violation, and cleaning stops
   on it before any stage (:func:`check_null_shares`, from the Parquet footers' null counts);
+* noted — ``nullable_column_mostly_null``: a column the contract lets be missing but missing on more
+  than ``cleaning.max_null_share_nullable`` of a file's rows (EXE_SOI_DTF null on every line): often
+  a wrong export, reported by `equilibres validate` as a note, not refused (:func:`nullable_mostly_null`);
 * dropped or flagged, and counted in ``audit/attrition.csv`` — the cleaning rules
   ``amount_above_maximum`` and ``care_after_flux`` (pipeline/stages/dcir.py), ``birth_year_in_future``
   and ``roster_inclusion_outside_study`` (pipeline/stages/ingest.py), and ``regularisation_netting`` for
@@ -37,6 +40,7 @@ from pipeline.stages.dcir import NETTING_KEY
 from pipeline.stages.ingest import InclusionPeriod, birth_year_in_future, roster_inclusion_outside_study
 
 NULL_RULE = "column_mostly_null"
+NULLABLE_NULL_RULE = "nullable_column_mostly_null"
 
 
 class MostlyNullColumnError(PipelineError):
@@ -140,6 +144,31 @@ def check_null_shares(staged: dict[str, list[Path]], sources: dict[str, list[Pat
     return found
 
 
+# -- noted: columns the contract lets be missing, missing almost everywhere ------------------------
+
+
+def nullable_columns(spec: TableSpec) -> list[str]:
+    """The columns the contract lets be missing (EXE_SOI_DTF, SEJ_NBJ, MNT_TOT_AM, return codes…)."""
+    return [c.name for c in spec.columns if c.nullable]
+
+
+def nullable_mostly_null(file: str, table: str, column: str, nulls: int, rows: int, config: StudyConfig
+                         ) -> Finding | None:
+    """A nullable column missing on more than ``cleaning.max_null_share_nullable`` of a file's rows: a note
+    (rule ``nullable_column_mostly_null``), since a missing value is allowed but a column missing almost
+    everywhere is usually a wrong export (a column not extracted, renamed, or in a format that did not
+    convert) — docs/CONTRACTS.md §1 (nullable columns)."""
+    limit = config.cleaning.max_null_share_nullable
+    if not rows or nulls / rows <= limit:
+        return None
+    return Finding(file, table, column, NULLABLE_NULL_RULE, nulls, hint=(
+        f"{_share(nulls, rows)} of values are missing ({nulls:,} of {rows:,} rows), above [cleaning] "
+        f"max_null_share_nullable = {limit:.0%}. The contract lets {column} be missing, so this is not refused "
+        f"and cleaning counts nothing for it, but a column missing almost everywhere is usually a wrong export "
+        f"(not extracted, renamed, or in a format that did not convert): check the export of {column}, or raise "
+        "max_null_share_nullable in a --config file if the extract really lacks it."))
+
+
 # -- validate: every plausibility rule on one typed file -----------------------------------------
 
 
@@ -171,14 +200,18 @@ def plausibility_findings(table: Any, spec: TableSpec, columns: list[str], confi
         return out
     limit = config.cleaning.max_null_share
     checked = [c for c in checked_columns(spec) if c in columns]
-    if checked:
-        agg = table.aggregate(**{c: table[c].isnull().cast("int64").sum() for c in checked}).execute().iloc[0]
+    optional = [c for c in nullable_columns(spec) if c in columns] if notes else []
+    if checked or optional:
+        agg = table.aggregate(**{c: table[c].isnull().cast("int64").sum() for c in checked + optional}
+                              ).execute().iloc[0]
         for c in checked:
             nulls = int(agg[c] or 0)
             if nulls / n_rows > limit:
                 out.append(Finding(file, spec.label, c, NULL_RULE, nulls, refuse=True, hint=(
                     f"{_share(nulls, n_rows)} of values are missing ({nulls:,} of {n_rows:,} rows), above [cleaning] "
                     f"max_null_share = {limit:.0%}: the export lost this column's values; export {c} again.")))
+        out += [f for c in optional
+                if (f := nullable_mostly_null(file, spec.label, c, int(agg[c] or 0), n_rows, config)) is not None]
     have = set(columns)
     for note in _NOTES.get(spec.key, ()) if notes else ():
         if set(note.needs) <= have and (whole_table or not note.whole_table):

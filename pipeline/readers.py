@@ -3,8 +3,9 @@
 Formats (from the file extension): Parquet; CSV as exported from SAS/Oracle, Excel or other tools
 (separator and encoding detected when the configured ones do not fit, see :mod:`pipeline.csv_dialect`;
 dates ``01JAN2021:00:00:00``, ISO or ``DD/MM/YYYY``; decimal comma tolerated); SAS7BDAT and XPT
-through pyreadstat. Which files hold which table (one file, one per period, a directory of parts)
-is :mod:`pipeline.extract_files`; its names are re-exported here. Conversion to the contract types is one SQL
+through pyreadstat. Which files hold which table (one file, one per period, a directory of parts;
+PMSI per year, each year one file, several or a directory of parts) is :mod:`pipeline.extract_files`;
+its names are re-exported here. Conversion to the contract types is one SQL
 projection run by DuckDB, shared by every format, so the same extract in any format gives the same
 table. A value that does not convert is never silently turned into a missing value: the reader
 raises :class:`ContractTypeError` naming file, column, count and (masked) examples.
@@ -39,6 +40,7 @@ from pipeline.extract_files import (  # noqa: F401 - re-exported: the readers' p
     find_tables,
     locate_tables,
     pmsi_year,
+    pmsi_year_groups,
     stem_regex,
     table_pattern,
 )

@@ -114,8 +114,11 @@ TABLES: dict[str, pa.DataFrameSchema] = {
         "arm": _col("text", required=True), **_cols("count", ("n_units", "weighted_n")),
         **_cols("number", ("patient_years", "deaths", "end_death", "end_study", "end_exit")),
         "mean_followup_years": _col("score"), "weighting": _col("text"), **SUPPRESSED}),
-    "caseload": _schema("caseload", {"year": _col("number"), "patients": _col("count"),
-                                     **_cols("number", ("patient_years", "matched_patient_years")), **SUPPRESSED}),
+    # patients / patient_years: follow-up rule (intention to treat by default); active_*: in the programme
+    # (inclusion to exit, death or end of study), the caseload of the savings per year.
+    "caseload": _schema("caseload", {"year": _col("number"), **_cols("count", ("patients", "active_patients")),
+                                     **_cols("number", ("patient_years", "active_patient_years",
+                                                        "matched_patient_years")), **SUPPRESSED}),
     "economics_scenarios": _schema("economics_scenarios", {
         **_cols("eur", ("hourly_rate_eur", "investment_eur")),
         **_cols("number", ("caseload_factor", "caseload_patient_years")),

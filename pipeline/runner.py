@@ -30,9 +30,14 @@ from typing import Any
 
 from pipeline.clean_stages import STAGE_NAMES, STAGES, StageContext
 from pipeline.config import StudyConfig
-from pipeline.engine import engine_name, make_backend, stop_spark
+from pipeline.engine import duckdb_spill_dir, engine_name, make_backend, stop_spark
 from pipeline.facts import CleanFacts
-from pipeline.input_checks import check_inputs, diagnose_read_failure, out_of_memory_error
+from pipeline.input_checks import (
+    check_inputs,
+    diagnose_read_failure,
+    duplicate_key_error,
+    out_of_memory_error,
+)
 from pipeline.io import HASH_METHOD, PipelineError, atomic_write_json, file_hash, peak_rss_mb
 from pipeline.paths import BuildPaths
 from pipeline.plausibility import check_null_shares
@@ -238,12 +243,24 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Clean
                     staged_cache[key] = stage_inputs(tables[key], input_hashes[key], key, paths, config, read_as)
                 return staged_cache[key]
 
+            def key_checked(key: str, repeated: int) -> None:
+                # A stage's query found lines whose key repeats another's: recount exactly, name the
+                # files and stop; nothing found exactly means two keys shared a 64-bit hash.
+                if repeated <= 0:
+                    return
+                err = duplicate_key_error(key, staged(key), tables[key], config,
+                                          duckdb_spill_dir(config.engine, paths.root), data_dir=paths.data)
+                if err is not None:
+                    raise err
+                log.info("line-key check of %s: %d hash collision(s), no repeated key", key, repeated)
+
             ctx = StageContext(config=config, paths=paths, con=con, staged=staged,
-                               stage_dir=paths.clean / "_stages")
-            # Inputs of the stages to run: staged (typed) and checked (rows, line keys) before any stage.
+                               stage_dir=paths.clean / "_stages", key_checked=key_checked)
+            # Inputs of the stages to run: staged (typed) and their rows counted (Parquet footers) before
+            # any stage; their line keys are checked inside the first query of the stage reading them.
             needed = list(dict.fromkeys(k for s in STAGES if s.name in todo for k in s.inputs))
-            checks = check_inputs({k: staged(k) for k in needed}, {k: tables[k] for k in needed},
-                                  {k: [h["sha256"] for h in input_hashes[k]] for k in needed}, config, paths.root,
+            key_checks = {k for s in STAGES if s.name in todo for k in s.key_checks}
+            checks = check_inputs({k: staged(k) for k in needed}, {k: tables[k] for k in needed}, key_checks,
                                   data_dir=paths.data)
             log.info("input checks: %d file(s) in %.1f s", len(checks["files"]), checks["seconds"])
             # Columns entirely or mostly null stop the run here, not as an empty matching much later.

@@ -20,6 +20,7 @@ from pipeline.results import IndicatorRecord, StepParams
 from reports import figures
 from reports.format import MISSING, Formatter
 from reports.i18n import published_label, text, value_label
+from reports.layout import print_widths
 from reports.loaders import BuildResults
 
 # Units of the published figures (keys of the configuration's [published] table), for a figure that
@@ -140,7 +141,7 @@ class ReportContext:
 
     def table(self, caption: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
               align: Sequence[str] | None = None, note: Any = None, cls: str = "",
-              widths: Sequence[int] | None = None, annex: bool = False) -> Block:
+              annex: bool = False) -> Block:
         """A numbered table; ``annex``: a long reference table, collapsed (``<details>``) in the HTML."""
         self.n_tables += 1
         align = list(align) if align else ["l"] + ["r"] * (len(columns) - 1)
@@ -148,9 +149,11 @@ class ReportContext:
             cls = (cls + " small").strip()
         if len(columns) >= WIDE_COLUMNS:
             cls = (cls + " wide").strip()
+        rows = [[("" if c is None else c) for c in row] for row in rows]
         return {"kind": "table", "number": self.n_tables, "caption": caption, "columns": list(columns),
-                "rows": [[("" if c is None else c) for c in row] for row in rows], "align": align,
-                "note": note, "cls": cls, "widths": list(widths) if widths else None,
+                "rows": rows, "align": align, "note": note, "cls": cls,
+                # print only (fixed layout, see reports/layout.py); the screen lays the table out itself
+                "print_widths": print_widths(columns, rows, cls, align),
                 "collapsed": annex or len(rows) > COLLAPSE_ROWS}
 
     def figure(self, caption: str, png: bytes, cls: str = "", alt: str | None = None) -> Block:

@@ -2,25 +2,24 @@
 verdict per headline (E-value, Rosenbaum Γ, minimum detectable effect, pre-trend test), the negative
 controls, an event-study chart per outcome, the cumulative incidence and the generalisability table.
 
-Everything is read from ``sensitivity/`` (``summary.json`` and its tables); when the step has not run,
-one "not run" notice says so. Nothing is estimated here.
+Everything is read from ``sensitivity/`` (``summary.json`` as :class:`~pipeline.facts.SensitivitySummary`,
+and its declared tables); when the step has not run, one "not run" notice says so. Nothing is
+estimated here.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import pandas as pd
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
+from pipeline.facts import HeadlineDiagnostics
 from pipeline.privacy import is_small
 from reports import figures
 from reports.context import Block, ReportContext
 from reports.format import MISSING, as_float, is_num
-from reports.i18n import column_label
-from reports.loaders import declared
 from reports.sections.matching import cov_label
 from reports.tables import frame_table
 
@@ -39,20 +38,19 @@ ANNEX_DROPPED = {"negative_controls": ("outcome", "estimable", "transform", "cal
 def blocks(ctx: ReportContext) -> list[Block]:
     summary = ctx.results.sensitivity
     tables = ("event_study", "cumulative_incidence", "negative_controls", "generalisability")
-    if not summary and not any(ctx.results.has(k) for k in tables):
+    if summary is None and not any(ctx.results.has(k) for k in tables):
         return [{"kind": "h3", "text": ctx.t("diag_title")},
                 ctx.notice_missing("sensitivity_summary") if "sensitivity_summary" in ctx.results.missing
                 else {"kind": "notice", "title": ctx.t("not_run"), "html": ctx.t("diag_not_run")}]
     out: list[Block] = [{"kind": "h3", "text": ctx.t("diag_title")}, ctx.p(ctx.t("diag_intro"))]
-    head = headline_table(ctx, summary.get("headlines") or [])
+    head = headline_table(ctx, summary.headlines if summary is not None else ())
     if head:
         out.append(head)
-    nc = summary.get("negative_controls")
-    if isinstance(nc, dict) and is_num(nc.get("systematic_error_mean")):
+    nc = summary.negative_controls if summary is not None else None
+    if nc is not None and nc.systematic_error_mean is not None:
         out.append(ctx.p(ctx.t(
-            "diag_negative_controls", n=ctx.fmt.integer(nc.get("n")),
-            mean=ctx.fmt.number(nc["systematic_error_mean"], 3),
-            ci=ctx.fmt.ci(nc.get("systematic_error_ci_low"), nc.get("systematic_error_ci_high"), "number"))))
+            "diag_negative_controls", n=ctx.fmt.integer(nc.n), mean=ctx.fmt.number(nc.systematic_error_mean, 3),
+            ci=ctx.fmt.ci(nc.systematic_error_ci_low, nc.systematic_error_ci_high, "number"))))
     out.extend(event_study_blocks(ctx))
     out.extend(incidence_blocks(ctx))
     # One row per covariate (generalisability) or per negative control: reference tables in the annex;
@@ -65,9 +63,8 @@ def blocks(ctx: ReportContext) -> list[Block]:
         df = ctx.results.table(key)
         if df is not None and not df.empty:
             df = with_labels(ctx, df)
-            ctx.to_annex("sensitivity", lambda key=key, df=df, caption=caption: (
-                frame_table(ctx, key, df, ctx.t(caption), annex=True, drop=ANNEX_DROPPED.get(key, ()))
-                if declared(key) else generic_table(ctx, df, ctx.t(caption))))
+            ctx.to_annex("sensitivity", lambda key=key, df=df, caption=caption: frame_table(
+                ctx, key, df, ctx.t(caption), annex=True, drop=ANNEX_DROPPED.get(key, ())))
             in_annex = True
     if in_annex:
         out.append(ctx.annex_pointer("annex_pointer_many"))
@@ -119,23 +116,17 @@ def generalisability_chart(ctx: ReportContext) -> Block | None:
     return ctx.figure(ctx.t("fig_generalisability"), png, alt=f"{ctx.t('fig_generalisability')} — {alt}")
 
 
-def headline_table(ctx: ReportContext, headlines: Sequence[Any]) -> Block | None:
+def headline_table(ctx: ReportContext, headlines: Sequence[HeadlineDiagnostics]) -> Block | None:
+    def num(x: float | None, digits: int) -> str:
+        return ctx.fmt.number(x, digits) if x is not None else MISSING
+
     rows = []
     for h in headlines:
-        if not isinstance(h, dict) or not h.get("id"):
-            continue
-        reasons = h.get("reasons") or []
-        reasons = reasons if isinstance(reasons, list) else [reasons]
         rows.append([
-            ctx.label_of(str(h["id"])),
-            ctx.fmt.number(h.get("evalue"), 2) if is_num(h.get("evalue")) else MISSING,
-            ctx.fmt.number(h.get("evalue_ci"), 2) if is_num(h.get("evalue_ci")) else MISSING,
-            ctx.fmt.number(h.get("rosenbaum_gamma"), 2) if is_num(h.get("rosenbaum_gamma")) else MISSING,
-            ctx.fmt.number(h.get("mdrr"), 2) if is_num(h.get("mdrr")) else MISSING,
-            ctx.fmt.number(h.get("pretrend_p"), 3) if is_num(h.get("pretrend_p")) else MISSING,
-            Markup(f'<span class="verdict verdict-{escape(h.get("verdict") or "none")}">'
-                   f'{escape(ctx.value(h.get("verdict") or "not_run"))}</span>'),
-            "; ".join(reason_text(ctx, str(r)) for r in reasons) or MISSING,
+            ctx.label_of(h.id), num(h.evalue, 2), num(h.evalue_ci, 2), num(h.rosenbaum_gamma, 2), num(h.mdrr, 2),
+            num(h.pretrend_p, 3),
+            Markup('<span class="verdict verdict-{}">{}</span>').format(h.verdict, ctx.value(h.verdict)),
+            "; ".join(reason_text(ctx, r) for r in h.reasons) or MISSING,
         ])
     if not rows:
         return None
@@ -210,22 +201,3 @@ def incidence_blocks(ctx: ReportContext) -> list[Block]:
         out.append(ctx.figure(ctx.t("fig_cumulative_incidence", curve=what), png,
                               alt=ctx.t("alt_cumulative_incidence", curve=what, arms=", ".join(curves))))
     return out
-
-
-def generic_table(ctx: ReportContext, df: pd.DataFrame, caption: str) -> Block:
-    """A small sensitivity table (at most ten rows) whose columns are shown by their labels; a column
-    of people counts (``n``, ``n_*``, ``count``) is masked below the small-cell threshold."""
-    rows = []
-    for _, r in df.head(10).iterrows():
-        row = []
-        for c, v in r.items():
-            if not is_num(v):
-                row.append(MISSING if v is None or v != v else ctx.value(v))
-            elif str(c) == "n" or str(c).startswith("n_") or str(c) == "count":
-                masked = is_small(float(v), ctx.k)
-                ctx.n_masked += int(masked)
-                row.append(ctx.fmt.masked(ctx.k) if masked else ctx.fmt.integer(v))
-            else:
-                row.append(ctx.fmt.number(v, 3 if abs(float(v)) < 1 else 1))
-        rows.append(row)
-    return ctx.table(caption, [column_label(str(c), ctx.lang) for c in df.columns], rows, note=ctx.masked_note())

@@ -8,25 +8,24 @@ optional input makes its section show a "not run" notice.
 Result tables are checked against their declaration (:mod:`pipeline.result_tables`), indicator
 records against :class:`~pipeline.results.IndicatorRecord`, and step parameters are read typed
 (:func:`~pipeline.results.read_params`, :func:`~pipeline.results.read_clean_manifest`: the facts each
-step recorded are the typed classes of :mod:`pipeline.facts`). Columns that hold person, unit or team identifiers are
+step recorded are the typed classes of :mod:`pipeline.facts`), and so is the sensitivity summary
+(:class:`~pipeline.facts.SensitivitySummary`). Columns that hold person, unit or team identifiers are
 dropped on read, so no identifier can reach a template even if a producer writes one by mistake.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from pipeline.contract_spec import IDENTIFIER_COLUMNS
-from pipeline.facts import CleanFacts
+from pipeline.facts import CleanFacts, SensitivitySummary, read_facts
 from pipeline.io import PipelineError
 from pipeline.paths import OUTPUT, STEPS, BuildPaths
-from pipeline.result_tables import schema, validate_result
+from pipeline.result_tables import validate_result
 from pipeline.results import IndicatorRecord, StepParams, read_clean_manifest, read_params, read_records
 
 # Columns that identify a person, a matched unit or a team: never rendered (the extract's identifier
@@ -41,10 +40,9 @@ OPTIONAL = ("attrition_matching", "unmatched_profiles", "indicator_unmatched", "
             "spending_by_category", "eol", "hospitalisation", "followup", "economics_scenarios", "did",
             "regression_crosscheck", "survey_indicators", "survey_items", "likert", "before_after",
             "response_rates", "surveys_params", "sweep", "sweep_params")
-# The sensitivity step's outputs (issue 14), read when present; their tables are validated against their
-# declaration in pipeline/result_tables.py once declared there.
-SENSITIVITY = tuple(k for k in ("sensitivity_summary", "negative_controls", "event_study", "cumulative_incidence",
-                                "generalisability") if k in OUTPUT)
+# The sensitivity step's outputs (issue 14), read when present: the summary as its declared facts, the
+# tables against their declaration in pipeline/result_tables.py.
+SENSITIVITY = ("sensitivity_summary", "negative_controls", "event_study", "cumulative_incidence", "generalisability")
 RECORDS = ("indicators", "indicator_unmatched", "survey_indicators")  # first occurrence of an id wins
 PARAMS = {"matching_params": "match", "indicators_params": "indicators", "surveys_params": "surveys",
           "sweep_params": "sweep"}
@@ -69,7 +67,7 @@ class BuildResults:
     params: dict[str, StepParams] = field(default_factory=dict)
     manifest: CleanFacts | None = None  # clean/manifest.json, typed
     missing: dict[str, Missing] = field(default_factory=dict)
-    sensitivity: dict[str, Any] = field(default_factory=dict)  # sensitivity/summary.json when present
+    sensitivity: SensitivitySummary | None = None  # sensitivity/summary.json, typed, when present
 
     def table(self, key: str) -> pd.DataFrame | None:
         return self.tables.get(key)
@@ -107,34 +105,6 @@ def read_csv(path: Path, key: str) -> pd.DataFrame:
     return validate_result(key, frame)
 
 
-def declared(key: str) -> bool:
-    try:
-        schema(key)
-    except KeyError:
-        return False
-    return True
-
-
-def read_undeclared_csv(path: Path) -> pd.DataFrame:
-    """A sensitivity table whose columns are not declared yet: read as is, identifiers dropped (the
-    report draws charts from named columns and shows no undeclared column as a table)."""
-    try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
-    return frame.drop(columns=[c for c in frame.columns if c in RESULT_IDENTIFIER_COLUMNS])
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise PipelineError(
-            f"Cannot read {path}: invalid JSON ({err.msg} at line {err.lineno}). Re-run the step that "
-            f"writes it."
-        ) from None
-
-
 def load_build(paths: BuildPaths) -> BuildResults:
     """Read every input; raise for the required ones that are absent (all listed at once)."""
     results = BuildResults(root=paths.root)
@@ -161,9 +131,7 @@ def load_build(paths: BuildPaths) -> BuildResults:
             results.params["clean"] = read_clean_manifest(path)
             results.manifest = results.params["clean"].facts  # type: ignore[assignment]
         elif key == "sensitivity_summary":
-            results.sensitivity = read_json(path)
-        elif key in SENSITIVITY and not declared(key):
-            results.tables[key] = read_undeclared_csv(path)
+            results.sensitivity = read_facts(SensitivitySummary, path)
         else:
             results.tables[key] = read_csv(path, key)
     return results

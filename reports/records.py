@@ -69,6 +69,9 @@ def arm_unit(unit: str, values: Sequence[Any]) -> str:
     nums = [float(v) for v in values if is_num(v)]
     if unit == "relative_difference":
         return "share" if nums and all(0 <= v <= 1 for v in nums) else "number"
+    if unit == "share" and any(v > 1 for v in nums):
+        # A share of spending avoided carries each arm's spending per patient-year, not a share.
+        return "eur_per_patient_year"
     return unit
 
 
@@ -85,8 +88,9 @@ def wrap(label: str, width: int) -> str:
 
 
 def indicator_rows(ctx: ReportContext, section: str, exclude: set[str] | None = None,
-                   caption: str | None = None) -> Block | None:
-    """The indicators of ``section``: both arms, value, interval, n and the published figure."""
+                   caption: str | None = None, annex: bool = False) -> Block | None:
+    """The indicators of ``section``: both arms, value, interval, n and the published figure
+    (``annex``: a reference table, drawn collapsed in the HTML)."""
     recs = [r for r in ctx.records.values() if section_of(r.id) == section and r.id not in (exclude or set())]
     if not recs:
         return None
@@ -119,7 +123,7 @@ def indicator_rows(ctx: ReportContext, section: str, exclude: set[str] | None = 
     note = ctx.masked_note()
     if any(c == MISSING for r in rows for c in r):
         note = Markup(f"{escape(ctx.t('dash_note'))} {note}")
-    return ctx.table(caption or ctx.t("tab_indicators"), cols, rows, note=note)
+    return ctx.table(caption or ctx.t("tab_indicators"), cols, rows, note=note, annex=annex)
 
 
 def arm_chart(ctx: ReportContext, ids: Sequence[str], caption: str) -> Block | None:

@@ -261,10 +261,8 @@ def flow_table(ctx: ReportContext, flow: pd.DataFrame, caption: str, person_rows
                          else escape(src or MISSING))
         rows.append(cells)
     align = ["l", "r", "r", "r"] + (["r"] if has_eur else []) + ["l"] + (["l"] if with_source else [])
-    widths = [24, 9, 9, 9] + ([10] if has_eur else []) + [0] + ([12] if with_source else [])
-    widths[widths.index(0)] = 100 - sum(widths)
     note = Markup(escape(ctx.t("cleaning_note"))) + Markup(" ") + ctx.masked_note()
-    return ctx.table(caption, cols, rows, align=align, note=note, cls="small wrap", widths=widths)
+    return ctx.table(caption, cols, rows, align=align, note=note, cls="small wrap")
 
 
 def cleaning_table(ctx: ReportContext, with_source: bool) -> Block:

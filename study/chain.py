@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from indicators import sensitivity as sensitivity_study
-from indicators import study as indicators_study
-from matching import study as matching_study
-from pipeline import runner as clean_runner
 from pipeline.config import StudyConfig, write_params
-from pipeline.contract import ValidationReport, validate_extract
 from pipeline.io import PipelineError, atomic_write_json, build_lock, file_hash
 from pipeline.paths import STEPS as CHAIN_ORDER
 from pipeline.paths import BuildPaths
@@ -40,20 +36,38 @@ from pipeline.provenance import (
     stale_steps,
     upstream,
 )
-from reports.build import ReportResult
-from reports.build import run as render_report
-from study import sweep as sweep_study
-from surveys import study as surveys_study
+
+if TYPE_CHECKING:
+    from pipeline.contract import ValidationReport
+    from reports.build import ReportResult
+
+
+class _StepEntries(Mapping[str, Callable[..., Any]]):
+    """Step name -> the ``run`` of its module, imported when first looked up: `equilibres match` then
+    loads matching alone, not the libraries of the indicators and the report (seconds at start-up)."""
+
+    def __init__(self, modules: Mapping[str, str]) -> None:
+        self._modules = dict(modules)
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        return importlib.import_module(self._modules[name]).run
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
 
 #: The steps of the chain after validation, each ``run(paths, config, *, force=False) -> result``.
-STEPS: dict[str, Callable[..., Any]] = {
-    "clean": clean_runner.run,
-    "match": matching_study.run,
-    "indicators": indicators_study.run,
-    "surveys": surveys_study.run,
-    "sweep": sweep_study.run,
-    "sensitivity": sensitivity_study.run,
-}
+STEPS: Mapping[str, Callable[..., Any]] = _StepEntries({
+    "clean": "pipeline.runner",
+    "match": "matching.study",
+    "indicators": "indicators.study",
+    "surveys": "surveys.study",
+    "sweep": "study.sweep",
+    "sensitivity": "indicators.sensitivity",
+})
 
 
 class ExtractInvalid(PipelineError):
@@ -66,6 +80,8 @@ def validate(paths: BuildPaths, config: StudyConfig, *, max_examples: int = 3, n
              ) -> ValidationReport:
     """Check the extract ``paths.data`` against the SNDS input contract (every violation collected).
     ``notes=False``: without the plausibility notes, which the run chain leaves to the audit trail."""
+    from pipeline.contract import validate_extract
+
     if paths.data is None:
         raise PipelineError("Validation reads an extract: give its directory to --data.")
     return validate_extract(paths.data, config, max_examples=max_examples, notes=notes)
@@ -131,6 +147,8 @@ def report(paths: BuildPaths, config: StudyConfig, *, pdf: bool = True, refresh:
     chain; ``refresh=True`` first re-runs the steps whose results no longer follow from their inputs."""
     if refresh:
         refresh_stale(paths, config, None, on_step=on_step, on_result=on_result)
+    from reports.build import run as render_report
+
     result = render_report(paths, config, pdf=pdf)
     files = [result.html_path, *([result.pdf_path] if result.pdf_path is not None else [])]
     record = make_record(paths, config, "report", [f.relative_to(paths.root).as_posix() for f in files])

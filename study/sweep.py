@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,12 +144,17 @@ class SweepResult:
     n_cached: int = 0
     main_added: bool = False
     cache_notes: tuple[str, ...] = ()
+    workers: int = 1  # processes that computed the rows (0: none computed)
+
+    def _by_workers(self) -> str:
+        return f" by {self.workers} worker processes" if self.workers > 1 else ""
 
     def render(self) -> str:
         f = self.frame
         main = ", then the main specification" if self.main_added else ""
         lines = [f"Sweep: {len(f)} specifications (of {self.n_grid} distinct in the grid{main}): "
-                 f"{self.n_computed} computed, {self.n_cached} from the cache, in {self.seconds:.1f} s; "
+                 f"{self.n_computed} computed{self._by_workers()}, {self.n_cached} from the cache, in "
+                 f"{self.seconds:.1f} s; "
                  f"results in {self.outputs['sweep']}"]
         lines += [f"cache: {note}" for note in self.cache_notes]
         if len(f):
@@ -186,25 +195,109 @@ def sweep_row(i: int, spec: dict[str, Any], cohort: pd.DataFrame, paths: BuildPa
     return row
 
 
+#: ``[sweep] workers = 0`` uses at most this many processes: each holds the cohort and the claims'
+#: persons in memory (pipeline/config/equilibres.toml, [sweep]).
+AUTO_MAX_WORKERS = 2
+
+def resolved_workers(setting: int, n_todo: int) -> int:
+    """How many worker processes compute ``n_todo`` specifications under ``[sweep] workers = setting``:
+    0 means the CPUs this process may use, at most :data:`AUTO_MAX_WORKERS`; never more than there are
+    specifications to compute; 1 means the sequential sweep in this process."""
+    if setting == 0:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cpus = os.cpu_count() or 1
+        setting = min(cpus, AUTO_MAX_WORKERS)
+    return max(1, min(setting, n_todo))
+
+
+# One sweep worker process's state, set once by _start_worker: (paths, config, cohort).
+_WORKER: tuple[BuildPaths, StudyConfig, pd.DataFrame] | None = None
+
+
+def _start_worker(paths: BuildPaths, config: StudyConfig, cohort: pd.DataFrame | None) -> None:
+    """Initialiser of a sweep worker: the cohort its parent loaded (forked workers share its memory),
+    or loaded here, once. The claims are loaded once as well, by the first specification's headline
+    effects (:func:`indicators.inputs.load_claims` keeps them)."""
+    global _WORKER
+    _WORKER = (paths, config, cohort if cohort is not None else load_cohort(paths, config))
+
+
+def pool_context() -> Any:
+    """How sweep workers start: forked on Linux, so that they begin with this process's modules and
+    cohort (copy-on-write: no second copy in memory, no seconds of imports and loading per worker;
+    the parent holds no open DuckDB connection when it forks); spawned elsewhere."""
+    import multiprocessing
+
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def _worker_row(i: int, spec: dict[str, Any], cfg: StudyConfig) -> dict[str, Any]:
+    assert _WORKER is not None, "a sweep worker runs its specifications after _start_worker"
+    paths, _, cohort = _WORKER
+    return sweep_row(i, spec, cohort, paths, cfg)
+
+
+def single_threaded(cfg: StudyConfig) -> StudyConfig:
+    """``cfg`` with one DuckDB thread: several worker processes already share the CPUs."""
+    return cfg.with_overrides({"engine": {"duckdb_threads": 1}})
+
+
+def computed_rows(paths: BuildPaths, config: StudyConfig, todo: list[tuple[int, dict[str, Any], StudyConfig]],
+                  workers: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(i, row)`` of every specification of ``todo`` (``(i, spec, settings)``), computed in this process
+    (``workers`` 1: in order) or by ``workers`` processes (in the order they finish).
+
+    Each worker process holds the cohort (loaded once, :func:`pool_context`) and loads its claims once,
+    and runs its specifications with one DuckDB thread. A row depends only on its specification, the cleaned tables and the code (each
+    specification is matched afresh, and its bootstrap has its own seed from the settings), so the
+    rows are the same whichever process computes them; the caller orders them by ``i``."""
+    if workers <= 1:
+        cohort = load_cohort(paths, config)
+        for i, spec, cfg in todo:
+            yield i, sweep_row(i, spec, cohort, paths, cfg)
+        return
+    context = pool_context()
+    # A forked worker inherits the cohort; a spawned one would receive it pickled: it loads its own.
+    cohort = load_cohort(paths, config) if context.get_start_method() == "fork" else None
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
+                               initargs=(paths, single_threaded(config), cohort))
+    try:
+        pending = {pool.submit(_worker_row, i, spec, single_threaded(cfg)): i for i, spec, cfg in todo}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                yield pending.pop(future), future.result()  # a failed specification stops the sweep
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def sweep_rows(paths: BuildPaths, config: StudyConfig, specs: list[tuple[dict[str, Any], StudyConfig]],
-               cache: SpecCache, *, force: bool = False) -> list[dict[str, Any]]:
+               cache: SpecCache, *, force: bool = False, workers: int = 1) -> tuple[list[dict[str, Any]], int]:
     """The row of every specification, from the cache when its key is there (unless ``force``),
-    computed (and cached) otherwise; the cohort is loaded only if a row must be computed."""
+    computed (and cached) otherwise; and the number of processes that computed them.
+
+    ``workers`` is the ``[sweep] workers`` setting (:func:`resolved_workers`; 1 = in this process); the
+    cohort is loaded only if a row must be computed. Rows come in specification order, whoever
+    computed them, and cache entries are the same whichever process computed their row."""
     inputs, code = cleaned_input_hashes(paths), provenance.code_hash("sweep")
-    cohort: pd.DataFrame | None = None
-    rows = []
-    for i, (spec, cfg) in enumerate(specs, start=1):
-        key, parts = spec_key(cfg, spec, inputs, code)
+    keys = [spec_key(cfg, spec, inputs, code) for spec, cfg in specs]
+    rows: dict[int, dict[str, Any]] = {}
+    todo = []
+    for i, ((spec, cfg), (key, _)) in enumerate(zip(specs, keys, strict=True), start=1):
         row = None if force else cache.get(key)
         if row is None:
-            if cohort is None:
-                cohort = load_cohort(paths, config)
-            computed = sweep_row(i, spec, cohort, paths, cfg)
-            row = canonical_row({k: v for k, v in computed.items() if k != "spec"})
-            if "effects_error" not in row:  # a failure may be transient: never kept
-                cache.put(key, parts, row)
-        rows.append({"spec": i, **row})
-    return rows
+            todo.append((i, spec, cfg))
+        else:
+            rows[i] = row
+    processes = resolved_workers(workers, len(todo)) if todo else 0
+    for i, computed in computed_rows(paths, config, todo, processes):
+        row = canonical_row({k: v for k, v in computed.items() if k != "spec"})
+        if "effects_error" not in row:  # a failure may be transient: never kept
+            cache.put(*keys[i - 1], row)
+        rows[i] = row
+    return [{"spec": i, **rows[i]} for i in range(1, len(specs) + 1)], processes
 
 
 def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> SweepResult:
@@ -215,7 +308,8 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Sweep
     cache = SpecCache.of(paths)
     with StepWriter(paths, "sweep") as out:
         specs, n_grid = specifications(config, saved_matching_config(paths, config))
-        frame = rows_frame(sweep_rows(paths, config, specs, cache, force=force))
+        rows, workers = sweep_rows(paths, config, specs, cache, force=force, workers=config.sweep.workers)
+        frame = rows_frame(rows)
         out.table("sweep", frame)
         effects = effect_ids(frame)
         seconds = time.perf_counter() - start
@@ -229,4 +323,4 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Sweep
         )
         out.params(config, ["sweep", "cohort"], **facts.to_dict())
     return SweepResult(frame, dict(out.written), n_grid, seconds, n_computed=cache.computed, n_cached=cache.hits,
-                       main_added=main_added, cache_notes=tuple(cache.rejected))
+                       main_added=main_added, cache_notes=tuple(cache.rejected), workers=workers)

@@ -406,6 +406,36 @@ def no_eligible_control(d: Path) -> dict[str, Any]:
     return {"table": "IR_BEN_R", "column": "BEN_RES_DPT", "dpt": "001"}
 
 
+def claims_of_unknown_persons(d: Path, n: int = 40) -> dict[str, Any]:
+    """``n`` new nursing-act lines (10 € and up) of persons IR_BEN_R does not hold: a small share of the
+    claims, noted by validate (``claims_in_ir_ben_r``) and dropped by cleaning (``link_to_beneficiary``)."""
+    t = _read(d, "ER_PRS_F")
+    amounts = [10.0 + i for i in range(n)]
+    extra = _new_claim_lines(t, amounts, spe=95)
+    extra = _replace_column(extra, "BEN_NIR_PSA", pa.array([f"ZZNOBODY{i:09d}" for i in range(n)], pa.string()))
+    _write(d, "ER_PRS_F", pa.concat_tables([t, extra.cast(t.schema)]))
+    return {"table": "ER_PRS_F", "lines": n, "euros": float(sum(amounts))}
+
+
+def stay_links_without_stay(d: Path, n: int = 10) -> dict[str, Any]:
+    """``n`` T_MCO19C rows (patient links) of stays T_MCO19B does not hold (new RSA_NUM): a T_MCOaaC
+    exported from another selection of stays than T_MCOaaB."""
+    t = _read(d, "T_MCO19C")
+    top = max(t.column("RSA_NUM").to_pylist())
+    extra = _replace_column(t.slice(0, n), "RSA_NUM", pa.array([top + 1000 + i for i in range(n)], t.schema.field(
+        "RSA_NUM").type))
+    _write(d, "T_MCO19C", pa.concat_tables([t, extra.cast(t.schema)]))
+    return {"table": "T_MCO19C", "rows": n}
+
+
+def nullable_column_null(d: Path) -> dict[str, Any]:
+    """ER_PRS_F whose EXE_SOI_DTF (care end: the contract lets it be missing) is null on every line: an
+    export that lost the column, though no single missing value breaks the contract."""
+    t = _read(d, "ER_PRS_F")
+    _write(d, "ER_PRS_F", _replace_column(t, "EXE_SOI_DTF", pa.nulls(t.num_rows, pa.date32())))
+    return {"table": "ER_PRS_F", "column": "EXE_SOI_DTF", "rows": t.num_rows}
+
+
 def survey_unknown_codes(d: Path) -> dict[str, Any]:
     """Three answers coded 7 in a 4-level Likert question of the patient survey."""
     p = d / "surveys" / "patients_caregivers.csv"
@@ -454,7 +484,9 @@ class Case:
 
     name: str
     build: Callable[[Path], dict[str, Any]]
-    handling: str  # "error": clean stops with a message; "audited": clean continues and counts it
+    # "error": clean stops with a message; "audited": clean continues and counts it; "noted": clean
+    # continues, validate notes it (a finding for the user to check, nothing for cleaning to count).
+    handling: str
     validate_flags: bool  # `equilibres validate` reports it (exit 1)
 
 
@@ -482,8 +514,12 @@ CASES: dict[str, Case] = {c.name: c for c in [
     Case("care_after_flux", care_after_flux, "audited", False),
     Case("birth_year_in_future", birth_year_in_future, "audited", False),
     Case("inclusion_outside_study", inclusion_outside_study, "audited", False),
-    Case("roster_unlinked", roster_unlinked, "error", False),
-    Case("claims_unlinked", claims_unlinked, "error", False),
+    Case("roster_unlinked", roster_unlinked, "error", True),
+    Case("claims_unlinked", claims_unlinked, "error", True),
     Case("no_eligible_control", no_eligible_control, "error", False),
     Case("amounts_all_zero", amounts_all_zero, "error", False),
+    # Links between tables (pipeline/table_links.py) and columns the contract lets be missing.
+    Case("claims_of_unknown_persons", claims_of_unknown_persons, "audited", False),
+    Case("stay_links_without_stay", stay_links_without_stay, "noted", False),
+    Case("nullable_column_null", nullable_column_null, "noted", False),
 ]}

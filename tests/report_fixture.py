@@ -13,11 +13,15 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.facts import (
+    BalanceOverlap,
     BootstrapFacts,
+    CheckFacts,
     CleanFacts,
     CleanOutput,
     CodebookFile,
     CodeVersion,
+    EventStudyTest,
+    HeadlineDiagnostics,
     IndicatorsFacts,
     IndicatorsSizes,
     InputChecks,
@@ -25,10 +29,13 @@ from pipeline.facts import (
     InputFileHash,
     MatchingFacts,
     MatchingSizes,
+    NegativeControlFacts,
+    SensitivitySummary,
     StageFacts,
     SurveyInput,
     SurveysFacts,
     SweepFacts,
+    VerdictThresholds,
 )
 
 # Strings that look like identifiers: they must never reach the report (the fixture puts them in
@@ -294,19 +301,45 @@ def make_fixture_build(root: Path, *, with_surveys: bool = True, with_sweep: boo
     return root
 
 
+def _diagnostics(id_: str, value: float, evalue: float, evalue_ci: float, gamma: float, mdrr: float,
+                 pretrend_p: float, power_passed: bool) -> HeadlineDiagnostics:
+    checks = {"balance": CheckFacts(0.04, 0.1, True), "overlap": CheckFacts(0.89, 0.7, True),
+              "pretrends": CheckFacts(pretrend_p, 0.05, pretrend_p >= 0.05),
+              "negative_controls": CheckFacts(0.03, 0.1, True),
+              "power": CheckFacts(0.08 if power_passed else 0.12, 0.1, power_passed)}
+    ops = {"balance": "≤", "overlap": "≥", "negative_controls": "≤"}
+    reasons = tuple(f"{name}: value = {c.value:.3g} {ops.get(name, '≥' if c.passed else '<')} {c.threshold:.3g}"
+                    for name, c in sorted(checks.items(), key=lambda kv: kv[1].passed))
+    passed = all(c.passed for c in checks.values())
+    return HeadlineDiagnostics(
+        id=id_, value=value, ci_low=value - 0.1, ci_high=value + 0.1, evalue=evalue, evalue_ci=evalue_ci,
+        evalue_scale="ratio", rosenbaum_gamma=gamma, rosenbaum_test="signed_rank", rosenbaum_p=0.001,
+        rosenbaum_pairs=1150, mdrr=mdrr, mde=0.08, pretrend_outcome="spending", pretrend_p=pretrend_p,
+        verdict="pass" if passed else "fail", reasons=reasons, checks=checks)
+
+
+# sensitivity/summary.json as `equilibres sensitivity` writes it (through its declaration): the first
+# headline passes every check, the second fails its pre-trend test.
+SENSITIVITY_SUMMARY = SensitivitySummary(
+    headlines=(_diagnostics("eol_hosp_rate", -0.19, 1.9, 1.2, 1.3, 1.4, 0.44, True),
+               _diagnostics("avoided_spending_share", 0.22, 1.4, 1.0, 1.1, 1.2, 0.03, True)),
+    negative_controls=NegativeControlFacts(
+        n=12, systematic_error_mean=0.03, systematic_error_sd=0.05, systematic_error_ci_low=-0.02,
+        systematic_error_ci_high=0.08, expected_absolute_systematic_error=0.04, ci_level=0.95, replicates=199,
+        method="negative-control outcomes estimated with the headline design", assumption="no effect expected"),
+    event_study={"spending": EventStudyTest("eur_per_patient_month", 5.7, 11, 0.89, -143.7, -167.0, -123.3),
+                 "hospital_stays": EventStudyTest("stays_per_100_patient_months", 6.0, 11, 0.88, -0.65, -0.8, -0.5)},
+    balance=BalanceOverlap(max_abs_smd_after=0.04, matched_share=0.89),
+    thresholds=VerdictThresholds(max_abs_smd=0.1, min_matched_share=0.7, pretrend_alpha=0.05, max_systematic_error=0.1,
+                                 alpha=0.05, power=0.8, min_effect_of_interest={"eol_hosp_rate": 0.1}),
+    ci_level=0.95, replicates=199, event_replicates=199, curve_replicates=199, notes=())
+
+
 def write_sensitivity(root: Path) -> None:
     """The outputs of `equilibres sensitivity` (issue 14): summary.json and its tables."""
     d = root / "sensitivity"
     d.mkdir(parents=True, exist_ok=True)
-    (d / "summary.json").write_text(json.dumps({
-        "headlines": [
-            {"id": "eol_hosp_rate", "evalue": 1.9, "evalue_ci": 1.2, "rosenbaum_gamma": 1.3, "mdrr": 0.71,
-             "pretrend_p": 0.44, "verdict": "robust", "reasons": []},
-            {"id": "avoided_spending_share", "evalue": 1.4, "evalue_ci": 1.0, "rosenbaum_gamma": 1.1, "mdrr": 0.8,
-             "pretrend_p": 0.03, "verdict": "fragile", "reasons": ["pretrend"]},
-        ],
-        "negative_controls": {"n": 12, "systematic_error_mean": 0.03, "systematic_error_ci_low": -0.02,
-                              "systematic_error_ci_high": 0.08}}), encoding="utf-8")
+    (d / "summary.json").write_text(json.dumps(SENSITIVITY_SUMMARY.to_dict()), encoding="utf-8")
     rows = []
     for outcome in ("spending_total", "hosp_stays"):
         for m in range(-6, 7):
@@ -322,3 +355,16 @@ def write_sensitivity(root: Path) -> None:
          "smd_matched_vs_all": 0.06, "smd_matched_vs_unmatched_complex": 0.3, "n_matched_treated": 1150,
          "n_all_treated": 1290, "n_unmatched_complex": 7},
     ]).to_csv(d / "generalisability.csv", index=False)
+
+
+def make_sample_build(root: Path) -> Path:
+    """A real build of the committed sample (every step but the sweep and the report; 199 bootstrap
+    replicates to stay fast), for the tests that check the report on real results."""
+    from data_samples import SAMPLE_DIR
+    from pipeline.config import load_config
+    from pipeline.paths import BuildPaths
+    from study.chain import run_chain
+
+    cfg = load_config().with_overrides({"indicators": {"bootstrap_replicates": 199}})
+    run_chain(BuildPaths(root, SAMPLE_DIR), cfg, sweep=False, report_too=False)
+    return root

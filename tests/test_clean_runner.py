@@ -138,3 +138,75 @@ def test_large_files_are_hashed_by_sample(tmp_path, monkeypatch):
     data[0] ^= 1
     f.write_bytes(bytes(data))
     assert file_hash(f)["sha256"] != sampled["sha256"]
+
+
+# -- input checks: rows from the footers before the stages, line keys inside the stages' queries ------
+
+
+def _duplicate_rows(path, rows):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path)
+    pq.write_table(pa.concat_tables([t, t.slice(0, rows)]), path)
+
+
+@pytest.mark.parametrize(("table", "file", "fragments"), [
+    ("IR_BEN_R", "IR_BEN_R.parquet", ["3 value(s) of the line key (BEN_NIR_PSA, BEN_RNG_GEM)", "on 6 rows",
+                                      "a beneficiary would be counted twice", "(2 copies)"]),
+    ("MCO_C", "T_MCO21C.parquet", ["2 value(s) of the line key (ETA_NUM, RSA_NUM)", "on 4 rows",
+                                   "a stay would be counted twice", "remove the duplicate rows"]),
+])
+def test_repeated_line_key_stops_the_stage_reading_the_table(extract, tmp_path, table, file, fragments):
+    from pipeline.input_checks import DuplicateKeyError
+
+    _duplicate_rows(extract / file, 3 if table == "IR_BEN_R" else 2)
+    build = tmp_path / "build"
+    with pytest.raises(DuplicateKeyError) as err:
+        runner.run(BuildPaths(build, extract), load_config())
+    text = " ".join(str(err.value).split())
+    assert text.startswith(str(extract / file))
+    for fragment in fragments:
+        assert fragment in text, text
+    if table == "IR_BEN_R":  # identifiers are masked in the example
+        assert "BEN_NIR_PSA=" in text and "…" in text
+    # nothing of the failed run is left as a result
+    assert not BuildPaths(build).clean_manifest.exists()
+    assert not list((build / "clean").rglob("*.parquet"))
+
+
+def test_line_keys_are_checked_in_the_stage_queries_not_before(extract, tmp_path, monkeypatch):
+    """check_inputs reads footers only; a stage that does not run does not check its tables again, and a
+    hash collision (the check counts a repeat the columns do not show) is recounted and let through."""
+    import pipeline.input_checks as checks_mod
+
+    cfg = load_config()
+    build = tmp_path / "build"
+    paths = BuildPaths(build, extract)
+    runner.run(paths, cfg)
+    manifest = json.loads(paths.clean_manifest.read_text())
+    assert {f["table"]: f["cached"] for f in manifest["input_checks"]["files"]}["ER_PRS_F"] is False
+    assert any("first query of the stage" in c for c in manifest["input_checks"]["checks"])
+
+    # Only the DCIR stage runs: ER_PRS_F is checked again, T_MCOaaB/C (read by it, checked by pmsi) are not.
+    cfg2 = cfg.with_overrides({"cleaning": {"max_care_after_flux_days": 40}})
+    assert runner.run(paths, cfg2).ran == ["dcir", "outputs", "cohort"]
+    files = json.loads(paths.clean_manifest.read_text())["input_checks"]["files"]
+    cached = {f["table"]: f["cached"] for f in files}
+    assert cached["ER_PRS_F"] is False and cached["T_MCOaaB"] is True and cached["T_MCOaaC"] is True
+    er = [f for f in files if f["table"] == "ER_PRS_F"]
+    import pyarrow.parquet as pq
+    assert er[0]["rows"] == pq.ParquetFile(extract / "ER_PRS_F.parquet").metadata.num_rows
+
+    # A false alarm of the hashed check: recounted exactly, nothing repeats, the run goes on.
+    real = checks_mod.repeated_line_keys
+
+    def alarm(table, keys, *, exact=False):
+        r = real(table, keys, exact=exact)
+        return r.select(repeated=r.repeated + 1)
+
+    import pipeline.clean_stages as stages_mod
+    monkeypatch.setattr(stages_mod, "repeated_line_keys", alarm)
+    again = runner.run(paths, cfg, force=True)
+    assert again.ran == STAGE_NAMES
+    assert "hash collision(s), no repeated key" in (paths.logs / "clean.log").read_text()

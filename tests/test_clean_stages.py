@@ -375,3 +375,65 @@ def test_quarter_and_age_helpers():
     t = table([{"b": D(1940, 3, 15), "i": D(2020, 3, 14)}, {"b": D(1940, 3, 15), "i": D(2020, 3, 15)}],
               {"b": "date", "i": "date"})
     assert run(t.select(a=cohort.age_at(t.b, t.i))).a.tolist() == [79, 80]
+
+
+# -- line-key checks riding on the stages' queries (pipeline/input_checks.py) ----------------------
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_repeated_line_keys_counts_the_extra_copies(exact):
+    from pipeline.input_checks import repeated_line_keys
+
+    schema = {"a": "int64", "b": "string", "d": "date"}
+    rows = [{"a": 1, "b": "x", "d": D(2021, 1, 1)}, {"a": 1, "b": "y", "d": D(2021, 1, 1)},
+            {"a": 2, "b": "x", "d": D(2021, 1, 1)}, {"a": 1, "b": "x", "d": D(2021, 1, 2)}]
+    unique = table(rows, schema)
+    assert run(repeated_line_keys(unique, ["a", "b", "d"], exact=exact)).repeated.item() == 0
+    # one key three times and another twice: 2 + 1 lines repeat a key seen before
+    dup = table(rows + [rows[0], rows[0], rows[2]], schema)
+    assert run(repeated_line_keys(dup, ["a", "b", "d"], exact=exact)).repeated.item() == 3
+    # on fewer columns, rows differing only by the others share a key
+    assert run(repeated_line_keys(unique, ["a"], exact=exact)).repeated.item() == 2
+
+
+def test_check_row_leaves_the_dcir_audit_and_claims_unchanged(cfg):
+    from clean_helpers import PRS_SCHEMA
+
+    from pipeline.input_checks import repeated_line_keys
+    from pipeline.stages.rules import with_check_row
+
+    rows = [prs_row(euros=10.0), prs_row(euros=20.0, dpn=71), prs_row(care=D(2021, 4, 2), euros=5.0),
+            prs_row(care=D(2021, 4, 2), flux=D(2021, 6, 1), qty=-1.0, euros=-5.0), prs_row(nir=NIR["Z"])]
+    prs = table(rows + [rows[0]], PRS_SCHEMA)  # the first line twice
+    kmap = key_map([(NIR["A"], 1, "PA")])
+    summary = dcir.dcir_stage(prs, kmap, cfg)
+    checked = with_check_row(summary, repeated_line_keys(prs, list(PRS_SCHEMA), exact=True), dcir.FATE_KEY_CHECK,
+                             "n_lines")
+    by_fate = dcir.claims_by_fate(checked)
+    assert dcir.repeated_lines(by_fate) == 1 and dcir.repeated_lines(dcir.claims_by_fate(summary)) == 0
+    assert [r.as_record() for r in dcir.claims_audit_rows(by_fate, cfg.cleaning)] == \
+        [r.as_record() for r in dcir.audit_dcir(summary, cfg.cleaning)]
+    kept = run(dcir.kept_claims(checked))
+    assert len(kept) == len(run(dcir.kept_claims(summary))) and kept.euros.sum() == 20.0
+
+
+def test_check_rows_leave_the_stays_and_their_audit_unchanged(cfg):
+    from pipeline.input_checks import repeated_line_keys
+    from pipeline.stages.rules import with_check_row
+
+    stays = [_stay(1), _stay(2, ret="1"), _stay(3, ghm="90Z00Z")]
+    bs, cs, vs = zip(*stays, strict=True)
+    b = pmsi.union_years([(21, table([*bs, bs[0]], B_SCHEMA))], pmsi.MCO_B_TYPES, "B")  # stay 1 twice in B
+    c = pmsi.union_years([(21, table(list(cs), C_SCHEMA))], pmsi.MCO_C_TYPES, "C")
+    v = pmsi.union_years([(21, table(list(vs), V_SCHEMA))], pmsi.MCO_VALO_TYPES, "V")
+    nir_map = table([{"BEN_NIR_PSA": NIR["A"], "person_id": "P1"}], {"BEN_NIR_PSA": "string", "person_id": "string"})
+    s = pmsi.mco_stays(b, c, v, nir_map, cfg)
+    checked = s
+    for key, t in (("MCO_B", b), ("MCO_C", c), ("MCO_VALO", v)):
+        checked = with_check_row(checked, repeated_line_keys(t, pmsi.STAY_KEY), pmsi.KEY_CHECK_FATES[key], "RSA_NUM")
+    by_fate = pmsi.stays_by_fate(checked)
+    assert pmsi.repeated_keys(by_fate) == {"MCO_B": 1, "MCO_C": 0, "MCO_VALO": 0}
+    assert [r.as_record() for r in pmsi.stays_audit_rows(by_fate, cfg.cleaning)] == \
+        [r.as_record() for r in pmsi.audit_pmsi(s, cfg.cleaning)]
+    pd.testing.assert_frame_equal(run(pmsi.stays_valid(checked)).sort_values("RSA_NUM").reset_index(drop=True),
+                                  run(pmsi.stays_valid(s)).sort_values("RSA_NUM").reset_index(drop=True))

@@ -431,3 +431,112 @@ def test_regularisations_are_netted_across_the_files_of_a_split_table(tmp_path, 
     pq.write_table(pa.concat_tables([prs.filter(pc.equal(year, 2021)), orphan.cast(prs.schema)]),
                    d / "ER_PRS_F_2021.parquet")
     assert _orphan_note_count(validate_extract(d, config)) == single + 1
+
+
+# ------------------------------------------------------------------------------------------------
+# PMSI year tables in several files or a directory of parts
+def test_locate_pmsi_years_in_numbered_files_and_parts(tmp_path, config):
+    from pipeline.readers import pmsi_year, pmsi_year_groups
+
+    d = link_sample(tmp_path / "x", skip=("T_MCO20B", "T_MCO21C"))
+    for rel in ("T_MCO20B/part-0002.csv", "T_MCO20B/part-0001.parquet", "T_MCO20B/_SUCCESS",
+                "t_mco21c_part2.csv", "T_MCO21C_1.parquet", "T_MCO21C_old.csv"):
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_bytes(b"")
+    search = find_tables(d, config)
+    assert not search.missing and not search.conflicts
+    names = [search.name(p) for p in search.found["MCO_B"]]
+    assert names == ["T_MCO19B.parquet", "T_MCO20B/part-0001.parquet", "T_MCO20B/part-0002.csv",
+                     "T_MCO21B.parquet", "T_MCO22B.parquet", "T_MCO23B.parquet"]
+    assert [search.name(p) for p in search.found["MCO_C"]][1:4] == ["T_MCO20C.parquet", "T_MCO21C_1.parquet",
+                                                                     "t_mco21c_part2.csv"]
+    assert [pmsi_year(p, "MCO_B", config) for p in search.found["MCO_B"]] == [2019, 2020, 2020, 2021, 2022, 2023]
+    assert pmsi_year_groups(search.found["MCO_C"], "MCO_C", config)[2021] == [2, 3]
+    # Spark's layout (a directory named like the file, nested folders): the year comes from the directory.
+    assert pmsi_year(d / "T_MCO22VALO.parquet" / "year=2022" / "part-0.parquet", "MCO_VALO", config) == 2022
+    # A year with parts in B but no file at all in C is still reported.
+    (d / "T_MCO21C_1.parquet").unlink()
+    (d / "t_mco21c_part2.csv").unlink()
+    assert "year(s) 2021" in find_tables(d, config).missing["MCO_C"]
+
+
+@pytest.mark.parametrize(("names", "expected"), [
+    (("T_MCO21B.parquet", "T_MCO21B_1.parquet"), "T_MCO21B.parquet holds the whole year but T_MCO21B_1.parquet"),
+    (("T_MCO21B.parquet", "T_MCO21B/part-0.parquet"), "both the file T_MCO21B.parquet and the directory T_MCO21B/"),
+    (("T_MCO21B/notes.txt",), "holds no .parquet"),
+])
+def test_ambiguous_pmsi_layouts_are_refused(names, expected, tmp_path, config):
+    d = link_sample(tmp_path / "x", skip=("T_MCO21B",))
+    for name in names:
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
+        (d / name).write_bytes(b"")
+    with pytest.raises(MissingTableError, match=re.escape(expected)):
+        locate_tables(d, config)
+    report = validate_extract(d, config)
+    assert any(v.rule == "one set of files per table" and expected in v.hint for v in report.violations)
+
+
+def split_pmsi(dest: Path) -> Path:
+    """The sample with PMSI year tables split as platforms write them: T_MCO20B a directory of parts (two
+    Parquet, one comma-separated decimal-comma CSV), T_MCO21C numbered files (Parquet and CSV), T_MCO19VALO
+    as Spark writes it (T_MCO19VALO.parquet/year=2019/part-*.parquet), T_MCO22C a directory of one part."""
+    split = {"T_MCO20B": 3, "T_MCO21C": 2, "T_MCO19VALO": 2, "T_MCO22C": 1}
+    link_sample(dest, skip=tuple(split))
+    for stem, n in split.items():
+        table = pq.read_table(SAMPLE_DIR / f"{stem}.parquet")
+        step = table.num_rows // n + 1
+        for i in range(n):
+            chunk = table.slice(i * step, step)
+            if stem == "T_MCO20B":
+                path = dest / stem / f"part-{i:04d}.{'csv' if i == 1 else 'parquet'}"
+            elif stem == "T_MCO21C":
+                path = dest / f"{stem}_{i + 1}.{'csv' if i == 1 else 'parquet'}"
+            elif stem == "T_MCO19VALO":
+                path = dest / f"{stem}.parquet" / "year=2019" / f"part-{i:05d}.parquet"
+            else:
+                path = dest / stem / "part-0.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.suffix == ".csv":
+                write_csv(chunk, path, sep=",", decimal_comma=True)
+            else:
+                pq.write_table(chunk, path)
+    return dest
+
+
+@pytest.mark.slow
+def test_pmsi_in_parts_validates_and_cleans_like_one_file(tmp_path, config, sample_built):
+    d = split_pmsi(tmp_path / "parts")
+    found = locate_tables(d, config)
+    assert (len(found["MCO_B"]), len(found["MCO_C"]), len(found["MCO_VALO"])) == (7, 6, 6)
+    # The same verdict as the single-file sample: valid, nothing noted; every part checked and named.
+    whole, parts = validate_extract(SAMPLE_DIR, config), validate_extract(d, config)
+    assert whole.ok and parts.ok and not parts.notes, parts.render()
+    assert parts.read_as["T_MCO20B/part-0001.csv"].startswith("CSV, separator ','")
+    assert sum(n for f, n in parts.rows_checked.items() if f.startswith("T_MCO20B/")) == \
+        whole.rows_checked["T_MCO20B.parquet"]
+    # The same clean outputs (persons, stays, cohort, panel euros) and audit trail, digest for digest.
+    build = tmp_path / "b"
+    got = clean_digest(d, build, config)
+    assert got == sample_built
+    assert {"clean/persons.parquet", "clean/stays.parquet", "clean/cohort.parquet", "clean/panel.parquet",
+            "audit/attrition.csv"} <= set(got)
+    manifest = json.loads((build / "clean" / "manifest.json").read_text())
+    checked = {c["file"] for c in manifest["input_checks"]["files"]}
+    assert {"T_MCO20B/part-0000.parquet", "T_MCO20B/part-0001.csv", "T_MCO21C_2.csv",
+            "T_MCO19VALO.parquet/year=2019/part-00001.parquet"} <= checked
+
+
+@pytest.mark.slow
+def test_a_stay_in_two_parts_of_one_year_is_refused(tmp_path, config):
+    """The line key of a PMSI table is unique within a year: a stay copied into a second part of that
+    year is refused by validate and by cleaning, naming both parts."""
+    d = split_pmsi(tmp_path / "parts")
+    first = pq.read_table(d / "T_MCO20B" / "part-0000.parquet")
+    last = pq.read_table(d / "T_MCO20B" / "part-0002.parquet")
+    pq.write_table(pa.concat_tables([last, first.slice(0, 1)]), d / "T_MCO20B" / "part-0002.parquet")
+    report = validate_extract(d, config)
+    [v] = [v for v in report.violations if v.rule == "line key unique across the files of the table"]
+    assert v.file == "3 files of T_MCOaaB 2020" and v.count == 1
+    assert v.examples[0]["files"] == "T_MCO20B/part-0000.parquet and T_MCO20B/part-0002.parquet"
+    with pytest.raises(DuplicateKeyError, match="T_MCO20B/part-0000.parquet and T_MCO20B/part-0002.parquet"):
+        runner.run(BuildPaths(tmp_path / "b", d), config)

@@ -16,7 +16,7 @@ import data_samples.generator as gen
 from data_samples import SAMPLE_DIR
 from data_samples.generator import GenerationError, generate_extract
 from data_samples.outcomes import MonthGrid, StayWindowModel, TruthAccumulator, chunk_means, window_day_share
-from data_samples.population import CONTROL, DAY, TREATED, build_population, death_time_months
+from data_samples.population import CONTROL, DAY, DAYS_PER_MONTH, TREATED, build_population, death_time_months
 from data_samples.truth import MORTALITY_TRUTH, NULL_TRUTH, TruthParams, load_truth
 from pipeline.config import load_config
 
@@ -410,6 +410,99 @@ def test_death_time_piecewise_known_answer():
     # 0.2 / (0.1 x 0.5) = 4 months, while included; 1.0 exceeds the 0.5 accumulated by the exit at 10
     # months: 10 + (1 - 0.5) / 0.1 = 15; no effect and no exit: 1 / 0.1 = 10.
     assert death_time_months(unit, haz, theta, included) == pytest.approx([4.0, 15.0, 10.0])
+    # an effect that persists after the exit (theta_after = theta): 10 + 0.5 / (0.1 x 0.5) = 20
+    assert death_time_months(unit, haz, theta, included, theta) == pytest.approx([4.0, 20.0, 10.0])
+
+
+# -- turnover: discharges alive, the active file, substitution vs health effects --------------------
+def test_discharge_times_follow_the_configured_mean(config):
+    """Times to a planned discharge are exponential of mean population.mean_months_to_discharge; those
+    after claims_end are censored, so the mean is estimated as time at risk / discharges (the
+    exponential's maximum-likelihood estimate), for the default and another mean."""
+    for mean in (9.4, 4.0):
+        tp = load_truth()
+        tp = tp.model_copy(update={"population": tp.population.model_copy(update={"mean_months_to_discharge": mean})})
+        pop = build_population(np.random.default_rng(8), 0.1, tp, config)
+        t = pop.group == TREATED
+        inc, plan = pop.inclusion[t], pop.exit_planned[t]
+        end = np.datetime64(config.study.claims_end, "D")
+        at_risk = (np.where(np.isnat(plan), end, plan) - inc).astype("timedelta64[D]").astype(float)
+        events = int((~np.isnat(plan)).sum())
+        estimate = at_risk.sum() / events / DAYS_PER_MONTH
+        assert estimate == pytest.approx(mean, rel=4 / np.sqrt(events)), (mean, estimate, events)
+        assert (plan[~np.isnat(plan)] > inc[~np.isnat(plan)]).all()
+        # a death first cancels the discharge: an exit alive is always before the death, if any
+        ex, death = pop.exit[t], pop.death[t]
+        left = ~np.isnat(ex)
+        assert (np.isnat(death[left]) | (death[left] > ex[left])).all()
+        assert (ex[left] == plan[left]).all()
+    off = load_truth()
+    off = off.model_copy(update={"population": off.population.model_copy(update={"mean_months_to_discharge": 0.0})})
+    assert np.isnat(build_population(np.random.default_rng(8), 0.01, off, config).exit).all()
+
+
+def test_active_file_at_full_scale_is_calibrated_to_the_published_savings(config):
+    """9 M€ / 1 625 €/patient-year ≈ 5 540 patient-years in the programme in 2023 at scale 1 (the
+    population only); the intention-to-treat follow-up is about three times larger."""
+    pop = build_population(np.random.default_rng(np.random.SeedSequence(20240101).spawn(6)[0]), 1.0,
+                           load_truth(), config)
+    cl = gen._caseload_summary(pop, config)
+    assert cl["year"] == 2023
+    assert cl["active_patient_years"] == pytest.approx(9e6 / 1625, rel=0.03), cl
+    assert 2.5 < cl["itt_patient_years"] / cl["active_patient_years"] < 3.5, cl
+
+
+def _one_discharged_patient(config, tp):
+    """A treated patient discharged alive in mid-study who is alive at claims_end, and their means."""
+    pop = build_population(np.random.default_rng(6), 0.01, tp, config)
+    t = np.flatnonzero((pop.group == TREATED) & ~np.isnat(pop.exit) & np.isnat(pop.death)
+                       & (pop.exit < np.datetime64("2022-06-01")) & (pop.inclusion < pop.exit - 62))
+    grid = MonthGrid.of(config)
+    return pop, grid, chunk_means(pop, t[:5], grid, tp, config)
+
+
+def test_substitution_effects_stop_at_discharge_while_health_effects_persist(config):
+    tp = load_truth()
+    e = tp.effects
+    pop, grid, cm = _one_discharged_patient(config, tp)
+    assert cm.persons.size == 5
+    for i, person in enumerate(cm.persons):
+        m_inc, m_exit = grid.index_of(pop.inclusion[[person]])[0], grid.index_of(pop.exit[[person]])[0]
+        inside, after = slice(m_inc + 1, m_exit), slice(m_exit + 1, grid.size)
+        assert (cm.tf[i, inside] == 1).all() and (cm.tf[i, after] == 0).all() and (cm.fu[i, after] == 1).all()
+        nursing0 = sum(cm.mu0[c][i] for c in ("nursing_acts", "nurse_travel", "nurse_assessment"))
+        # while included: fee-for-service nursing replaced by flat-rate payments; health effects on
+        assert cm.mu1["nursing_acts"][i, inside] == pytest.approx(e.nursing_acts * cm.mu0["nursing_acts"][i, inside])
+        assert cm.mu1["experiment"][i, inside] == pytest.approx(e.experiment_share * nursing0[inside])
+        assert cm.mu1["pharmacy"][i, inside] == pytest.approx(e.pharmacy * cm.mu0["pharmacy"][i, inside])
+        assert cm.hosp_rate1[i, inside] == pytest.approx(e.hosp_rate * cm.hosp_rate0[i, inside])
+        # after discharge: no experiment payment, nursing at the regained-autonomy level, health effects kept
+        assert (cm.mu1["experiment"][i, after] == 0).all()
+        assert cm.mu1["nursing_acts"][i, after] == pytest.approx(
+            e.nursing_after_discharge * cm.mu0["nursing_acts"][i, after])
+        for cat in ("gp", "specialist", "pharmacy", "other"):
+            assert cm.mu1[cat][i, after] == pytest.approx(getattr(e, cat) * cm.mu0[cat][i, after]), cat
+        assert cm.hosp_rate1[i, after] == pytest.approx(e.hosp_rate * cm.hosp_rate0[i, after])
+    # health_effects_after_discharge = 0: every effect stops at discharge (the previous model)
+    stop = tp.model_copy(update={"effects": e.model_copy(update={"health_effects_after_discharge": 0.0})})
+    pop0, grid, cm0 = _one_discharged_patient(config, stop)
+    assert np.array_equal(pop0.exit, pop.exit, equal_nan=True)
+    for i, person in enumerate(cm0.persons):
+        after = slice(grid.index_of(pop0.exit[[person]])[0] + 1, grid.size)
+        for cat in ("nursing_acts", "gp", "pharmacy", "other"):
+            assert cm0.mu1[cat][i, after] == pytest.approx(cm0.mu0[cat][i, after]), cat
+        assert cm0.hosp_rate1[i, after] == pytest.approx(cm0.hosp_rate0[i, after])
+
+
+def test_mortality_effect_persists_after_discharge_unless_configured_not_to(config):
+    tp = load_truth(MORTALITY_TRUTH)
+    stop = tp.model_copy(update={"effects": tp.effects.model_copy(update={"health_effects_after_discharge": 0.0})})
+    pops = {k: build_population(np.random.default_rng(4), 0.05, v, config) for k, v in (("keep", tp), ("stop", stop))}
+    t = pops["keep"].group == TREATED
+    d_keep, d_stop = pops["keep"].death[t], pops["stop"].death[t]
+    # same draws; with the effect kept after discharge nobody dies earlier, and fewer die
+    assert (np.isnat(d_keep) | (d_keep >= np.where(np.isnat(d_stop), d_keep, d_stop))).all()
+    assert (~np.isnat(d_keep)).sum() < (~np.isnat(d_stop)).sum()
 
 
 def test_truth_mortality_loads_and_lowers_treated_mortality(tmp_path, config):

@@ -306,6 +306,33 @@ def test_economics(an, config):
     assert row["avoided_eur_per_patient_year"] == pytest.approx(c_rate - t_rate)
 
 
+def test_savings_per_year_use_the_active_file(config):
+    """T1 leaves the programme alive on 2023-06-30; T3 has an exit after her death (death first). The
+    caseload of the savings is the time in the programme; the follow-up stays intention to treat."""
+    from indicators.economics import economics
+
+    p = persons()
+    p.loc[p["person_id"] == "T1", "exit_date"] = D("2023-06-30")
+    p.loc[p["person_id"] == "T3", "exit_date"] = D("2023-12-31")
+    claims = claims_of(config, p)
+    res = economics(analyse(matched(), claims, config))
+    cl = res.caseload.set_index("year")
+    assert cl.loc[2023, "patient_years"] == pytest.approx((365 + 90) / Y)     # ITT: unchanged
+    assert cl.loc[2023, "active_patient_years"] == pytest.approx((181 + 90) / Y)  # T1 to 30 June, T3 to death
+    assert cl.loc[2022, "active_patient_years"] == pytest.approx((365 + 196 + 365) / Y)
+    assert (cl.loc[2023, "patients"], cl.loc[2023, "active_patients"]) == (2, 2)
+    av = analyse(matched(), claims, config).boot.estimate(
+        lambda T: T["c.s_perimeter"] / T["c.pyears"] - T["t.s_perimeter"] / T["t.pyears"]).value
+    case = by_id(res.indicators, "caseload_patient_years")
+    assert case.value == pytest.approx((181 + 90) / Y)
+    assert case.arm_values["patient_years_followup"] == pytest.approx((365 + 90) / Y)
+    inv = config.economics.programme_investment_eur
+    assert by_id(res.indicators, "gross_savings_year").value == pytest.approx(av * 271 / Y)
+    assert by_id(res.indicators, "net_savings_year").value == pytest.approx(av * 271 / Y - inv)
+    row = res.scenarios[(res.scenarios["caseload_factor"] == 2.0)].iloc[0]
+    assert row["caseload_patient_years"] == pytest.approx(2 * 271 / Y)
+
+
 def test_records_follow_contract(an, config):
     from indicators.spending import spending
 

@@ -105,6 +105,22 @@ def test_default_truth_effects_are_detected(case):
 
 
 @pytest.mark.slow
+def test_active_caseload_equals_the_generators(case):
+    """The caseload behind the savings per year (patients in the programme, from the roster) is the
+    one the generator counted; the intention-to-treat patient-years beside it too."""
+    import pandas as pd
+
+    name, records, _ = case
+    build = case_build(name)
+    truth = json.loads((build.parent / "extract" / "truth.json").read_text())["caseload"]
+    row = pd.read_csv(build / "indicators" / "caseload.csv").set_index("year").loc[truth["year"]]
+    assert row["active_patient_years"] == pytest.approx(truth["active_patient_years"], rel=2e-3)
+    assert row["patient_years"] == pytest.approx(truth["itt_patient_years"], rel=2e-3)
+    assert row["active_patient_years"] < 0.5 * row["patient_years"]  # the turnover is seen
+    assert records["caseload_patient_years"].value == pytest.approx(row["active_patient_years"])
+
+
+@pytest.mark.slow
 def test_matched_data_have_one_role_per_person_and_one_time_zero_per_set(case):
     name, records, truth = case
     import pandas as pd

@@ -113,6 +113,46 @@ def test_age_band_width_changes_strata_without_recleaning(build: Path):
     assert wide < narrow
 
 
+def _plain_cohort(path: Path) -> pd.DataFrame:
+    """The eligible rows of a cohort table as plain pandas (text as Python strings, dates as datetime64)."""
+    import pyarrow.parquet as pq
+
+    frame = pq.read_table(path).to_pandas(date_as_object=False)
+    return frame[frame["eligible"] == 1].reset_index(drop=True)
+
+
+def test_the_loaded_cohort_matches_as_its_plain_text(build: Path):
+    # load_cohort reads text columns as categoricals and the row ids as Arrow-backed text (the speed of
+    # `equilibres match` at full scale); every result must be what the same rows as plain text give.
+    paths, cfg = BuildPaths(build), load_config().with_overrides({"matching": {"caliper": 0.5}})
+    coded = study.load_cohort(paths, cfg)
+    plain = _plain_cohort(paths.cohort)
+    assert isinstance(coded["dpt"].dtype, pd.CategoricalDtype) and len(coded) == len(plain) < 12_400
+    for ratio in (1, 2):
+        spec = cfg.with_overrides({"matching": {"ratio": ratio}})
+        a, b = study.fit_specification(coded, spec), study.fit_specification(plain, spec)
+        assert a.sizes == b.sizes and a.sizes["treated_matched"] > 0
+        for name in ("matched", "balance", "profiles", "pairs"):
+            pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), check_exact=True)
+        assert a.matched["dpt"].dtype == object and a.pairs["control_id"].dtype == object
+
+
+def test_a_repeated_unit_id_stops_matching(build: Path):
+    path = BuildPaths(build).cohort
+    cohort = pd.read_parquet(path)
+    cohort.loc[7, "unit_id"] = cohort.loc[3, "unit_id"]
+    cohort.to_parquet(path)
+    with pytest.raises(PipelineError, match=r"'unit_id' must be unique.*1 value\(s\) repeat, e.g. \['P3@"):
+        run_match(build, load_config())
+
+
+def test_repeated_values_is_exact():
+    import pyarrow as pa
+
+    assert study.repeated_values(pa.chunked_array([["a", "b"], ["c", None]])) == []
+    assert study.repeated_values(pa.chunked_array([["a", "b"], ["a", None, None, "b"]])) == ["a", "None", "b"]
+
+
 def test_with_age_band_pools_old_ages():
     frame = pd.DataFrame({"age": [0, 4, 5, 67, 94, 95, 103, np.nan]})
     bands = with_age_band(frame, 5, 95)["age_band"]
@@ -136,9 +176,11 @@ def test_cli_match_without_cohort_is_a_clean_error(tmp_path: Path):
 
 
 def _sweep_config():
+    # One process: the tests below replace the headline effects with monkeypatch, which does not reach
+    # worker processes (tests/test_sweep_cache.py compares the sweep in workers with this one).
     return load_config().with_overrides({"sweep": {
         "caliper": [0.1, 0.5], "ratio": [1, 2], "method": ["nearest", "cem"], "age_band_width": [5],
-        "transform": ["log1p"], "replace": [False], "max_specs": 64}})
+        "transform": ["log1p"], "replace": [False], "max_specs": 64, "workers": 1}})
 
 
 def test_sweep_writes_a_row_per_spec_with_effects(build: Path, monkeypatch):

@@ -211,12 +211,16 @@ mstudy = pytest.importorskip("matching.study")
 
 SCALE = 0.03
 TRUTH_DIR = Path(generator.__file__).parent
-# (seed, confounding) on the no-effect truth, SHIPPED configuration; a 95 % interval misses its truth
-# about one time in twenty by design, the seed is fixed.
-CASES = {"no_confounding": (12, 0.0), "confounding_1": (12, 1.0)}
+# (seed, confounding, scale) on the no-effect truth, SHIPPED configuration; a 95 % interval misses its
+# truth about one time in twenty by design, the seed is fixed. The confounded case runs at scale 0.1:
+# the bias frailty plants in the headline perimeter is ≈ 0.083 on the log ratio (nursing, 40 % of the
+# spending, does not depend on frailty), and at scale 0.03 its standard error (≈ 0.047) left the
+# "visibly biased" check below with ≈ 45 % power (it failed on seed 13 before the turnover model, and
+# on seeds 12–15 after it, whose draws differ); at 0.1 the standard error is ≈ 0.025.
+CASES = {"no_confounding": (12, 0.0, SCALE), "confounding_1": (12, 1.0, 0.1)}
 
 
-def _nc_analysis(root: Path, seed: int, confounding: float):
+def _nc_analysis(root: Path, seed: int, confounding: float, scale: float = SCALE):
     from indicators.analysis import analyse
     from indicators.inputs import load_claims, load_matched
     from indicators.sensitivity.negative_controls import negative_control_analysis
@@ -224,7 +228,7 @@ def _nc_analysis(root: Path, seed: int, confounding: float):
 
     config = load_config()
     data, build = root / "extract", root / "build"
-    generator.generate_extract(data, scale=SCALE, seed=seed, truth_path=TRUTH_DIR / "truth_null.toml",
+    generator.generate_extract(data, scale=scale, seed=seed, truth_path=TRUTH_DIR / "truth_null.toml",
                                fmt="parquet", confounding=confounding, config=config)
     paths = BuildPaths(build, data)
     runner.run(paths, config)
@@ -235,8 +239,8 @@ def _nc_analysis(root: Path, seed: int, confounding: float):
 
 @pytest.fixture(scope="module", params=list(CASES))
 def nc_case(request, tmp_path_factory):
-    seed, c = CASES[request.param]
-    res, data = _nc_analysis(tmp_path_factory.mktemp(request.param), seed, c)
+    seed, c, scale = CASES[request.param]
+    res, data = _nc_analysis(tmp_path_factory.mktemp(request.param), seed, c, scale)
     return request.param, c, res, data
 
 

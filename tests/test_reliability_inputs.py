@@ -72,6 +72,16 @@ VALIDATE_MESSAGES = {
     "column_entirely_null": ["ER_PRS_F.parquet [ER_PRS_F] column BSE_REM_MNT: column_mostly_null — 20,000 row(s)",
                              "100.0 % of values are missing (20,000 of 20,000 rows)",
                              "missing value (column not nullable) — 20,000 row(s)"],
+    # Checks across tables (pipeline/table_links.py): cleaning would lose every treated patient or claim.
+    "roster_unlinked": ["EQUILIBRES_ROSTER.parquet [EQUILIBRES_ROSTER] column BEN_NIR_PSA: roster_in_ir_ben_r — "
+                        "86 row(s)", "86 of 86 roster rows (100.0 %",
+                        "above [cleaning] max_unlinked_roster_share = 10%: refused",
+                        "rule roster_link_to_beneficiary", "export the roster with the pseudonymised identifiers",
+                        "e.g. BEN_NIR_PSA=ZZU…"],
+    "claims_unlinked": ["ER_PRS_F.parquet [ER_PRS_F] column BEN_NIR_PSA+BEN_RNG_GEM: claims_in_ir_ben_r — 20,000 row(s)",
+                        "20,000 of 20,000 lines (100.0 %", "above [cleaning] max_unlinked_share = 5%: refused",
+                        "rule link_to_beneficiary", "export ER_PRS_F and IR_BEN_R from the same extraction",
+                        "schemas/DCIR/ER_PRS_F.json"],
 }
 
 # Implausible values `validate` reports as notes (exit 0): cleaning drops or flags them with an audited rule.
@@ -82,6 +92,11 @@ VALIDATE_NOTES = {
     "inclusion_outside_study": ("EQUILIBRES_ROSTER.parquet [EQUILIBRES_ROSTER] column EQL_INC_DTE: "
                                 "roster_inclusion_outside_study — 3 row(s)"),
     "negative_amounts": "ER_PRS_F.parquet [ER_PRS_F] column PRS_ACT_QTE: regularisation_netting — 25 row(s)",
+    # Below their threshold, rows that do not link are notes (with what cleaning does with them).
+    "roster_absent_from_ir_ben_r": ("EQUILIBRES_ROSTER.parquet [EQUILIBRES_ROSTER] column BEN_NIR_PSA: "
+                                    "roster_in_ir_ben_r — 5 row(s)"),
+    "claims_of_unknown_persons": ("ER_PRS_F.parquet [ER_PRS_F] column BEN_NIR_PSA+BEN_RNG_GEM: claims_in_ir_ben_r — "
+                                  "40 row(s)"),
 }
 
 ERROR_CASES = [name for name, c in bi.CASES.items() if c.handling == "error"]
@@ -431,14 +446,15 @@ def test_run_stops_at_the_first_step_that_sees_no_cohort(small_sample: Path, tmp
     _assert_no_crash(out)
     assert out.exit_code == 1 and "column BSE_REM_MNT: column_mostly_null" in out.text, out.text
     assert not (tmp_path / "b1" / "clean").exists()
-    # No roster patient in IR_BEN_R: validate cannot see it (two tables); the ingest stage stops the run.
+    # No roster patient in IR_BEN_R: validate's check across tables refuses it (exit 1), nothing is cleaned;
+    # `clean` alone stops in its ingest stage (test_defect_stops_clean_with_a_clear_message).
     data = bi.sample_copy(tmp_path / "roster", source=small_sample)
     info = bi.roster_unlinked(data)
     out = bi.cli("run", "--data", data, "--out", tmp_path / "b2", "--no-sweep")
     _assert_no_crash(out)
-    assert out.exit_code == 2, out.text
-    assert f"rule roster_link_to_beneficiary drops {info['rows']:,} of the {info['rows']:,} roster row(s)" in out.text
-    assert "matched.parquet" not in out.text and not (tmp_path / "b2" / "matching").exists()
+    assert out.exit_code == 1, out.text
+    assert f"roster_in_ir_ben_r — {info['rows']:,} row(s)" in out.text and "nothing was cleaned" in out.text
+    assert "matched.parquet" not in out.text and not (tmp_path / "b2" / "clean").exists()
 
 
 def test_no_eligible_control_names_the_rule_and_its_counts(tmp_path: Path):
@@ -494,3 +510,79 @@ def test_the_run_chain_checks_refusals_and_leaves_notes_to_the_audit(small_sampl
     bi.CASES["column_entirely_null"].build(refused)
     rules = {v.rule for v in validate_extract(refused, config, notes=False).violations}
     assert "column_mostly_null" in rules
+
+
+# -- checks across tables and nullable columns (issue 17, gaps 2 and 3) ---------------------------
+
+
+def test_claims_of_unknown_persons_are_noted_then_dropped_with_their_euros(baseline: Path, tmp_path: Path):
+    data, info = _damaged(tmp_path, "claims_of_unknown_persons")
+    out = bi.cli("validate", data)
+    assert out.exit_code == 0, out.text
+    total = pq.ParquetFile(data / "ER_PRS_F.parquet").metadata.num_rows
+    assert f"{info['lines']:,} of {total:,} lines" in out.text and f"{info['euros']:,.2f} €" in out.text, out.text
+    assert "within [cleaning] max_unlinked_share = 5%, so not refused" in out.text
+    build = tmp_path / "build"
+    assert (out := bi.cli("clean", "--data", data, "--out", build)).exit_code == 0, out.text
+    # What the note announced is what cleaning drops and counts: the same lines and euros.
+    assert _delta(build, baseline, "dcir", "link_to_beneficiary", "rows_dropped") == info["lines"]
+    assert _delta(build, baseline, "dcir", "link_to_beneficiary", "euros_dropped") == pytest.approx(info["euros"])
+
+
+def test_link_thresholds_come_from_the_study_file(small_sample: Path, tmp_path: Path):
+    """Below its threshold a link rule notes, above it refuses; both thresholds are [cleaning] settings."""
+    roster = bi.sample_copy(tmp_path / "roster", source=small_sample)
+    bi.roster_absent_from_ir_ben_r(roster)  # 5 of 91 roster rows: 5.5 %
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[cleaning]\nmax_unlinked_roster_share = 0.05\nmax_unlinked_share = 0.001\n", encoding="utf-8")
+    out = bi.cli("validate", roster, "--config", strict)
+    assert out.exit_code == 1, out.text
+    assert "5 of 91 roster rows (5.5 %" in out.text and "max_unlinked_roster_share = 5%: refused" in out.text
+    # T_MCO19C rows of stays T_MCO19B does not hold: lost by cleaning without a count, so noted with that said.
+    stays = bi.sample_copy(tmp_path / "stays", source=small_sample)
+    info = bi.stay_links_without_stay(stays)
+    out = bi.cli("validate", stays)
+    assert out.exit_code == 0 and "1 note(s)" in out.text, out.text
+    for fragment in (f"T_MCO19C.parquet [T_MCOaaC] column ETA_NUM+RSA_NUM: stay_links_in_mco_b — {info['rows']} row(s)",
+                     "that T_MCOaaB does not hold in the same year", "without a count in audit/attrition.csv",
+                     "schemas/PMSI/PMSI MCO/T_MCOaaC.json", "e.g. year=2019, ETA_NUM="):
+        assert fragment in out.text, (fragment, out.text)
+    out = bi.cli("validate", stays, "--config", strict)
+    assert out.exit_code == 1 and "max_unlinked_share = 0%: refused" in out.text, out.text
+
+
+def test_the_run_chain_refuses_unlinked_tables_but_leaves_link_notes(small_sample: Path, tmp_path: Path):
+    from pipeline.config import load_config
+    from pipeline.contract import validate_extract
+
+    config = load_config()
+    noted = bi.sample_copy(tmp_path / "noted", source=small_sample)
+    bi.roster_absent_from_ir_ben_r(noted)
+    assert [v.rule for v in validate_extract(noted, config).notes] == ["roster_in_ir_ben_r"]
+    quiet = validate_extract(noted, config, notes=False)
+    assert quiet.ok and quiet.notes == []
+    refused = bi.sample_copy(tmp_path / "refused", source=small_sample)
+    bi.claims_unlinked(refused)
+    assert [v.rule for v in validate_extract(refused, config, notes=False).violations] == ["claims_in_ir_ben_r"]
+
+
+def test_a_nullable_column_missing_everywhere_is_noted(small_sample: Path, tmp_path: Path):
+    data = bi.sample_copy(tmp_path / "extract", source=small_sample)
+    info = bi.nullable_column_null(data)
+    out = bi.cli("validate", data)
+    _assert_no_crash(out)
+    assert out.exit_code == 0 and "1 note(s)" in out.text, out.text
+    for fragment in (f"ER_PRS_F.parquet [ER_PRS_F] column EXE_SOI_DTF: nullable_column_mostly_null — "
+                     f"{info['rows']:,} row(s)",
+                     f"100.0 % of values are missing ({info['rows']:,} of {info['rows']:,} rows)",
+                     "above [cleaning] max_null_share_nullable = 95%", "check the export of EXE_SOI_DTF"):
+        assert fragment in out.text, (fragment, out.text)
+    # A column partly missing, below the threshold, is not noted; the threshold is a setting.
+    t = pq.read_table(bi.SAMPLE_DIR / "ER_PRS_F.parquet").slice(0, 20_000)
+    half = pa.array(t.column("EXE_SOI_DTF").to_pylist()[:10_000] + [None] * 10_000, pa.date32())
+    pq.write_table(t.set_column(t.column_names.index("EXE_SOI_DTF"), "EXE_SOI_DTF", half), data / "ER_PRS_F.parquet")
+    assert "note(s)" not in (out := bi.cli("validate", data)).text, out.text
+    lax = tmp_path / "lax.toml"
+    lax.write_text("[cleaning]\nmax_null_share_nullable = 0.4\n", encoding="utf-8")
+    out = bi.cli("validate", data, "--config", lax)
+    assert out.exit_code == 0 and "column EXE_SOI_DTF: nullable_column_mostly_null — 10,000 row(s)" in out.text, out.text

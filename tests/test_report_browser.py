@@ -226,3 +226,35 @@ def test_pdf_divider_pages_carry_no_running_header(report, tmp_path):
     # The page after a divider opens a chapter, with its own running header.
     for i in dividers:
         assert re.match(r"\s*\d+\. ", pages[i + 1]), pages[i + 1][:120]
+
+
+PAGE_WIDTH_PT, MARGIN_PT = 595.28, 16 / 25.4 * 72  # A4, report.css @page margins (16 mm left and right)
+
+
+def words_beyond_the_margins(pdf: Path) -> list[str]:
+    """Words of ``pdf`` (pdftotext's bounding boxes) that reach into the left or right page margin."""
+    out = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True,
+                         timeout=180).stdout
+    found = []
+    for page, body in enumerate(out.split("<page ")[1:], start=1):
+        for x0, x1, word in re.findall(r'<word xMin="([\d.]+)" yMin="[\d.]+" xMax="([\d.]+)" yMax="[\d.]+">(.*?)</word>',
+                                       body):
+            if float(x0) < MARGIN_PT - 1 or float(x1) > PAGE_WIDTH_PT - MARGIN_PT + 1:
+                found.append(f"page {page}: {word!r} [{float(x0):.0f}, {float(x1):.0f}]")
+    return found
+
+
+@pytest.mark.skipif(PDFTOPPM is None, reason="pdftotext is not installed (poppler-utils; run `make sysdeps`)")
+def test_pdf_tables_fit_the_page_width(report, tmp_path):
+    """Tables are laid out with fixed column widths in print (reports/layout.py): no cell may push its
+    text past the page's right margin, nor the table past its left one."""
+    assert not words_beyond_the_margins(report.pdf_path)
+    # The check can fail: a table of long unbreakable words, wider than the page, is found.
+    html = report.html_path.read_text(encoding="utf-8")
+    wide = "".join(f"<td>{'W' * 40}</td>" for _ in range(4))
+    html = html.replace("</main>", f'<table style="table-layout: auto"><tr>{wide}</tr></table></main>')
+    from reports.build import html_to_pdf
+
+    pdf_bytes, _ = html_to_pdf(html)
+    (tmp_path / "wide.pdf").write_bytes(pdf_bytes)
+    assert words_beyond_the_margins(tmp_path / "wide.pdf")

@@ -17,8 +17,10 @@ from pipeline.facts import (
     CleanFacts,
     IndicatorsFacts,
     MatchingFacts,
+    SensitivitySummary,
     SurveysFacts,
     SweepFacts,
+    read_facts,
 )
 from pipeline.io import PipelineError
 from pipeline.paths import BuildPaths
@@ -111,7 +113,9 @@ def test_the_report_renders_from_the_typed_facts(build: Path, tmp_path: Path):
     text = html.html_path.read_text(encoding="utf-8")
     matching = text[text.find('id="matching"'):text.find('id="hospitalisation"')]
     assert "0.123" in matching  # caliper_width, from MatchingFacts
-    assert "412" in matching  # sizes.strata_with_treated
+    assert "380" in matching  # sizes.strata_matched, among the main sizes
+    detailed = text[text.find('id="detailed"'):text.find('id="methods"')]
+    assert "412" in detailed  # sizes.strata_with_treated, in the full table of the annex
     repro = text[text.find('id="reproducibility"'):]
     assert "412,000" in repro  # rows of ER_PRS_F.parquet (input_checks)
     # A params.json that breaks its declaration stops the report with the file and the key.
@@ -119,4 +123,65 @@ def test_the_report_renders_from_the_typed_facts(build: Path, tmp_path: Path):
     del data["curve_estimate"]
     (copy / "sweep" / "params.json").write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(PipelineError, match=r"sweep/params.json.*curve_estimate"):
+        run(BuildPaths(copy), load_config(), pdf=False)
+
+
+# ------------------------------------------------------------------- sensitivity/summary.json (typed)
+def test_the_sensitivity_summary_round_trips_through_its_declaration(tmp_path: Path):
+    from tests.report_fixture import SENSITIVITY_SUMMARY, write_sensitivity
+
+    write_sensitivity(tmp_path)
+    path = tmp_path / "sensitivity" / "summary.json"
+    read = read_facts(SensitivitySummary, path)
+    assert read == SENSITIVITY_SUMMARY
+    assert SensitivitySummary.from_dict(read.to_dict()) == read
+    assert json.loads(path.read_text(encoding="utf-8")) == read.to_dict()
+    # Attributes, not keys: what the report reads.
+    assert read.headline("eol_hosp_rate").verdict == "pass"
+    assert read.headline("avoided_spending_share").checks["pretrends"].passed is False
+    assert read.headline("net_savings_year") is None
+    assert read.negative_controls.n == 12 and read.event_study["spending"].pretrend_df == 11
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        read.ci_level = 0.9  # type: ignore[misc]
+
+
+def _malformed(tmp_path: Path, edit) -> Path:
+    from tests.report_fixture import SENSITIVITY_SUMMARY
+
+    data = SENSITIVITY_SUMMARY.to_dict()
+    edit(data)
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda d: d["headlines"][1].pop("verdict"), r"missing key\(s\) headlines\[1\]\.verdict"),
+    (lambda d: d["headlines"][0].update(verdict="robust"),
+     r"key 'headlines\[0\]\.verdict' must be one of 'pass', 'fail', 'incomplete', found 'robust'"),
+    (lambda d: d["headlines"][0]["checks"]["power"].update(passed="yes"),
+     r"key 'headlines\[0\]\.checks\.power\.passed' must be true or false"),
+    (lambda d: d["negative_controls"].update(n=None), r"key 'negative_controls\.n' must be an integer"),
+    (lambda d: d.update(event_study=[1, 2]), r"key 'event_study' must be a JSON object"),
+    (lambda d: d.update(verdicts={}), r"unknown key\(s\) verdicts"),
+])
+def test_a_malformed_sensitivity_summary_is_a_clear_error(tmp_path: Path, edit, message: str):
+    path = _malformed(tmp_path, edit)
+    with pytest.raises(PipelineError, match=rf"{re.escape(str(path))}.*{message}.*re-run `equilibres sensitivity`"):
+        read_facts(SensitivitySummary, path)
+
+
+def test_an_unreadable_sensitivity_summary_stops_the_report(build: Path, tmp_path: Path):
+    from tests.report_fixture import write_sensitivity
+
+    copy = tmp_path / "b"
+    shutil.copytree(build, copy)
+    write_sensitivity(copy)
+    summary = copy / "sensitivity" / "summary.json"
+    summary.write_text(summary.read_text(encoding="utf-8")[:200], encoding="utf-8")  # cut short
+    with pytest.raises(PipelineError, match=r"summary.json: invalid JSON .*re-run `equilibres sensitivity`"):
+        run(BuildPaths(copy), load_config(), pdf=False)
+    summary.write_text(json.dumps({"headlines": []}), encoding="utf-8")
+    with pytest.raises(PipelineError, match=r"summary.json does not match its declaration \(SensitivitySummary"
+                                            r".*missing key\(s\) negative_controls"):
         run(BuildPaths(copy), load_config(), pdf=False)

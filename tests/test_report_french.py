@@ -22,7 +22,7 @@ from data_samples import SAMPLE_DIR
 from pipeline.config import load_config
 from pipeline.paths import BuildPaths
 from reports.build import run
-from tests.report_fixture import make_fixture_build
+from tests.report_fixture import make_fixture_build, make_sample_build
 
 # English phrases of the record texts and rule descriptions that must not survive in French.
 ENGLISH_MARKERS = [
@@ -103,12 +103,7 @@ def test_fixture_report_falls_back_to_english_when_french_is_absent(tmp_path: Pa
 @pytest.fixture(scope="module")
 def sample_build(tmp_path_factory) -> Path:
     """A real build of the committed sample (199 bootstrap replicates to stay fast)."""
-    from study.chain import run_chain
-
-    build = tmp_path_factory.mktemp("sample_build")
-    cfg = load_config().with_overrides({"indicators": {"bootstrap_replicates": 199}})
-    run_chain(BuildPaths(build, SAMPLE_DIR), cfg, sweep=False, report_too=False)
-    return build
+    return make_sample_build(tmp_path_factory.mktemp("sample_build"))
 
 
 def test_sample_records_and_audit_carry_french_texts(sample_build: Path) -> None:

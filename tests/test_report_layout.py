@@ -108,3 +108,92 @@ def test_no_evidence_table_is_a_long_grid(pages):
     """In the body, no table longer than the annex's threshold is left (they are charts + annex tables)."""
     long_ones = {c: n for c, n in tables(evidence(pages["en"])).items() if n > 25}
     assert not long_ones, long_ones
+
+
+# ------------------------------------------------------------------ issue 16: no long table in the body
+SYNTHESIS_MAX_ROWS = 10  # "no table longer than ten rows" in the synthesis
+BODY_MAX_ROWS = 12  # the evidence chapters: longer grids are a chart here and a table in the annex
+# Body tables allowed to be longer, caption key -> why (none today; a new entry needs its reason).
+JUSTIFIED_LONG: dict[str, str] = {}
+
+
+def long_body_tables(html: str, lang: str) -> list[str]:
+    """Every table of the synthesis longer than SYNTHESIS_MAX_ROWS and of the evidence chapters longer
+    than BODY_MAX_ROWS (unless justified), as "section: caption (rows)"."""
+    allowed = {text(key, lang) for key in JUSTIFIED_LONG}
+    found = []
+    for sid in SECTION_IDS:
+        part = PART_OF[sid]
+        if part == "annex":
+            continue
+        limit = SYNTHESIS_MAX_ROWS if part == "synthesis" else BODY_MAX_ROWS
+        found += [f"{sid}: {caption} ({n} rows)" for caption, n in tables(section(html, sid)).items()
+                  if n > limit and caption not in allowed]
+    return found
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_no_long_table_in_the_synthesis_or_the_evidence_chapters(pages, lang):
+    assert not long_body_tables(pages[lang], lang)
+    # The check can fail: a 13-row table in a chapter is found.
+    rows = "".join(f"<tr><td>{i}</td></tr>" for i in range(BODY_MAX_ROWS + 1))
+    bad = pages[lang].replace('<section id="economics"', '<section id="economics"><figure class="table-wrap" '
+                              f'id="table-99"><figcaption>Table 99. Long</figcaption><table><tbody>{rows}</tbody>'
+                              '</table></figure', 1)
+    assert long_body_tables(bad, lang) == [f"economics: Long ({BODY_MAX_ROWS + 1} rows)"]
+
+
+@pytest.fixture(scope="module")
+def sample_pages(tmp_path_factory) -> dict[str, str]:
+    """The report of a real build of the committed sample, in both languages (HTML only)."""
+    from tests.report_fixture import make_sample_build
+
+    base = make_sample_build(tmp_path_factory.mktemp("layout_sample"))
+    out = {}
+    for lang in ("fr", "en"):
+        build = tmp_path_factory.mktemp(f"layout_sample_{lang}")
+        shutil.copytree(base, build, dirs_exist_ok=True)
+        cfg = load_config().with_overrides({"report": {"lang": lang}})
+        out[lang] = run(BuildPaths(build), cfg, pdf=False).html_path.read_text(encoding="utf-8")
+    return out
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_no_long_table_in_the_body_of_a_real_report(sample_pages, lang):
+    html = sample_pages[lang]
+    assert not long_body_tables(html, lang)
+    # The long grids of a real build are in the annex, each announced by its chapter.
+    annex = tables(section(html, "detailed"))
+    for key in ("tab_eol", "tab_spending", "tab_survey_items", "tab_matching_params", "tab_matching_sizes"):
+        assert text(key, lang) in annex, key
+    for sid in ("matching", "hospitalisation", "surveys"):
+        assert 'href="#detailed"' in section(html, sid), sid
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_every_chart_has_a_numbered_caption_and_alt_text(sample_pages, lang):
+    html = sample_pages[lang]
+    charts = re.findall(r'<figure class="chart[^"]*" id="figure-(\d+)">\s*<img [^>]*alt="([^"]*)"[^>]*>\s*'
+                        r'<figcaption>[^<]*?(\d+)\. ([^<]+)</figcaption>', html)
+    assert len(charts) == html.count('<figure class="chart')
+    for number, alt, caption_number, caption in charts:
+        assert number == caption_number and alt.strip() and caption.strip(), (number, caption)
+
+
+def test_print_widths_keep_numbers_whole_and_give_the_rest_to_the_text():
+    from reports.layout import LINE_EM, PADDING_EM, em, print_widths
+
+    label = "Journées d'hospitalisation pour 100 patients-années, dans les 90 jours avant le décès"
+    columns = ["Indicateur", "ÉQUILIBRES", "Témoins", "Valeur", "IC à 95 %", "n"]
+    rows = [[label, "114,93", "176,11", "−61,18", "[−73,02 ; −49,06]", "5 874"]] * 3
+    widths = print_widths(columns, rows, "", ["l", "r", "r", "r", "r", "r"])
+    assert len(widths) == len(columns) and abs(sum(widths) - 100) < 0.1
+    line = LINE_EM[""]
+    for j in range(1, len(columns)):  # every number and interval on one line
+        assert widths[j] / 100 * line - PADDING_EM[""] >= em(rows[0][j]), (columns[j], widths)
+    assert widths[0] == max(widths)  # the label takes what is left, and wraps
+    assert widths[0] / 100 * line < em(label)
+    # A table that fits is shared in proportion to its lines; a badge counts with its frame.
+    short = print_widths(["a", "b"], [["x" * 10, '<span class="verdict verdict-pass">pass</span>']])
+    assert abs(sum(short) - 100) < 0.1 and short[0] > short[1]
+    assert print_widths(["a"], []) == [100.0] and print_widths([], []) == []

@@ -103,12 +103,12 @@ def test_synthesis_shows_headlines_with_published_value_agreement_and_verdict(re
     # Without sensitivity/summary.json every verdict says "not run"; never an invented verdict.
     not_run = "non réalisés" if lang == "fr" else "not run"
     assert "verdict-none" in without and not_run in without
-    assert "verdict-robust" not in without and "verdict-fragile" not in without
+    assert "verdict-pass" not in without and "verdict-fail" not in without
     # With it, the verdicts of the file, on the right headline.
     card = with_diag[with_diag.find("headline-eol_hosp"):with_diag.find("headline-eol_spending")]
-    assert "verdict-robust" in card
+    assert "verdict-pass" in card
     card = with_diag[with_diag.find("headline-avoided"):with_diag.find("headline-net")]
-    assert "verdict-fragile" in card
+    assert "verdict-fail" in card
     # Reproduced value, interval and published value on the end-of-life card: fixture −19 % [−30 %, −7 %].
     card = without[without.find("headline-eol_hosp"):without.find("headline-eol_spending")]
     assert "19" in card and "30" in card and "21" in card and 'class="status agrees"' in card

@@ -76,3 +76,11 @@ def test_main_specification_is_the_saved_matching():
     assert main_spec(sw, _matching_params(method="nearest", caliper=0.2, ratio=1, transform="log1p")) == 1
     assert main_spec(sw, _matching_params(method="nearest", caliper=0.3)) is None
     assert main_spec(sw, None) is None
+
+
+def test_arm_values_of_a_spending_share_are_euros_not_percentages():
+    from reports.records import arm_unit
+    # avoided_spending_share carries each arm's spending per patient-year (e.g. 5 068 € vs 6 735 €)
+    assert arm_unit("share", [5067.9, 6735.1]) == "eur_per_patient_year"
+    assert arm_unit("share", [0.42, 0.56]) == "share"
+    assert arm_unit("relative_difference", [0.42, 0.56]) == "share"

@@ -175,6 +175,41 @@ def test_a_hand_edited_cache_entry_is_ignored_and_recomputed(build, study_files)
     pd.testing.assert_frame_equal(_sweep_table(build), table, check_exact=True)
 
 
+def _cache_entries(paths: BuildPaths) -> dict[str, dict]:
+    """Each cache entry by file name, without the time its row took (a record of the run)."""
+    entries = {}
+    for f in sorted(paths.sweep_cache.glob("*.json")):
+        entry = json.loads(f.read_text(encoding="utf-8"))
+        entries[f.name] = {"key": entry["key"], "computed_from": entry["computed_from"],
+                           "row": {k: v for k, v in entry["row"].items() if k != "seconds"}}
+    return entries
+
+
+def test_the_sweep_in_worker_processes_equals_the_sequential_sweep(build, study_files, tmp_path):
+    paths, config = BuildPaths(build), load_config(study_files["grid"])  # 2 rows, the main one among them
+    shutil.rmtree(paths.sweep_cache)
+    one = sweep_study.run(paths, config.with_overrides({"sweep": {"workers": 1}}))
+    table, entries = _sweep_table(build), _cache_entries(paths)
+    other = BuildPaths(Path(shutil.copytree(build, tmp_path / "workers")))
+    shutil.rmtree(other.sweep_cache)
+    two = sweep_study.run(other, config.with_overrides({"sweep": {"workers": 2}}))
+    assert (one.workers, two.workers) == (1, 2) and one.n_computed == two.n_computed == 2
+    assert "2 computed by 2 worker processes, 0 from the cache" in two.render()
+    # Same rows in the same order, and the same cache entries: a sweep may be resumed by either.
+    pd.testing.assert_frame_equal(_sweep_table(other.root), table, check_exact=True)
+    assert _cache_entries(other) == entries and len(entries) == 2
+    assert check_chain(other)
+
+
+def test_workers_zero_means_the_cpus_at_most_two(monkeypatch):
+    monkeypatch.setattr(sweep_study.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert [sweep_study.resolved_workers(0, n) for n in (1, 2, 33)] == [1, 2, 2]
+    assert [sweep_study.resolved_workers(3, n) for n in (2, 33)] == [2, 3]
+    monkeypatch.setattr(sweep_study.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert sweep_study.resolved_workers(0, 33) == 1
+    assert load_config(None).sweep.workers == 0  # the shipped default
+
+
 def test_the_key_follows_what_a_row_is_computed_from(build, study_files):
     paths, config = BuildPaths(build), load_config(study_files["grid"])
     inputs, code = cleaned_input_hashes(paths), "c0de"

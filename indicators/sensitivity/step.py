@@ -30,7 +30,17 @@ from indicators.sensitivity.two_part import two_part_model
 from indicators.sensitivity.verdict import Verdict, headline_verdict
 from indicators.spending import avoided_per_py, control_rate, treated_rate
 from pipeline.config import StudyConfig
-from pipeline.facts import SensitivityFacts, SensitivitySizes
+from pipeline.facts import (
+    BalanceOverlap,
+    CheckFacts,
+    EventStudyTest,
+    HeadlineDiagnostics,
+    NegativeControlFacts,
+    SensitivityFacts,
+    SensitivitySizes,
+    SensitivitySummary,
+    VerdictThresholds,
+)
 from pipeline.io import PipelineError, file_hash, peak_rss_mb
 from pipeline.paths import BuildPaths
 from pipeline.privacy import mask_count, suppress_small_counts
@@ -46,22 +56,22 @@ class SensitivityResult:
     verdicts: list[Verdict]
     negative_controls: NegativeControlResult | None
     event_study: EventStudyResult
-    summary: dict[str, Any]
+    summary: SensitivitySummary
     outputs: dict[str, Path]
     seconds: float
     notes: list[str] = field(default_factory=list)
 
     def summary_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.summary["headlines"])
+        return pd.DataFrame([h.to_dict() for h in self.summary.headlines])
 
     def render(self) -> str:
         lines = [f"Sensitivity analyses of {len(self.headlines)} headlines in {self.seconds:.1f} s"]
         lines.append(f"{'headline':36} {'E-value':>8} {'E(CI)':>7} {'Γ':>6} {'MDRR':>6} {'pretrend p':>10}  verdict")
-        for h in self.summary["headlines"]:
+        for h in self.summary.headlines:
             def f(x: Any, fmt: str = ".2f") -> str:
                 return "NA" if x is None else format(x, fmt)
-            lines.append(f"{h['id'][:36]:36} {f(h['evalue']):>8} {f(h['evalue_ci']):>7} "
-                         f"{f(h['rosenbaum_gamma']):>6} {f(h['mdrr']):>6} {f(h['pretrend_p'], '.3f'):>10}  {h['verdict']}")
+            lines.append(f"{h.id[:36]:36} {f(h.evalue):>8} {f(h.evalue_ci):>7} "
+                         f"{f(h.rosenbaum_gamma):>6} {f(h.mdrr):>6} {f(h.pretrend_p, '.3f'):>10}  {h.verdict}")
         lines.extend(self.notes)
         lines.append(f"outputs in {self.outputs['sensitivity_summary'].parent}")
         return "\n".join(lines)
@@ -160,32 +170,35 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Sensi
                                      "pretrend_alpha": sc.pretrend_alpha, "max_systematic_error": sc.max_systematic_error,
                                      "min_effect": sc.min_effect_of_interest.get(h.id)})
             verdicts.append(v)
-            records.append({
-                "id": h.id, "value": _clean(h.value), "ci_low": _clean(h.ci_low), "ci_high": _clean(h.ci_high),
-                "evalue": _clean(h.evalue.evalue), "evalue_ci": _clean(h.evalue.evalue_ci),
-                "evalue_scale": h.evalue.scale, "rosenbaum_gamma": _clean(h.rosenbaum.gamma),
-                "rosenbaum_test": h.rosenbaum.test, "rosenbaum_p": _clean(h.rosenbaum.p_value),
-                "rosenbaum_pairs": mask_count(h.rosenbaum.n_pairs, min_cell),
-                "mdrr": _clean(h.detectable.mdrr), "mde": _clean(h.detectable.mde),
-                "pretrend_outcome": h.pretrend_outcome, "pretrend_p": _clean(pre_p),
-                "verdict": v.verdict, "reasons": v.reasons,
-                "checks": {c.name: {"value": _clean(c.value), "threshold": _clean(c.threshold), "passed": c.passed}
-                           for c in v.checks},
-            })
-        summary = {
-            "headlines": records,
-            "negative_controls": None if nc is None else {k: _clean(v) for k, v in nc.summary().items()},
-            "event_study": {r["outcome"]: {k: _clean(r[k]) for k in ("unit", "pretrend_chi2", "pretrend_df", "pretrend_p",
-                                                                     "did", "did_ci_low", "did_ci_high")}
-                            for r in es.tests.to_dict("records")},
-            "balance": {"max_abs_smd_after": _clean(max_smd), "matched_share": _clean(matched_share)},
-            "thresholds": {k: getattr(sc, k) for k in ("max_abs_smd", "min_matched_share", "pretrend_alpha",
-                                                       "max_systematic_error", "alpha", "power", "min_effect_of_interest")},
-            "ci_level": ic.ci_level, "replicates": an.boot.n_replicates,
-            "event_replicates": es.replicates, "curve_replicates": sc.curve_replicates,
-            "notes": notes,
-        }
-        out.json("sensitivity_summary", summary)
+            records.append(HeadlineDiagnostics(
+                id=h.id, value=_clean(h.value), ci_low=_clean(h.ci_low), ci_high=_clean(h.ci_high),
+                evalue=_clean(h.evalue.evalue), evalue_ci=_clean(h.evalue.evalue_ci),
+                evalue_scale=h.evalue.scale, rosenbaum_gamma=_clean(h.rosenbaum.gamma),
+                rosenbaum_test=h.rosenbaum.test, rosenbaum_p=_clean(h.rosenbaum.p_value),
+                rosenbaum_pairs=mask_count(h.rosenbaum.n_pairs, min_cell),
+                mdrr=_clean(h.detectable.mdrr), mde=_clean(h.detectable.mde),
+                pretrend_outcome=h.pretrend_outcome, pretrend_p=_clean(pre_p),
+                verdict=v.verdict, reasons=tuple(v.reasons),
+                checks={c.name: CheckFacts(value=_clean(c.value), threshold=_clean(c.threshold), passed=c.passed)
+                        for c in v.checks},
+            ))
+        # Written through its declaration (pipeline/facts.py), which the report reads it with.
+        summary = SensitivitySummary(
+            headlines=tuple(records),
+            negative_controls=None if nc is None else NegativeControlFacts(
+                **{k: _clean(v) for k, v in nc.summary().items()}),
+            event_study={r["outcome"]: EventStudyTest(**{k: _clean(r[k]) for k in (
+                "unit", "pretrend_chi2", "pretrend_df", "pretrend_p", "did", "did_ci_low", "did_ci_high")})
+                for r in es.tests.to_dict("records")},
+            balance=BalanceOverlap(max_abs_smd_after=_clean(max_smd), matched_share=_clean(matched_share)),
+            thresholds=VerdictThresholds(**{k: getattr(sc, k) for k in (
+                "max_abs_smd", "min_matched_share", "pretrend_alpha", "max_systematic_error", "alpha", "power",
+                "min_effect_of_interest")}),
+            ci_level=ic.ci_level, replicates=an.boot.n_replicates,
+            event_replicates=es.replicates, curve_replicates=sc.curve_replicates,
+            notes=tuple(notes),
+        )
+        out.json("sensitivity_summary", summary.to_dict())
         head_table = pd.DataFrame([h.summary_frame().iloc[0].to_dict() for h in heads])
         head_table["verdict"] = [v.verdict for v in verdicts]
         head_table["rosenbaum_pairs"] = [mask_count(n, min_cell) for n in head_table["rosenbaum_pairs"]]

@@ -168,16 +168,29 @@ def control_rows(persons: ir.Table, monthly: ir.Table, config: StudyConfig) -> i
     )
 
 
-def cohort_table(persons: ir.Table, panel: ir.Table, ald_periods: ir.Table, config: StudyConfig) -> ir.Table:
-    """The cohort table of docs/CONTRACTS.md section 2 (treated and candidate control rows)."""
+CANDIDATE_COLUMNS = ["person_id", "treated", "index_date", "window_start", "prior_nursing_cost", "prior_total_cost",
+                     "prior_hosp_stays"]
+
+
+def candidate_rows(persons: ir.Table, panel: ir.Table, config: StudyConfig) -> ir.Table:
+    """Treated rows at inclusion and candidate control rows, with their prior windows and costs (the
+    rows of the cohort before eligibility and person attributes)."""
     monthly = _monthly_costs(panel, config)
-    cols = ["person_id", "treated", "index_date", "window_start", "prior_nursing_cost", "prior_total_cost",
-            "prior_hosp_stays"]
-    rows = ibis.union(
-        treated_rows(persons, monthly, config).select(*cols),
-        control_rows(persons, monthly, config).select(*cols),
+    return ibis.union(
+        treated_rows(persons, monthly, config).select(*CANDIDATE_COLUMNS),
+        control_rows(persons, monthly, config).select(*CANDIDATE_COLUMNS),
         distinct=False,
     )
+
+
+def cohort_table(persons: ir.Table, panel: ir.Table, ald_periods: ir.Table, config: StudyConfig,
+                 candidates: ir.Table | None = None) -> ir.Table:
+    """The cohort table of docs/CONTRACTS.md section 2 (treated and candidate control rows).
+
+    ``candidates``: the :func:`candidate_rows` already written, when the caller has them; the query
+    reads them three times (person attributes, ALD status at the index date, the rows themselves),
+    and without them each read recomputes the prior-window join of the whole panel."""
+    rows = candidates.select(*CANDIDATE_COLUMNS) if candidates is not None else candidate_rows(persons, panel, config)
     p = persons.select("person_id", "BEN_SEX_COD", "birth_date", "dpt", "region", "death_date", "death_flag_error", *ROSTER_CPX,
                         "complex")
     r = rows.join(p, "person_id").select(rows, *[p[c] for c in p.columns if c != "person_id"])

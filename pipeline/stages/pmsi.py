@@ -15,6 +15,7 @@ from pathlib import Path
 
 import ibis
 import ibis.expr.types as ir
+import pandas as pd
 
 from pipeline.config import CleaningSettings, StudyConfig
 from pipeline.stages.ingest import cast_to_contract
@@ -143,6 +144,13 @@ STAY_RULES: list[Rule] = [bad_return_codes, nir_x_filled, ghm_90_error, duplicat
                           stay_link_to_beneficiary]
 
 
+# Rows of the stage's table that are not stays: the line-key checks of the three PMSI tables, made in
+# the stage's query (``rules.with_check_row``); their RSA_NUM is the number of lines whose key
+# (ETA_NUM, RSA_NUM within a year) repeats another's.
+KEY_CHECK_FATES = {"MCO_B": -1, "MCO_C": -2, "MCO_VALO": -3}
+STAY_KEY = ["pmsi_year", "ETA_NUM", "RSA_NUM"]
+
+
 def stay_rules_enabled(cleaning: CleaningSettings) -> list[bool]:
     return [cleaning.drop_bad_return_codes, True, cleaning.drop_ghm_90, cleaning.drop_duplicate_geographic_finess,
             True, True]
@@ -184,15 +192,33 @@ def stays_valid(stays: ir.Table) -> ir.Table:
     )
 
 
-def audit_pmsi(stays: ir.Table, cleaning: CleaningSettings) -> list[AuditRow]:
-    """Audit rows of the PMSI rules from one aggregate by fate (euros: MNT_TOT_AM of valued stays)."""
+def stays_by_fate(stays: ir.Table) -> pd.DataFrame:
+    """Every MCO stay in one aggregate by fate (index): what the audit rows and the line-key checks read."""
     s = stays
     by_fate = s.group_by("fate").aggregate(
         n=s.count(), euros=s.cost.sum(), seances=s.is_seance.cast("int64").sum(),
         not_valued=s.not_valued.cast("int64").sum(),
         outside=stay_outside_hospital_perimeter(s).cast("int64").sum(),
+        repeated=s.RSA_NUM.sum(where=s.fate < 0),
     ).execute().set_index("fate")
     by_fate.index = by_fate.index.astype(int)
+    return by_fate
+
+
+def repeated_keys(by_fate: pd.DataFrame) -> dict[str, int]:
+    """Lines of each PMSI table whose key repeats another's, from the check rows (0 without one)."""
+    return {key: int(by_fate.loc[fate, "repeated"] or 0) if fate in by_fate.index else 0
+            for key, fate in KEY_CHECK_FATES.items()}
+
+
+def audit_pmsi(stays: ir.Table, cleaning: CleaningSettings) -> list[AuditRow]:
+    """Audit rows of the PMSI rules from one aggregate by fate (euros: MNT_TOT_AM of valued stays)."""
+    return stays_audit_rows(stays_by_fate(stays), cleaning)
+
+
+def stays_audit_rows(by_fate: pd.DataFrame, cleaning: CleaningSettings) -> list[AuditRow]:
+    """Audit rows of the PMSI rules from the stays' aggregate by fate (:func:`stays_by_fate`)."""
+    by_fate = by_fate[by_fate.index >= 0]
     counts = by_fate["n"].astype(int).to_dict()
     euros = by_fate["euros"].fillna(0).astype(float).to_dict()
     rows = audit_from_fates(STAY_RULES, counts, euros, rows_in=sum(counts.values()),

@@ -281,6 +281,24 @@ def audit_from_fates(rules: Sequence[Rule], counts: dict[int, int], euros: dict[
     return out
 
 
+def with_check_row(table: ir.Table, repeated: ir.Table, fate: int, count_column: str) -> ir.Table:
+    """``table`` and one more row carrying an input check made in the same query: ``fate`` (negative,
+    so no fate filter of the stages ever selects it), the count ``repeated.repeated`` in
+    ``count_column``, every other column null. The stages' audit functions read it apart from the
+    rows of their rules (``pipeline.input_checks.repeated_line_keys`` makes ``repeated``)."""
+    if fate >= 0:
+        raise ValueError(f"a check row needs a negative fate, got {fate}")
+    values = {}
+    for name, dtype in table.schema().items():
+        if name == "fate":
+            values[name] = ibis.literal(fate, dtype)
+        elif name == count_column:
+            values[name] = repeated.repeated.cast(dtype)
+        else:
+            values[name] = ibis.null(dtype)
+    return ibis.union(table, repeated.select(**values), distinct=False)
+
+
 def flag_row(r: Rule, rows: int, flagged: int) -> AuditRow:
     """An audit row for a rule that changes values without dropping rows."""
     return AuditRow.for_rule(r, rows_in=rows, rows_out=rows, rows_flagged=flagged)

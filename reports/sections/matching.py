@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from pipeline.facts import MatchingFacts
 from pipeline.privacy import is_small
 from pipeline.result_tables import covariate_kind
+from pipeline.results import StepParams
 from reports import figures
 from reports.context import Block, ReportContext, Section
 from reports.format import MISSING, as_float, flatten, is_num
@@ -19,6 +20,11 @@ from reports.tables import flow_table, frame_table
 
 # Rows of the balance table in the body (the least balanced covariates after matching).
 SHORT_BALANCE_ROWS = 10
+# The settings and sizes of the matching shown in the body, in this order (all of them in the annex).
+MAIN_SETTINGS = ("method", "exact", "on", "transform", "caliper", "caliper_scale", "caliper_width", "ratio",
+                 "replace")
+MAIN_SIZES = ("treated", "treated_matched", "unmatched_treated", "controls_matched", "pairs", "ess_controls",
+              "strata_matched")
 
 
 def build(ctx: ReportContext) -> Section:
@@ -26,26 +32,7 @@ def build(ctx: ReportContext) -> Section:
     s.blocks.append(ctx.p(ctx.t("matching_intro")))
     params = ctx.params("match")
     if params is not None:
-        saved = params.config.section("matching") if "matching" in params.sections else {}
-        flat = flatten(dict(sorted(saved.items())))
-        facts = params.facts if isinstance(params.facts, MatchingFacts) else None
-        if facts is not None and is_num(facts.caliper_width):
-            flat["caliper_width"] = float(facts.caliper_width)
-        rows = [[Markup(f"<code>{escape(k)}</code>"), ctx.parameter(v)] for k, v in flat.items()]
-        if rows:
-            s.blocks.append(ctx.table(ctx.t("tab_matching_params"), [ctx.t("param"), ctx.t("value")], rows,
-                                      align=["l", "l"], cls="params"))
-        sizes = facts.sizes.to_dict() if facts is not None else {}
-        if sizes:
-            rows = []
-            for k, v in sorted(sizes.items()):
-                is_share, is_count = "share" in k, not (k.startswith("ess") or "share" in k or "max" in k)
-                shown = (ctx.fmt.masked(ctx.k) if v is None or (is_count and is_small(v, ctx.k))
-                         else ctx.fmt.pct(v, 1) if is_share
-                         else ctx.fmt.integer(v) if is_count or "max" in k else ctx.fmt.number(v, 1))
-                rows.append([size_label(ctx, k), shown])
-            s.blocks.append(ctx.table(ctx.t("tab_matching_sizes"), [ctx.t("col_group"), ctx.t("col_n")], rows,
-                                      note=ctx.masked_note()))
+        s.blocks.extend(settings_blocks(ctx, params))
     if ctx.results.has("attrition_matching"):
         am = ctx.results.table("attrition_matching")
         am = am[am["stage"].astype(str) != "cohort"]
@@ -57,6 +44,47 @@ def build(ctx: ReportContext) -> Section:
     if extra:
         s.blocks.append(extra)
     return s
+
+
+def settings_blocks(ctx: ReportContext, params: StepParams) -> list[Block]:
+    """The matching's saved settings and sizes: the main ones in the body, all of them in the annex."""
+    saved = params.config.section("matching") if "matching" in params.sections else {}
+    flat = flatten(dict(sorted(saved.items())))
+    facts = params.facts if isinstance(params.facts, MatchingFacts) else None
+    if facts is not None and is_num(facts.caliper_width):
+        flat["caliper_width"] = float(facts.caliper_width)
+    blocks: list[Block] = []
+    rows = {k: [Markup("<code>{}</code>").format(k), ctx.parameter(v)] for k, v in flat.items()}
+    if rows:
+        main = [rows[k] for k in MAIN_SETTINGS if k in rows]
+        cols = [ctx.t("param"), ctx.t("value")]
+        if len(main) < len(rows):
+            blocks.append(ctx.table(ctx.t("tab_matching_params_main"), cols, main, align=["l", "l"], cls="params"))
+            ctx.to_annex("matching", lambda: ctx.table(ctx.t("tab_matching_params"), cols, list(rows.values()),
+                                                       align=["l", "l"], cls="params", annex=True))
+        else:
+            blocks.append(ctx.table(ctx.t("tab_matching_params"), cols, list(rows.values()), align=["l", "l"],
+                                    cls="params"))
+    sizes = facts.sizes.to_dict() if facts is not None else {}
+    if sizes:
+        shown = {k: [size_label(ctx, k), size_value(ctx, k, v)] for k, v in sizes.items()}
+        main = [shown[k] for k in MAIN_SIZES if k in shown]
+        cols = [ctx.t("col_group"), ctx.t("col_n")]
+        blocks.append(ctx.table(ctx.t("tab_matching_sizes_main"), cols, main, note=ctx.masked_note()))
+        ctx.to_annex("matching", lambda: ctx.table(ctx.t("tab_matching_sizes"), cols, list(shown.values()),
+                                                   note=ctx.masked_note(), annex=True))
+        blocks.append(ctx.annex_pointer("matching_settings_annex"))
+    return blocks
+
+
+def size_value(ctx: ReportContext, key: str, v: Any) -> str:
+    """A saved size: counts of people masked below the threshold, shares as percentages."""
+    is_share, is_count = "share" in key, not (key.startswith("ess") or "share" in key or "max" in key)
+    if v is None or (is_count and is_small(v, ctx.k)):
+        return ctx.fmt.masked(ctx.k)
+    if is_share:
+        return ctx.fmt.pct(v, 1)
+    return ctx.fmt.integer(v) if is_count or "max" in key else ctx.fmt.number(v, 1)
 
 
 def size_label(ctx: ReportContext, key: str) -> str:

@@ -56,7 +56,7 @@ def build(ctx: ReportContext) -> Section:
         ctx.t("sec_summary"),
         [ctx.t("col_indicator"), ctx.t("col_published"), ctx.t("col_reproduced"), ctx.t("col_ci"),
          ctx.t("col_n"), ctx.t("col_status")],
-        rows, align=["l", "r", "r", "r", "r", "c"], cls="summary", widths=[36, 13, 15, 20, 6, 10]))
+        rows, align=["l", "r", "r", "r", "r", "c"], cls="summary"))
     parts = [ctx.plural(f"count_{k}", counts[k]) for k in ("agrees", "close", "differs", "missing", "masked", "input")
              if counts[k]]
     s.blocks.append(ctx.p(ctx.t("summary_counts", total=ctx.fmt.integer(len(keys)), parts=join_list(ctx, parts))))

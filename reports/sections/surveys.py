@@ -6,10 +6,11 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline.paths import step_outputs
+from pipeline.results import IndicatorRecord
 from reports import figures
 from reports.context import Block, ReportContext, Section
 from reports.format import is_num
-from reports.records import indicator_rows, wrap
+from reports.records import indicator_rows, section_of, wrap
 from reports.tables import frame_table
 
 
@@ -23,15 +24,47 @@ def build(ctx: ReportContext) -> Section:
     if ctx.results.has("response_rates"):
         s.blocks.append(frame_table(ctx, "response_rates", ctx.results.table("response_rates"),
                                     ctx.t("tab_response_rates")))
-    tab = indicator_rows(ctx, "surveys", caption=ctx.t("tab_survey_items"))
-    if tab:
-        s.blocks.append(tab)
+    # The survey figures: the shares drawn (with the published ones), the scores as a short table, every
+    # figure in one table in the annex.
+    recs = [r for r in ctx.records.values() if section_of(r.id) == "surveys"]
+    chart = shares_chart(ctx, recs)
+    if chart is not None:
+        s.blocks.append(chart)
+    tab = None
+    if chart is None:
+        tab = indicator_rows(ctx, "surveys", caption=ctx.t("tab_survey_items"))
+        if tab:
+            s.blocks.append(tab)
+    else:
+        scores = {r.id for r in recs if ctx.unit_of(r.id) == "score_0_10"}
+        short = indicator_rows(ctx, "surveys", exclude={r.id for r in recs} - scores, caption=ctx.t("tab_survey_scores"))
+        if short:
+            s.blocks.append(short)
+        s.blocks.append(ctx.annex_pointer())
+        ctx.to_annex("surveys", lambda: indicator_rows(ctx, "surveys", caption=ctx.t("tab_survey_items"), annex=True))
     s.blocks.extend(likert_blocks(ctx))
     s.blocks.extend(before_after_blocks(ctx))
-    if ctx.results.has("survey_items") and not tab:
+    if ctx.results.has("survey_items") and not tab and chart is None:
         s.blocks.append(frame_table(ctx, "survey_items", ctx.results.table("survey_items"),
                                     ctx.t("tab_survey_items")))
     return s
+
+
+def shares_chart(ctx: ReportContext, recs: list[IndicatorRecord]) -> Block | None:
+    """The survey shares with their intervals and, as diamonds, the published figures (masked ones left
+    out); None when fewer than two can be drawn."""
+    shown = [r for r in recs if ctx.unit_of(r.id) == "share" and is_num(r.value) and not ctx.rec_masked(r)]
+    if len(shown) < 2:
+        return None
+    png = figures.interval_bars([ctx.label_of(r.id) for r in shown], [float(r.value) for r in shown],
+                                [r.ci_low for r in shown], [r.ci_high for r in shown], lambda x: ctx.fmt.pct(x, 0),
+                                published=[r.published for r in shown], published_label=ctx.t("col_published"),
+                                xlim=(0, 1.12))
+    sep = " : " if ctx.lang == "fr" else ": "
+    alt = "; ".join(f"{ctx.label_of(r.id)}{sep}{ctx.fmt.pct(r.value, 0)}" + (
+        f" ({ctx.t('col_published').lower()} {ctx.fmt.pct(r.published, 0)})" if r.published is not None else "")
+        for r in shown)
+    return ctx.figure(ctx.t("fig_survey_shares"), png, alt=alt)
 
 
 def question_texts(ctx: ReportContext) -> dict[tuple[str, str], str]:

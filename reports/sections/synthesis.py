@@ -85,21 +85,17 @@ VERDICT_OF = {"eol_spending_treated": "eol_spending_difference", "eol_spending_c
 def verdict_of(ctx: ReportContext, indicator_id: str) -> str | None:
     """The diagnostics verdict of ``indicator_id`` in sensitivity/summary.json: None when the step
     did not run, ``not_assessed`` when it ran without assessing this figure."""
-    summary = ctx.results.sensitivity or {}
-    if not summary:
+    summary = ctx.results.sensitivity
+    if summary is None:
         return None
-    wanted = VERDICT_OF.get(indicator_id, indicator_id)
-    for h in summary.get("headlines") or []:
-        if isinstance(h, dict) and h.get("id") == wanted and h.get("verdict"):
-            return str(h["verdict"])
-    return "not_assessed"
+    diagnostics = summary.headline(VERDICT_OF.get(indicator_id, indicator_id))
+    return diagnostics.verdict if diagnostics is not None else "not_assessed"
 
 
 def verdict_labels(ctx: ReportContext) -> dict[str, str]:
     out = {"not_assessed": ctx.value("not_assessed")}
-    for h in (ctx.results.sensitivity or {}).get("headlines") or []:
-        if isinstance(h, dict) and h.get("verdict"):
-            out[str(h["verdict"])] = ctx.value(str(h["verdict"]))
+    for h in ctx.results.sensitivity.headlines if ctx.results.sensitivity is not None else ():
+        out[h.verdict] = ctx.value(h.verdict)
     return out
 
 
@@ -205,7 +201,7 @@ def conclusions(ctx: ReportContext, scale: float) -> list[Markup]:
 
 def limits(ctx: ReportContext) -> list[str]:
     items = list(ctx.t("synthesis_limit_items"))
-    if not ctx.results.sensitivity:
+    if ctx.results.sensitivity is None:
         items.append(ctx.t("synthesis_limit_no_diagnostics"))
     return items
 
