@@ -126,8 +126,6 @@ def caseload_by_year(claims: ClaimsData, config: StudyConfig) -> pd.DataFrame:
 def in_programme_end(fu: pd.DataFrame, persons: pd.DataFrame) -> pd.Series:
     """Last day in the programme of each treated unit: its follow-up end (death or end of study), or
     its ÉQUILIBRES exit (``exit_date``, EQL_SOR_DTE) when that comes first."""
-    if "exit_date" not in persons.columns:
-        return fu["fu_end"]
     exit_ = pd.to_datetime(persons["exit_date"].reindex(fu["person_id"])).dt.normalize()
     exit_.index = fu.index
     return fu["fu_end"].where(exit_.isna() | (exit_ >= fu["fu_end"]), exit_)

@@ -201,6 +201,7 @@ class ClaimsData:
         con = duckdb.connect()
         con.execute(f"SET threads = {int(self.threads)}")
         con.execute(f"SET memory_limit = '{self.memory_limit}'")
+        con.execute("SET enable_progress_bar = false")  # sweep workers' output stays readable
         for name, src in (("panel", self.panel), ("stays", self.stays), ("eol_daily", self.eol_daily)):
             if src is None:
                 continue

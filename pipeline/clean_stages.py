@@ -20,7 +20,7 @@ from pipeline.contract_spec import TABLES
 from pipeline.engine import engine_name, read_parquet, write_parquet
 from pipeline.input_checks import DuplicateKeyError, parquet_rows, repeated_line_keys
 from pipeline.paths import BuildPaths
-from pipeline.readers import locate_tables, pmsi_year_groups
+from pipeline.readers import pmsi_year_groups
 from pipeline.stages import ald as ald_stage
 from pipeline.stages import cohort as cohort_stage
 from pipeline.stages import dcir as dcir_stage
@@ -49,6 +49,9 @@ class StageContext:
     # Called by a stage with the result of an input table's line-key check (lines whose key repeats
     # another's); the runner stops the run there with the exact diagnosis.
     key_checked: Callable[[str, int], None] = _refuse_repeated
+    # The extract's files of each input table, in the order of ``staged`` (whose converted copies are
+    # named by content hash): what a PMSI file's year is read from. None: the staged files' names.
+    sources: Callable[[str], list[Path]] | None = None
 
     def out(self, stage: str, name: str) -> Path:
         return self.stage_dir / stage / f"{name}.parquet"
@@ -156,14 +159,10 @@ def _run_dcir(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
 
 
 def _pmsi_tables(ctx: StageContext, key: str) -> list[tuple[int, ir.Table]]:
-    # One table per PMSI year, its files (numbered files, parts of a directory) stacked. The year is in
-    # the extract's names: those of Parquet files read in place, else those of the files the staged
-    # copies come from (same order).
+    # One table per PMSI year, its files (numbered files, parts of a directory) stacked; the year is in
+    # the names of the extract's files.
     staged = ctx.staged(key)
-    try:
-        years = pmsi_year_groups(staged, key, ctx.config)
-    except ValueError:
-        years = pmsi_year_groups(locate_tables(ctx.paths.data, ctx.config)[key], key, ctx.config)
+    years = pmsi_year_groups(ctx.sources(key) if ctx.sources else staged, key, ctx.config)
     return [(year % 100, read_parquet(ctx.con, [staged[i] for i in idx])) for year, idx in years.items()]
 
 

@@ -255,7 +255,8 @@ def run(paths: BuildPaths, config: StudyConfig, *, force: bool = False) -> Clean
                 log.info("line-key check of %s: %d hash collision(s), no repeated key", key, repeated)
 
             ctx = StageContext(config=config, paths=paths, con=con, staged=staged,
-                               stage_dir=paths.clean / "_stages", key_checked=key_checked)
+                               stage_dir=paths.clean / "_stages", key_checked=key_checked,
+                               sources=tables.__getitem__)
             # Inputs of the stages to run: staged (typed) and their rows counted (Parquet footers) before
             # any stage; their line keys are checked inside the first query of the stage reading them.
             needed = list(dict.fromkeys(k for s in STAGES if s.name in todo for k in s.inputs))

@@ -13,7 +13,6 @@ import textwrap
 from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib
-import numpy as np
 from PIL import Image
 
 matplotlib.use("Agg")
@@ -21,9 +20,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
-PAD_INCHES = 0.1  # white margin around a chart's content (matplotlib's savefig.pad_inches)
-# Room drawn around a figure for what spills past it, per side: this share of its size plus inches.
-SPILL_MARGIN = (0.35, 0.8)
 TREATED_COLOR = "#1f6f8b"
 CONTROL_COLOR = "#c8a45a"
 GREY = "#888888"
@@ -61,59 +57,16 @@ def css_width(png: bytes) -> int:
 
 
 def _save(fig: plt.Figure) -> bytes:
-    """The chart as an RGB PNG at :data:`DPI`, cut to its content plus :data:`PAD_INCHES` (what
-    ``savefig(bbox_inches="tight")`` gives), drawn once.
-
-    ``savefig(bbox_inches="tight")`` lays the figure out twice: once to find the bounding box of its
-    content, once more to draw it on a canvas of that size. Here the canvas is first widened by
-    :data:`SPILL_MARGIN` on every side, the axes keeping their size and place in inches, so that what
-    spills past the figure (tick labels, a legend below the axes) is drawn too; the figure is drawn
-    once and the image is cut to the bounding box. RGB, not RGBA: the background is opaque white, and
-    WeasyPrint would re-encode the alpha channel of every RGBA image it embeds."""
+    """The chart as an RGB PNG at :data:`DPI`, cut to its content. RGB, not RGBA: the background is
+    opaque white, and WeasyPrint would re-encode the alpha channel of every RGBA image it embeds."""
+    drawn = io.BytesIO()
     try:
-        image = _drawn_once(fig) if _keeps_layout_on_a_wider_canvas(fig) else None
-        if image is None:  # matplotlib's own two passes
-            spilled = io.BytesIO()
-            fig.savefig(spilled, format="png", dpi=DPI, bbox_inches="tight", pad_inches=PAD_INCHES,
-                        facecolor="white")
-            image = Image.open(spilled)
+        fig.savefig(drawn, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
     finally:
         plt.close(fig)
     buf = io.BytesIO()
-    image.convert("RGB").save(buf, format="PNG", dpi=(DPI, DPI))
+    Image.open(drawn).convert("RGB").save(buf, format="PNG", dpi=(DPI, DPI))
     return buf.getvalue()
-
-
-def _drawn_once(fig: plt.Figure) -> Image.Image | None:
-    """``fig`` drawn on a canvas widened by :data:`SPILL_MARGIN`, cut to its content; None when the
-    content reaches beyond even that margin."""
-    fig.set_dpi(DPI)
-    width, height = fig.get_size_inches()
-    mx, my = (SPILL_MARGIN[0] * width + SPILL_MARGIN[1], SPILL_MARGIN[0] * height + SPILL_MARGIN[1])
-    wide, tall = width + 2 * mx, height + 2 * my
-    for ax in fig.axes:  # same size and place in inches
-        p = ax.get_position()
-        ax.set_position([(mx + p.x0 * width) / wide, (my + p.y0 * height) / tall,
-                         p.width * width / wide, p.height * height / tall])
-    fig.set_size_inches(wide, tall)
-    canvas = fig.canvas
-    canvas.draw()
-    box = fig.get_tightbbox(canvas.get_renderer()).padded(PAD_INCHES)
-    cols, rows = canvas.get_width_height()
-    # Pixels as savefig counts them: the box's size truncated, from its left and top edges.
-    left, top = round(box.x0 * DPI), round(rows - box.y1 * DPI)
-    right, bottom = left + int(box.width * DPI), top + int(box.height * DPI)
-    if left < 0 or top < 0 or right > cols or bottom > rows:
-        return None
-    return Image.fromarray(np.asarray(canvas.buffer_rgba())[top:bottom, left:right, :3])
-
-
-def _keeps_layout_on_a_wider_canvas(fig: plt.Figure) -> bool:
-    """Whether widening ``fig``'s canvas around its axes leaves the chart as it was: no layout engine
-    (it would lay the axes out again), no text or legend placed on the figure itself, and axes that
-    fill the place given to them."""
-    return (fig.get_layout_engine() is None and not fig.texts and not fig.legends
-            and all(ax.get_aspect() == "auto" for ax in fig.axes))
 
 
 @_styled

@@ -3,9 +3,9 @@
 WeasyPrint's automatic table layout measures the smallest and largest width of every cell by
 laying its text out line by line; on the full report that was three quarters of the PDF's time.
 In print the tables use ``table-layout: fixed`` instead, with the widths computed here from the
-same two quantities, estimated from the characters: a column's *minimum* is its widest unbreakable
-word (a formatted number is one word: its thousands separator does not break), its *maximum* its
-widest line. The screen keeps the browser's automatic layout (the widths are CSS variables read
+same two quantities, estimated from the characters' advance widths in the font file: a column's
+*minimum* is its widest unbreakable word (a formatted number is one word: its thousands separator
+does not break), its *maximum* its widest line. The screen keeps the browser's automatic layout (the widths are CSS variables read
 only by the print stylesheet).
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import html
 import re
-import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,17 +24,6 @@ LINE_EM = {"": 504 / (9.5 * 0.9), "small": 504 / (9.5 * 0.78), "wide": 504 / (9.
 PADDING_EM = {"": 0.9, "small": 0.9, "wide": 0.5}
 BOLD = 1.1  # headers are bold: wider glyphs
 SAFETY = 1.05  # estimates are rounded; a column a little too wide is better than a number cut in two
-# Advance widths of DejaVu Sans (the report's font), in em; accented letters take their base letter's.
-_LOWER = dict(zip("abcdefghijklmnopqrstuvwxyz", (
-    .613, .635, .550, .635, .615, .352, .635, .634, .278, .278, .579, .278, .974,
-    .634, .612, .635, .635, .411, .521, .392, .634, .592, .818, .592, .592, .525), strict=True))
-_UPPER = dict(zip("ABCDEFGHIJKLMNOPQRSTUVWXYZ", (
-    .684, .686, .698, .770, .632, .575, .775, .752, .295, .295, .656, .557, .863,
-    .748, .787, .603, .787, .695, .635, .611, .732, .684, .989, .685, .611, .685), strict=True))
-_OTHER = {" ": .318, "\u00a0": .318, "\u202f": .2, ",": .318, ".": .318, ";": .337, ":": .337, "(": .390,
-          ")": .390, "[": .390, "]": .390, "%": .950, "€": .636, "\u2212": .838, "+": .838, "=": .838,
-          "<": .838, ">": .838, "×": .838, "/": .337, "-": .361, "'": .275, "’": .318, "«": .557, "»": .557,
-          "—": 1.0, "–": .5, "|": .337, "_": .5, "Γ": .557, "≤": .838, "≥": .838}
 _TAG = re.compile(r"<[^>]+>")
 _BADGE = re.compile(r'class="(?:verdict|status)\b')
 SHORT_EM = 12.0  # a column whose lines are no wider is kept unwrapped when the table allows it
@@ -46,15 +34,21 @@ _SPACES = re.compile(r"[ \t\n]+")  # not the no-break spaces of numbers and unit
 
 
 @functools.cache
+def _font() -> Any:
+    """DejaVu Sans, the report's font, as matplotlib ships it (read with its FreeType binding)."""
+    from matplotlib import font_manager, ft2font
+
+    return ft2font.FT2Font(font_manager.findfont("DejaVu Sans"))
+
+
+@functools.cache
 def _advance(c: str) -> float:
-    base = unicodedata.normalize("NFD", c)[0]
-    if base in _LOWER:
-        return _LOWER[base]
-    if base in _UPPER:
-        return _UPPER[base]
-    if base.isdigit():
-        return 0.636
-    return _OTHER.get(c, 0.65)
+    """Advance width of character ``c`` in em, from the font file."""
+    from matplotlib import ft2font
+
+    font = _font()
+    no_scale = ft2font.LoadFlags.NO_SCALE if hasattr(ft2font, "LoadFlags") else ft2font.LOAD_NO_SCALING  # < 3.10
+    return font.load_char(ord(c), flags=no_scale).horiAdvance / font.units_per_EM
 
 
 def em(text: str) -> float:

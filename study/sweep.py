@@ -212,8 +212,8 @@ def resolved_workers(setting: int, n_todo: int) -> int:
     return max(1, min(setting, n_todo))
 
 
-# One sweep worker process's state, set once by _start_worker: (paths, config, cohort).
-_WORKER: tuple[BuildPaths, StudyConfig, pd.DataFrame] | None = None
+# One sweep worker process's state, set once by _start_worker: (paths, cohort).
+_WORKER: tuple[BuildPaths, pd.DataFrame] | None = None
 
 
 def _start_worker(paths: BuildPaths, config: StudyConfig, cohort: pd.DataFrame | None) -> None:
@@ -221,7 +221,7 @@ def _start_worker(paths: BuildPaths, config: StudyConfig, cohort: pd.DataFrame |
     or loaded here, once. The claims are loaded once as well, by the first specification's headline
     effects (:func:`indicators.inputs.load_claims` keeps them)."""
     global _WORKER
-    _WORKER = (paths, config, cohort if cohort is not None else load_cohort(paths, config))
+    _WORKER = (paths, cohort if cohort is not None else load_cohort(paths, config))
 
 
 def pool_context() -> Any:
@@ -235,7 +235,7 @@ def pool_context() -> Any:
 
 def _worker_row(i: int, spec: dict[str, Any], cfg: StudyConfig) -> dict[str, Any]:
     assert _WORKER is not None, "a sweep worker runs its specifications after _start_worker"
-    paths, _, cohort = _WORKER
+    paths, cohort = _WORKER
     return sweep_row(i, spec, cohort, paths, cfg)
 
 
@@ -250,8 +250,8 @@ def computed_rows(paths: BuildPaths, config: StudyConfig, todo: list[tuple[int, 
     (``workers`` 1: in order) or by ``workers`` processes (in the order they finish).
 
     Each worker process holds the cohort (loaded once, :func:`pool_context`) and loads its claims once,
-    and runs its specifications with one DuckDB thread. A row depends only on its specification, the cleaned tables and the code (each
-    specification is matched afresh, and its bootstrap has its own seed from the settings), so the
+    and runs its specifications with one DuckDB thread. A row depends only on its specification, the
+    cleaned tables and the code (each specification is matched afresh, and its bootstrap has its own seed from the settings), so the
     rows are the same whichever process computes them; the caller orders them by ``i``."""
     if workers <= 1:
         cohort = load_cohort(paths, config)
