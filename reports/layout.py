@@ -5,8 +5,8 @@ laying its text out line by line; on the full report that was three quarters of 
 In print the tables use ``table-layout: fixed`` instead, with the widths computed here from the
 same two quantities, estimated from the characters' advance widths in the font file: a column's
 *minimum* is its widest unbreakable word (a formatted number is one word: its thousands separator
-does not break), its *maximum* its widest line. The screen keeps the browser's automatic layout (the widths are CSS variables read
-only by the print stylesheet).
+does not break), its *maximum* its widest line. The screen keeps the browser's automatic layout
+(the widths are CSS variables read only by the print stylesheet).
 """
 
 from __future__ import annotations
