@@ -82,13 +82,15 @@ def spending_chart(ctx: ReportContext, width: float = 6.8) -> tuple[bytes, str] 
     if df is None or df.empty or not {"treated", "control"} <= set(df.columns):
         return None
     labels = category_labels(ctx)
-    arms = df[~df["category"].astype(str).str.lower().isin(["total", "all"])]
+    # The perimeter total would dwarf the categories it sums: the chart shows the categories only.
+    arms = df[~df["category"].astype(str).str.lower().isin(["total", "all", "perimeter"])]
     names = [labels.get(c, ctx.value(c)) for c in arms["category"].astype(str)]
     treated = list(pd.to_numeric(arms["treated"]).fillna(0))
     control = list(pd.to_numeric(arms["control"]).fillna(0))
     png = figures.grouped_bars(names, {ctx.t("col_treated"): treated, ctx.t("col_control"): control},
                                ctx.t("axis_eur_per_patient"), lambda v: ctx.fmt.eur(v), fig_width=width)
-    alt = "; ".join(f"{n} : {ctx.fmt.eur(t)} / {ctx.fmt.eur(c)}" for n, t, c in zip(names, treated, control, strict=True))
+    sep = " : " if ctx.lang == "fr" else ": "
+    alt = "; ".join(f"{n}{sep}{ctx.fmt.eur(t)} / {ctx.fmt.eur(c)}" for n, t, c in zip(names, treated, control, strict=True))
     return png, f"{ctx.t('col_treated')} / {ctx.t('col_control')} — {alt}"
 
 

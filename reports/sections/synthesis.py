@@ -221,7 +221,8 @@ def eol_chart(ctx: ReportContext) -> Block | None:
     if not panels:
         return None
     png = figures.arm_panels(panels, (ctx.t("col_treated"), ctx.t("col_control")))
-    alt = "; ".join(f"{p[0]} : {ctx.t('col_treated')} {p[3](p[1])}, {ctx.t('col_control')} {p[3](p[2])}"
+    sep = " : " if ctx.lang == "fr" else ": "
+    alt = "; ".join(f"{p[0]}{sep}{ctx.t('col_treated')} {p[3](p[1])}, {ctx.t('col_control')} {p[3](p[2])}"
                     for p in panels)
     return ctx.figure(ctx.t("fig_syn_eol"), png, alt=alt)
 
