@@ -197,3 +197,31 @@ def test_print_widths_keep_numbers_whole_and_give_the_rest_to_the_text():
     short = print_widths(["a", "b"], [["x" * 10, '<span class="verdict verdict-pass">pass</span>']])
     assert abs(sum(short) - 100) < 0.1 and short[0] > short[1]
     assert print_widths(["a"], []) == [100.0] and print_widths([], []) == []
+
+
+def test_a_run_of_charts_is_not_kept_as_one_block_in_print():
+    """Captions sit below charts: glueing each caption to what follows chained a run of charts into one
+    unbreakable block, so three Likert charts that did not fit together left a page almost empty. With the
+    shipped stylesheet, the first of three tall charts after a short paragraph stays on the first page."""
+    from reports.build import STATIC, html_to_pdf
+
+    css = (STATIC / "report.css").read_text(encoding="utf-8")
+    png = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGA"
+           "hKmMIQAAAABJRU5ErkJggg==")
+    charts = "".join(f'<figure class="chart" id="figure-{i}"><img src="{png}" alt="" style="width: 600px; '
+                     f'height: 330px"><figcaption>Figure {i}</figcaption></figure>' for i in (1, 2, 3))
+    html = f"<html><head><style>{css}</style></head><body><p>Short paragraph.</p>{charts}</body></html>"
+    _pdf, pages = html_to_pdf(html)  # the report's own PDF path must run on it
+    assert pages == 2
+    from weasyprint import HTML
+
+    document = HTML(string=html).render()  # the same layout, kept to read the boxes of page 1
+    first_page = str([b.element.get("id") for b in _boxes(document.pages[0]._page_box)
+                      if getattr(b, "element", None) is not None and b.element.get("id")])
+    assert "figure-1" in first_page
+
+
+def _boxes(box):
+    yield box
+    for child in getattr(box, "children", []) or []:
+        yield from _boxes(child)
