@@ -1,7 +1,11 @@
 """Golden outputs: a digest of everything a full run produces, to prove a refactoring changed nothing.
 
-The digest holds, per output file, a hash of its *content*: bytes for CSV, the rows for Parquet (so
-writer metadata does not count), canonical JSON for result records. Run records (``params.json``,
+The digest holds, per output file, a hash of its *content*: the rows for CSV and Parquet (so writer
+metadata does not count), canonical JSON for result records. Floats in CSV and JSON results count to
+``SIGNIFICANT`` significant digits: a new numpy, scipy or pandas release may sum in another order and
+move the last bits of a figure (seen on 2026-12-03 with a fresh environment: DiD and sweep figures
+changed in their 16th digit, every displayed figure the same), which is not a change of what the
+pipeline computes. Run records (``params.json``,
 manifests, logs) hold times, paths and memory by design and are left out; the figures are PNGs whose
 bytes depend on the matplotlib build, also left out. The report is compared as text (tags, styles
 and embedded images stripped), so a diff shows the sentence that changed.
@@ -38,8 +42,32 @@ def parquet_digest(path: Path) -> str:
     return short_sha(head.encode() + rows)
 
 
+#: Significant digits of a float that count in a CSV or JSON result's digest.
+SIGNIFICANT = 10
+
+
+def _rounded(value: Any) -> Any:
+    """``value`` with every float written to ``SIGNIFICANT`` significant digits (recursively)."""
+    if isinstance(value, float):
+        return f"{value:.{SIGNIFICANT}g}"
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def json_digest(path: Path) -> str:
-    return short_sha(json.dumps(json.loads(path.read_text(encoding="utf-8")), sort_keys=True).encode())
+    doc = _rounded(json.loads(path.read_text(encoding="utf-8")))
+    return short_sha(json.dumps(doc, sort_keys=True).encode())
+
+
+def csv_digest(path: Path, drop: tuple[str, ...] = ()) -> str:
+    """The rows of a CSV result, floats to ``SIGNIFICANT`` digits, without the ``drop`` columns."""
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""]).drop(columns=list(drop))
+    for c in frame.columns[frame.dtypes == "float64"]:
+        frame[c] = frame[c].map(lambda v: "" if pd.isna(v) else f"{v:.{SIGNIFICANT}g}")
+    return short_sha(frame.to_csv(index=False).encode())
 
 
 def output_digest(root: Path, dirs: tuple[str, ...]) -> dict[str, str]:
@@ -54,9 +82,10 @@ def output_digest(root: Path, dirs: tuple[str, ...]) -> dict[str, str]:
                 out[rel] = parquet_digest(p)
             elif p.suffix == ".json":
                 out[rel] = json_digest(p)
-            elif p.suffix == ".csv" and "seconds" in p.read_text(encoding="utf-8").split("\n", 1)[0].split(","):
+            elif p.suffix == ".csv":
                 # Per-row timings (the sweep's) are run records inside a result table.
-                out[rel] = short_sha(pd.read_csv(p).drop(columns="seconds").to_csv(index=False).encode())
+                header = p.read_text(encoding="utf-8").split("\n", 1)[0].split(",")
+                out[rel] = csv_digest(p, ("seconds",) if "seconds" in header else ())
             else:
                 out[rel] = short_sha(p.read_bytes())
     return out
