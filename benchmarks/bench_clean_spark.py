@@ -26,10 +26,14 @@ def bench_spark(data: Path, label: str) -> dict[str, Any]:
     lines = pq.ParquetFile(data / "ER_PRS_F.parquet").metadata.num_rows
     builds = {e: bench_clean.WORK / f"build_{e}_{label}" for e in ("duckdb", "spark")}
     runs: dict[str, list[dict[str, Any]]] = {"duckdb": [], "spark": []}
+    loads: list[dict[str, Any]] = []
     for engine in ("duckdb", "spark", "duckdb"):  # DuckDB around Spark: a drift shows in its two times
         print(f"   [{label}] {lines:,} ER_PRS_F lines: whole clean on {engine}", flush=True)
         shutil.rmtree(builds[engine], ignore_errors=True)
+        before = bench_clean._loadavg()
         runs[engine].append(bench_clean.in_subprocess("run_ours", data=str(data), build=str(builds[engine]), engine=engine))
+        loads.append({"engine": engine, "seconds": runs[engine][-1]["total_seconds"], "load_before": before,
+                      "load_after": bench_clean._loadavg()})
     duck, spark = runs["duckdb"][-1], runs["spark"][-1]
     diffs = {name: compare_tables(Path(spark["outputs"][name]), Path(duck["outputs"][name]), keys)
              for name, keys in OUTPUT_KEYS.items()}
@@ -52,6 +56,7 @@ def bench_spark(data: Path, label: str) -> dict[str, Any]:
         "outputs_equal": not any(diffs.values()) and not audit_diff,
         "differences": {**{k: v for k, v in diffs.items() if v}, **({"audit": audit_diff} if audit_diff else {})},
         "compared": [*diffs, "audit/attrition.csv"],
+        "runs": loads,
         "note": "whole clean from a fresh build on each engine (input checks, every stage, audit, manifest; "
                 "Spark session start-up included), DuckDB timed before and after Spark (median of the two); "
                 "outputs compared sorted on their keys, floats within 1e-6 + 1e-9 relative",

@@ -85,10 +85,20 @@ def test_persons_unified_by_ben_idt_ano():
 # -- DCIR ----------------------------------------------------------------------------------------
 
 
+def _sorted(summary):
+    return summary.sort_values(list(summary.columns)).reset_index(drop=True)
+
+
 def _dcir(rows, cfg, kmap=None):
+    """The DCIR stage as the runner runs it on DuckDB (netting groups only the lines whose netting key
+    repeats), checked against grouping every line: same summary, same audit."""
     prs = table(rows, PRS_SCHEMA)
     kmap = kmap if kmap is not None else key_map([(NIR[k], 1, f"P{k}") for k in "ABC"])
-    summary = dcir.dcir_stage(prs, kmap, cfg)
+    summary = dcir.dcir_stage(prs, kmap, cfg, group_repeated_only=True)
+    every = dcir.dcir_stage(prs, kmap, cfg)
+    pd.testing.assert_frame_equal(_sorted(run(summary)), _sorted(run(every)))
+    audit = [r.as_record() for r in dcir.audit_dcir(summary, cfg.cleaning)]
+    assert audit == [r.as_record() for r in dcir.audit_dcir(every, cfg.cleaning)]
     return run(summary), by_rule(dcir.audit_dcir(summary, cfg.cleaning))
 
 
@@ -143,6 +153,35 @@ def test_regularisation_netting(cfg):
     kept = summary[summary.fate == 0]
     assert kept.euros.sum() == 25.0
     assert kept.loc[kept.category == "nursing_acts", "acts"].sum() == 3.0
+
+
+def test_netting_of_repeated_keys_only(cfg):
+    """Lines sharing a netting key across fates, unlinked lines, a null quantity: grouping only the
+    repeated keys gives the groups of grouping every line (``_dcir`` compares the two)."""
+    rows = [
+        prs_row(care=D(2021, 3, 10), qty=2, euros=20.0),                              # kept, key 1
+        prs_row(care=D(2021, 3, 10), flux=D(2021, 5, 1), qty=-1, euros=-10.0),        # its correction
+        prs_row(care=D(2023, 12, 1), euros=7.0),                                      # kept, key 2
+        prs_row(care=D(2023, 12, 1), flux=D(2024, 7, 1), euros=8.0),                  # key 2, flux_window
+        prs_row(nir=NIR["Z"], care=D(2021, 2, 1), qty=1, euros=3.0),                  # unlinked pair that
+        prs_row(nir=NIR["Z"], care=D(2021, 2, 1), flux=D(2021, 4, 1), qty=-1, euros=-3.0),  # cancels out
+        prs_row(nir=NIR["Z"], care=D(2021, 2, 2), euros=4.0),                         # unlinked, alone
+        dict(prs_row(care=D(2021, 6, 1), euros=5.0), PRS_ACT_QTE=None),               # null quantity, alone
+        prs_row(care=D(2021, 6, 2), euros=6.0),                                       # kept, alone
+        prs_row(care=D(2021, 7, 1), qty=-1, euros=-9.0),                              # orphan correction
+    ]
+    summary, audit = _dcir(rows, cfg)
+    assert audit["flux_window"].rows_dropped == 1 and audit["flux_window"].euros_dropped == 8.0
+    net = audit["regularisation_netting"]
+    # 9 lines enter netting: the kept pair -> 1 group; the unlinked pair, the null quantity and the orphan
+    # correction are netted away (0 + 5 - 9 euros); 4 groups go on (the kept pair, key 2's kept line, the
+    # unlinked line alone, the kept line alone)
+    assert (net.rows_in, net.rows_out, net.euros_dropped) == (9, 4, -4.0)
+    assert net.rows_flagged == 3  # the kept pair, the unlinked pair and the orphan contain a negative line
+    link = audit["link_to_beneficiary"]
+    assert (link.rows_in, link.rows_out, link.euros_dropped) == (4, 3, 4.0)
+    kept = summary[summary.fate == 0]
+    assert kept.euros.sum() == 23.0 and kept.n_lines.sum() == 4 and kept.n_groups.sum() == 3
 
 
 def test_netting_disabled_keeps_every_line(cfg):
