@@ -189,16 +189,8 @@ def draw_stays(rng: np.random.Generator, cm: ChunkMeans, grid: MonthGrid, pop: P
     cell = _expand(counts, 10**6)[0]  # one stay per unit (outcomes.StayWindowModel mirrors this model)
     row, month = cell // M, cell % M
     days = (cm.alive_end[row, month] - grid.starts[month]).astype("timedelta64[D]").astype(np.int64) + 1
-    entry = grid.starts[month] + np.floor(rng.random(cell.size) * days).astype(np.int64) * DAY
-    eol = cm.eol_k[row, month] >= 0
-    los = 1 + rng.poisson(np.where(eol, b.hosp_los_mean * b.eol_hosp_los_factor, b.hosp_los_mean) - 1)
-    entry = np.minimum(entry, limit[row])
-    ok = entry >= grid.starts[month]
-    exit_ = np.minimum(entry + los * DAY, limit[row])
-    cost = _gamma_cost(rng, cm.hosp_cost[row, month], 2.5)
-    ghm = np.asarray(FULL_STAY_GHM)[rng.integers(0, len(FULL_STAY_GHM), cell.size)]
-    full = Stays(row=row[ok], entry=entry[ok], exit=exit_[ok], cost=cost[ok],
-                 kind=np.zeros(ok.sum(), dtype=np.int8), ghm=ghm[ok])
+    drawn = grid.starts[month] + np.floor(rng.random(cell.size) * days).astype(np.int64) * DAY
+    full, ok = _full_stays(rng, cm, row, month, drawn, limit, grid, tp)
 
     dies_in = rng.random(n) < cm.observed_final_p
     f_row = np.flatnonzero(dies_in)
@@ -220,7 +212,55 @@ def draw_stays(rng: np.random.Generator, cm: ChunkMeans, grid: MonthGrid, pop: P
                     cost=_gamma_cost(rng, np.full(s_cell.size, b.seance_cost_mean), 4.0),
                     kind=np.full(s_cell.size, 2, dtype=np.int8),
                     ghm=np.where(s_type == 2, SEANCE_GHM["dialysis"], SEANCE_GHM["chemo"]))
-    return Stays(**{k: np.concatenate([getattr(x, k) for x in (full, final, seances)])
+    parts = [full, final, seances]
+    if cm.early_share is not None:
+        # drawn last, so that an extract without the early window draws exactly the same stays
+        parts[0] = _early_window_stays(rng, cm, full, drawn[ok], limit, grid, tp)
+    return Stays(**{k: np.concatenate([getattr(x, k) for x in parts]) for k in Stays.__dataclass_fields__})
+
+
+def _full_stays(rng: np.random.Generator, cm: ChunkMeans, row: np.ndarray, month: np.ndarray, drawn: np.ndarray,
+                limit: np.ndarray, grid: MonthGrid, tp: TruthParams) -> tuple[Stays, np.ndarray]:
+    """Full stays entering on their drawn day (moved to the day before death at the latest; dropped
+    when that leaves their month), with their LOS, cost and GHM; and which drawn stays were kept."""
+    b = tp.baseline
+    eol = cm.eol_k[row, month] >= 0
+    los = 1 + rng.poisson(np.where(eol, b.hosp_los_mean * b.eol_hosp_los_factor, b.hosp_los_mean) - 1)
+    entry = np.minimum(drawn, limit[row])
+    ok = entry >= grid.starts[month]
+    exit_ = np.minimum(entry + los * DAY, limit[row])
+    cost = _gamma_cost(rng, cm.hosp_cost[row, month], 2.5)
+    ghm = np.asarray(FULL_STAY_GHM)[rng.integers(0, len(FULL_STAY_GHM), row.size)]
+    return Stays(row=row[ok], entry=entry[ok], exit=exit_[ok], cost=cost[ok],
+                 kind=np.zeros(ok.sum(), dtype=np.int8), ghm=ghm[ok]), ok
+
+
+def _early_window_stays(rng: np.random.Generator, cm: ChunkMeans, full: Stays, drawn: np.ndarray,
+                        limit: np.ndarray, grid: MonthGrid, tp: TruthParams) -> Stays:
+    """The treated's full stays with the early window's rate (effects.early_days): on its days the
+    drawn stays are thinned to ``hosp_rate1_early`` where it is lower than the month's ``hosp_rate1``,
+    and extra stays are drawn where it is higher (Poisson, entry uniform over the window's alive days
+    of the month), so the stay rate of each early day is exactly ``hosp_rate1_early`` / alive days —
+    what outcomes.StayWindowModel and the per-patient-year truth assume."""
+    start = cm.early_start
+    month = grid.index_of(full.entry)  # entry and drawn day share their month (kept stays)
+    s = start[full.row]
+    in_window = ~np.isnat(s) & (drawn >= s) & (drawn < s + cm.early_days * DAY)
+    early_rate, base = cm.hosp_rate1_early[full.row, month], cm.hosp_rate1[full.row, month]
+    keep_p = np.where(in_window, np.minimum(1.0, early_rate / np.maximum(base, 1e-300)), 1.0)
+    kept = rng.random(full.size) < keep_p
+    thinned = Stays(**{k: getattr(full, k)[kept] for k in Stays.__dataclass_fields__})
+
+    extra_rate = np.clip(cm.hosp_rate1_early - cm.hosp_rate1, 0.0, None) * cm.early_share
+    cell = _expand(rng.poisson(extra_rate), 10**6)[0]
+    M = cm.present.shape[1]
+    row, m = cell // M, cell % M
+    lo = np.maximum(grid.starts[m], start[row])
+    hi = np.minimum(start[row] + (cm.early_days - 1) * DAY, cm.alive_end[row, m])
+    n_days = (hi - lo).astype("timedelta64[D]").astype(np.int64) + 1
+    x_drawn = lo + np.floor(rng.random(cell.size) * n_days).astype(np.int64) * DAY
+    extra, _ = _full_stays(rng, cm, row, m, x_drawn, limit, grid, tp)
+    return Stays(**{k: np.concatenate([getattr(thinned, k), getattr(extra, k)])
                     for k in Stays.__dataclass_fields__})
 
 

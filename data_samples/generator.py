@@ -278,12 +278,32 @@ def _generate_into(tmp: Path, scale: float, seed: int, tp: TruthParams, truth_pa
                   "eol_window_days": config.indicators.eol_window_days,
                   "perimeter": list(config.indicators.perimeter)},
     }
+    if tp.effects.has_early_window:
+        # only with the early window, so that the shipped truth files keep byte-identical extracts
+        truth_doc["early_window"] = _early_window_summary(acc, tp)
     atomic_write_text(tmp / "truth.json", json.dumps(truth_doc, indent=2, sort_keys=False, ensure_ascii=False))
 
     surveys = write_synthetic_surveys(tmp, seed, config)
     return GenerationResult(out=tmp, scale=scale, seed=seed, fmt=fmt, truth_name=tp.name, counts=counts,
                             indicators=indicators, defects=defects, files=sorted(files), seconds=0.0,
                             surveys=surveys)
+
+
+def _early_window_summary(acc: TruthAccumulator, tp: TruthParams) -> dict[str, Any]:
+    """The effect on stays that varies with time since inclusion, and the truth of the hospitalisation
+    indicators it moves (same estimand as the others: on-support treated, follow-up from inclusion)."""
+    e = tp.effects
+    return {
+        "early_days": e.early_days,
+        "early_hosp_rate": e.early_hosp_rate,
+        "hosp_rate_after": e.hosp_rate,
+        "definition": "Full (non-séance) MCO stays entering during follow-up (from the inclusion date to "
+                      "death or claims_end), final in-hospital stays included: hosp_stays_per_100py = 100 x "
+                      "(expected stays / patient-years), treated minus untreated; hosp_share_any_stay = mean "
+                      "P(>= 1 such stay), treated minus untreated. During the first early_days days after "
+                      "inclusion the treated's stay hazard is the untreated one x early_hosp_rate.",
+        "indicators": acc.hospitalisation(),
+    }
 
 
 def _mortality_summary(pop: Population, tp: TruthParams, config: StudyConfig) -> dict[str, Any]:

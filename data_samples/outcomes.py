@@ -69,6 +69,14 @@ class ChunkMeans:
     observed_treated: np.ndarray  # (n,) draw observed data from mu1
     seance_cost: float = 0.0
     final_cost: float = 0.0
+    # Early window (effects.early_days > 0; None when off): the first ``early_days`` days after
+    # inclusion, where the treated's stay rate is ``hosp_rate1_early`` (the month's rate had every
+    # alive day been in the window) instead of ``hosp_rate1``. ``early_share`` = share of the month's
+    # alive days in the window; ``early_start`` = inclusion date (NaT for persons never included).
+    early_days: int = 0
+    early_start: np.ndarray | None = None
+    early_share: np.ndarray | None = None
+    hosp_rate1_early: np.ndarray | None = None
 
     def observed(self, cat: str) -> np.ndarray:
         return np.where(self.observed_treated[:, None], self.mu1[cat], self.mu0[cat])
@@ -76,6 +84,14 @@ class ChunkMeans:
     @property
     def observed_hosp_rate(self) -> np.ndarray:
         return np.where(self.observed_treated[:, None], self.hosp_rate1, self.hosp_rate0)
+
+    def hosp_rate1_in_followup(self) -> np.ndarray:
+        """(n, M) treated-arm expected full stays entering in follow-up, by month: ``hosp_rate1`` on the
+        follow-up days outside the early window, ``hosp_rate1_early`` on the early ones (all in follow-up)."""
+        base = self.hosp_rate1 * self.fu
+        if self.early_share is None:
+            return base
+        return base + (self.hosp_rate1_early - self.hosp_rate1) * self.early_share
 
     @property
     def observed_final_p(self) -> np.ndarray:
@@ -175,12 +191,18 @@ def chunk_means(pop: Population, persons: np.ndarray, grid: MonthGrid, tp: Truth
     final_effect = np.where(included_at_death, e.final_stay,
                             np.where(followed_at_death, e.after_discharge(e.final_stay), 1.0))
     final_p1 = final_p0 * final_effect
+    early: dict[str, object] = {}
+    if e.has_early_window:
+        # the first early_days days after inclusion (alive days only): untreated rate x early_hosp_rate
+        start = np.where(treated, inc, np.datetime64("NaT", "D"))
+        early["early_share"] = _overlap_share(start, start + e.early_days * DAY, m_start, m_end_excl) * present
+        early.update(early_days=e.early_days, early_start=start, hosp_rate1_early=hosp0 * e.early_hosp_rate)
     return ChunkMeans(
         persons=persons, present=present, alive_end=alive_end, alive_days=alive_days, eol_k=eol_k, tf=tf, fu=fu,
         th=th, mu0=mu0, mu1=mu1,
         hosp_rate0=hosp0, hosp_rate1=hosp1, hosp_cost=hosp_cost, seance_rate=seance_rate,
         final_p0=final_p0, final_p1=final_p1, observed_treated=treated,
-        seance_cost=b.seance_cost_mean, final_cost=b.final_stay_cost_mean,
+        seance_cost=b.seance_cost_mean, final_cost=b.final_stay_cost_mean, **early,
     )
 
 
@@ -220,6 +242,7 @@ class StayWindowModel:
     share: np.ndarray        # (2, L)
     overlap: np.ndarray      # (2, L)
     final_share: float       # E[days of the final stay inside the window / its days]
+    final_los_cdf: np.ndarray | None = None  # P(final stay LOS <= k), k = 0 .. FINAL_STAY_MAX_LOS
 
     @classmethod
     def of(cls, window_days: int, tp: TruthParams) -> StayWindowModel:
@@ -241,18 +264,31 @@ class StayWindowModel:
         f_pmf = _poisson_pmf(f - 1, b.final_stay_los_mean - 1)
         f_pmf[-1] += pdtrc(FINAL_STAY_MAX_LOS - 1, b.final_stay_los_mean - 1)  # capped at the maximum
         final_share = float((np.minimum(f + 1, window_days) / (f + 1)) @ f_pmf)
-        return cls(window_days=window_days, offsets=offsets, share=share, overlap=overlap, final_share=final_share)
+        return cls(window_days=window_days, offsets=offsets, share=share, overlap=overlap,
+                   final_share=final_share, final_los_cdf=np.concatenate([[0.0], np.cumsum(f_pmf)]))
+
+    def final_in_followup(self, death: np.ndarray, inclusion: np.ndarray) -> np.ndarray:
+        """P(the final in-hospital stay, entry = death - LOS, enters on or after inclusion); 0 without a
+        death (claims.draw_stays: LOS = min(1 + Poisson(final_stay_los_mean - 1), FINAL_STAY_MAX_LOS))."""
+        ok = ~np.isnat(death)
+        gap = (np.where(ok, death, inclusion) - inclusion).astype("timedelta64[D]").astype(np.int64)
+        return np.where(ok, self.final_los_cdf[np.clip(gap, 0, FINAL_STAY_MAX_LOS)], 0.0)
 
     def expected(self, rate: np.ndarray, cost: np.ndarray, alive_days: np.ndarray, eol_month: np.ndarray,
-                 death: np.ndarray, grid: MonthGrid) -> tuple[np.ndarray, np.ndarray]:
+                 death: np.ndarray, grid: MonthGrid,
+                 early: EarlyWindow | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per person: expected prorated cost of full stays in the window, and expected number of full
-        stays reaching it. Arguments are (n, M) month arrays of the same persons and their death dates."""
+        stays reaching it. Arguments are (n, M) month arrays of the same persons and their death dates;
+        ``early`` = the treated arm's early window (entries drawn on its days have its own rate)."""
         n, M = rate.shape
         days = death[:, None] + self.offsets[None, :] * DAY
         m = grid.index_of(days)
         valid = m >= 0
         mc = np.clip(m, 0, M - 1)
         per_day = np.where(valid, np.take_along_axis(rate / np.maximum(alive_days, 1.0), mc, axis=1), 0.0)
+        if early is not None:
+            e_day = np.where(valid, np.take_along_axis(early.rate / np.maximum(alive_days, 1.0), mc, axis=1), 0.0)
+            per_day = np.where(early.contains(days), e_day, per_day)
         eol = np.take_along_axis(eol_month, mc, axis=1)
         share = np.where(eol, self.share[1][None, :], self.share[0][None, :])
         overlap = np.where(eol, self.overlap[1][None, :], self.overlap[0][None, :])
@@ -262,10 +298,32 @@ class StayWindowModel:
         # the death is on the 1st of the month (then the month's stays are dropped)
         md = grid.index_of(death)[:, None]
         not_first = (death != grid.starts[md[:, 0]])
-        r_d = np.take_along_axis(rate / np.maximum(alive_days, 1.0), md, axis=1)[:, 0] * not_first
+        day_rate = rate if early is None else np.where(early.contains(death[:, None]), early.rate, rate)
+        r_d = np.take_along_axis(day_rate / np.maximum(alive_days, 1.0), md, axis=1)[:, 0] * not_first
         spend += r_d * np.take_along_axis(cost, md, axis=1)[:, 0]
         count += r_d
         return spend, count
+
+
+@dataclass(frozen=True)
+class EarlyWindow:
+    """The treated arm's early window of some persons: days [start, start + days) have the month rate
+    ``rate`` (n, M) instead of the usual one (effects.early_days)."""
+
+    start: np.ndarray   # (n,) datetime64[D], NaT = no window
+    days: int
+    rate: np.ndarray    # (n, M)
+
+    def contains(self, dates: np.ndarray) -> np.ndarray:
+        """(n, k) whether each person's dates (n, k) fall in its window."""
+        s = self.start[:, None]
+        return ~np.isnat(s) & (dates >= s) & (dates < s + self.days * DAY)
+
+    @classmethod
+    def of(cls, cm: ChunkMeans, rows: np.ndarray) -> EarlyWindow | None:
+        if cm.early_start is None or cm.hosp_rate1_early is None:
+            return None
+        return cls(start=cm.early_start[rows], days=cm.early_days, rate=cm.hosp_rate1_early[rows])
 
 
 def _poisson_pmf(k: np.ndarray, mu: float) -> np.ndarray:
@@ -314,6 +372,12 @@ class TruthAccumulator:
     eol_hosp0: float = 0.0
     eol_by_cat1: dict[str, float] = field(default_factory=dict)
     eol_by_cat0: dict[str, float] = field(default_factory=dict)
+    # full (non-séance) stays entering in follow-up, expected number and sum over patients of P(>= 1),
+    # treated and untreated arms (the hospitalisation truth, written with the early window)
+    hosp_stays1: float = 0.0
+    hosp_stays0: float = 0.0
+    hosp_any1: float = 0.0
+    hosp_any0: float = 0.0
     # observed (realised, clean) counterparts, filled from the generated lines and stays
     obs_spend: float = 0.0
     obs_eol_spend: float = 0.0
@@ -366,10 +430,14 @@ class TruthAccumulator:
             else:
                 v1, v0 = cm.mu1[cat][on], cm0.mu0[cat][on]
             a1, a0 = float((v1 * w1).sum()), float((v0 * w0).sum())
+            if cat == "hospital" and cm.early_share is not None:
+                # stays entering in the early window have the early rate (all of them in follow-up)
+                a1 += float(((cm.hosp_rate1_early - cm.hosp_rate1) * cm.early_share * cm.hosp_cost)[on].sum())
             self.by_cat1[cat] = self.by_cat1.get(cat, 0.0) + a1
             self.by_cat0[cat] = self.by_cat0.get(cat, 0.0) + a0
             self.spend1 += a1
             self.spend0 += a0
+        self._add_hospitalisation(cm, cm0, pop, on, stays)
         idx = np.flatnonzero(on)
         rows1 = idx[self.decedents(pop.death[p][on], inc)]
         rows0 = idx[self.decedents(pop.death_untreated[p][on], inc)]
@@ -380,6 +448,35 @@ class TruthAccumulator:
         # reference: the untreated arm on the treated world's death dates (the contrast "same patient,
         # same death date"; equal to the main one without a mortality effect)
         self._add_end_of_life(cm, pop.death[p], grid, stays, rows1, arm=False, same_death=True)
+
+    def _add_hospitalisation(self, cm: ChunkMeans, cm0: ChunkMeans, pop: Population, on: np.ndarray,
+                             stays: StayWindowModel) -> None:
+        """Expected full stays entering in follow-up and P(>= 1) per on-support treated patient, both arms
+        (ordinary stays: Poisson, so P(none) = exp(-expected); the final stay independent of them)."""
+        p = cm.persons
+        inc = pop.inclusion[p][on]
+        for world, death, arm in ((cm, pop.death[p][on], True), (cm0, pop.death_untreated[p][on], False)):
+            ordinary = (world.hosp_rate1_in_followup() if arm else world.hosp_rate0 * world.fu)[on].sum(axis=1)
+            final = (world.final_p1 if arm else world.final_p0)[on] * stays.final_in_followup(death, inc)
+            n_stays, p_any = float((ordinary + final).sum()), float((1 - np.exp(-ordinary) * (1 - final)).sum())
+            if arm:
+                self.hosp_stays1 += n_stays
+                self.hosp_any1 += p_any
+            else:
+                self.hosp_stays0 += n_stays
+                self.hosp_any0 += p_any
+
+    def hospitalisation(self) -> dict[str, float | None]:
+        """Truth of the hospitalisation indicators (full stays entering in follow-up, by arm)."""
+        if not (self.n_on_support and self.patient_years and self.patient_years0):
+            return {}
+        rate1 = 100 * self.hosp_stays1 / self.patient_years
+        rate0 = 100 * self.hosp_stays0 / self.patient_years0
+        share1, share0 = self.hosp_any1 / self.n_on_support, self.hosp_any0 / self.n_on_support
+        out = {"hosp_stays_per_100py": rate1 - rate0, "hosp_stays_per_100py_treated": rate1,
+               "hosp_stays_per_100py_control": rate0, "hosp_share_any_stay": share1 - share0,
+               "hosp_share_any_stay_treated": share1, "hosp_share_any_stay_control": share0}
+        return {k: round(v, 6) for k, v in out.items()}
 
     def decedents(self, death: np.ndarray, inclusion: np.ndarray) -> np.ndarray:
         """Treated decedents of the end-of-life truth: death after inclusion, whole window in the claims."""
@@ -399,7 +496,8 @@ class TruthAccumulator:
         eol_month = cm.eol_k[rows] >= 0
         rate = (cm.hosp_rate1 if arm else cm.hosp_rate0)[rows]
         fp = (cm.final_p1 if arm else cm.final_p0)[rows]
-        full, n_reaching = stays.expected(rate, cm.hosp_cost[rows], alive_days, eol_month, death, grid)
+        early = EarlyWindow.of(cm, rows) if arm else None
+        full, n_reaching = stays.expected(rate, cm.hosp_cost[rows], alive_days, eol_month, death, grid, early)
         tot = 0.0
         book = self.eol_by_cat1 if arm else self.eol_by_cat0
         for cat in self.perimeter:

@@ -2,8 +2,9 @@
 
 `truth_default.toml` is calibrated so that the *realised* effects written to truth.json are close to
 the published figures of BILAN.md; `truth_null.toml` plants no effect at all; `truth_mortality.toml`
-adds a lower death hazard while included. A user file is merged over the default file, so it only
-needs the keys it changes.
+adds a lower death hazard while included; `truth_early.toml` concentrates the effect on stays in the
+first weeks after inclusion (an effect that varies with time since inclusion). A user file is merged
+over the default file, so it only needs the keys it changes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from pipeline.config import deep_merge
 from pipeline.io import PipelineError
@@ -21,6 +22,7 @@ HERE = Path(__file__).parent
 DEFAULT_TRUTH = HERE / "truth_default.toml"
 NULL_TRUTH = HERE / "truth_null.toml"
 MORTALITY_TRUTH = HERE / "truth_mortality.toml"
+EARLY_TRUTH = HERE / "truth_early.toml"
 
 
 class TruthError(PipelineError):
@@ -144,6 +146,26 @@ class EffectParams(_P):
     mortality: float = Field(1.0, gt=0, le=5)
     nursing_after_discharge: float = Field(0.52, ge=0)
     health_effects_after_discharge: float = Field(1.0, ge=0, le=1)
+    # An effect on stays that varies with time since inclusion (off when early_days = 0): during the
+    # first ``early_days`` days after inclusion the full-stay hazard is the untreated one x
+    # ``early_hosp_rate``, in place of hosp_rate / hosp_rate_eol (truth_early.toml: the programme's
+    # nurses prevent most admissions while they set up care). Left out of truth.json's params when off,
+    # so the shipped truth files give byte-identical extracts.
+    early_days: int = Field(0, ge=0, le=730)
+    early_hosp_rate: float = Field(1.0, ge=0, le=50)
+
+    @model_serializer(mode="wrap")
+    def _omit_early_when_off(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if self.early_days == 0 and self.early_hosp_rate == 1.0:
+            data.pop("early_days", None)
+            data.pop("early_hosp_rate", None)
+        return data
+
+    @property
+    def has_early_window(self) -> bool:
+        """Whether the stay hazard differs in the first ``early_days`` days after inclusion."""
+        return self.early_days > 0
 
     def after_discharge(self, effect: float) -> float:
         """A health effect's multiplier after a discharge alive."""
