@@ -17,7 +17,11 @@ imports included), run from ``--source`` (default: this checkout; another checko
 times its code on the same data, e.g. the code before a change). Wall seconds, user and system CPU
 seconds and the peak RSS of the process are recorded (``os.wait4``), with the load average: on a
 shared machine, user CPU seconds are the comparable figure, system seconds (page faults of fresh
-memory) and wall seconds move with the load. Results: benchmarks/results/match_step.json.
+memory) and wall seconds move with the load. The command applies its process settings
+(study/process.py: Arrow's system pool, no NumPy huge pages, glibc's malloc keeping freed memory);
+``--allocator default`` times it with the libraries' own (``EQUILIBRES_ALLOCATOR=default``); the
+variables those settings set are removed from the environment the benchmark passes on, so that
+both are what a user gets. Results: benchmarks/results/match_step.json.
 """
 
 from __future__ import annotations
@@ -38,12 +42,18 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "match_step.json"
 
 
-def match_once(source: Path, build: Path, caliper: float) -> dict[str, Any]:
+#: Set by study/process.py for the command and its children: not passed on from this process.
+PROCESS_VARIABLES = ("ARROW_DEFAULT_MEMORY_POOL", "NUMPY_MADVISE_HUGEPAGE", "MALLOC_MMAP_MAX_",
+                     "MALLOC_TRIM_THRESHOLD_", "EQUILIBRES_ALLOCATOR")
+
+
+def match_once(source: Path, build: Path, caliper: float, allocator: str = "tuned") -> dict[str, Any]:
     """One `equilibres match` process on ``build``: its wall, user, system seconds and peak RSS."""
     command = [sys.executable, "-m", "study.cli", "match", "--out", str(build), "--caliper", str(caliper)]
+    env = {k: v for k, v in os.environ.items() if k not in PROCESS_VARIABLES} | {"EQUILIBRES_ALLOCATOR": allocator}
     load = os.getloadavg()
     t0 = time.perf_counter()
-    process = subprocess.Popen(command, cwd=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=source, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - t0
     out, err = process.communicate()
@@ -66,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--caliper", type=float, default=0.1, help="the caliper of the re-match (0.1)")
     parser.add_argument("--repeat", type=int, default=3, help="runs (3); the median is reported")
     parser.add_argument("--note", default="", help="recorded with the results")
+    parser.add_argument("--allocator", choices=("tuned", "default"), default="tuned",
+                        help="the command's process settings (tuned, study/process.py) or the libraries' own")
     args = parser.parse_args(argv)
     if not (args.build / "clean" / "cohort.parquet").exists():
         parser.error(f"{args.build} holds no cleaned cohort: run `equilibres clean`, or benchmarks/replicated_build.py")
@@ -74,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench_match_"))
     try:
         build = _copy(args.build, work / "build")
-        runs = [match_once(args.source.resolve(), build, args.caliper) for _ in range(args.repeat)]
+        runs = [match_once(args.source.resolve(), build, args.caliper, args.allocator) for _ in range(args.repeat)]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -83,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         return values[len(values) // 2]
 
     result = {"label": args.label, "source": str(args.source.resolve()), "build": str(args.build.resolve()),
-              "caliper": args.caliper, "note": args.note, "python": platform.python_version(),
+              "caliper": args.caliper, "allocator": args.allocator, "note": args.note,
+              "python": platform.python_version(),
               "machine": platform.machine(), "cpus": os.cpu_count(),
               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               **{f"median_{k}": median(k) for k in ("seconds", "user_seconds", "system_seconds", "cpu_seconds")},

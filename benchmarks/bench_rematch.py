@@ -14,11 +14,18 @@ is. Three loops are timed on the copy, each from the same starting state:
   (indicators and sensitivity recomputed on the new matching, then the report);
 * ``run_with_new_caliper``: ``equilibres run --config`` a study file with ``[matching] caliper = C``:
   matching, indicators, the sweep (only its new main specification computed, study/sweep_cache.py),
-  sensitivity and the report; cleaning and the surveys reused.
+  sensitivity and the report; cleaning and the surveys reused;
+* ``match_then_run`` (issue 18 item 2, the analyst's loop as two commands): ``equilibres match
+  --config S`` (S: the study file with ``caliper = C``; as a command) then ``equilibres run --config
+  S``, which reuses that matching, cleaning and the surveys and recomputes the indicators, the
+  sweep's main specification, the sensitivity analyses and the report.
 
-Steps run in-process through :mod:`study.chain`, timed one by one (``seconds_by_step``); the CPU time
-of the process is recorded beside the wall time, since the machine may be shared. Results:
-benchmarks/results/rematch.json (rematch_quick.json for ``--quick``).
+Steps run in-process through :mod:`study.chain`, timed one by one (``seconds_by_step``), with the
+process settings of the `equilibres` command (study/process.py; ``--allocator default`` for the
+libraries' own); the CPU time of the process is recorded beside the wall time, since the machine may
+be shared. Commands run from this checkout (``python -m study.cli``). A replicated scale-1 build
+(benchmarks/replicated_build.py) reuses its cleaning when ``--data`` is the extract of the build it
+was replicated from. Results: benchmarks/results/rematch.json (rematch_quick.json for ``--quick``).
 """
 
 from __future__ import annotations
@@ -85,21 +92,56 @@ class Timer:
         self._t = None
 
 
-LOOPS = ("match_cli", "rematch_then_report", "run_with_new_caliper")
+LOOPS = ("match_cli", "rematch_then_report", "run_with_new_caliper", "match_then_run")
 
 
-def match_cli(build: Path, caliper: float, study: Path | None) -> dict[str, Any]:
-    script = Path(sys.executable).with_name("equilibres")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "study.cli"]
-    t0 = time.perf_counter()
-    config = ["--config", str(study)] if study is not None else []
-    out = subprocess.run([*command, "match", "--out", str(build), "--caliper", str(caliper), *config], cwd=ROOT,
-                         capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-2000:])
+def match_cli(build: Path, caliper: float | None, study: Path | None) -> dict[str, Any]:
+    """`equilibres match` as a command of this checkout: wall, user and system seconds, peak RSS."""
+    command = [sys.executable, "-m", "study.cli", "match", "--out", str(build)]
+    command += ["--caliper", str(caliper)] if caliper is not None else []
+    command += ["--config", str(study)] if study is not None else []
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - t0
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"`{' '.join(command)}` failed:\n{err.read().decode()[-2000:]}")
     params = json.loads((build / "matching" / "params.json").read_text(encoding="utf-8"))
-    return {"seconds_command": round(wall, 2), "seconds_in_step": params.get("seconds")}
+    return {"seconds_command": round(wall, 2), "user_seconds": round(usage.ru_utime, 2),
+            "system_seconds": round(usage.ru_stime, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024),
+            "seconds_in_step": params.get("seconds")}
+
+
+def match_then_run(build: Path, data: Path, caliper: float, pdf: bool, work: Path,
+                   base: Path | None) -> dict[str, Any]:
+    """The analyst's loop of issue 18 item 2: `equilibres match --config S` (the command), then
+    `equilibres run --config S` (in-process, step by step), S with the new caliper."""
+    from pipeline.config import load_config
+    from pipeline.paths import BuildPaths
+    from study.chain import run_chain
+
+    study = study_file(base, caliper, work)
+    matched = match_cli(build, None, study)
+    timer = Timer()
+    t0, c0 = time.perf_counter(), _cpu()
+    chain = run_chain(BuildPaths(build, data), load_config(study), pdf=pdf, on_step=timer.start,
+                      on_result=timer.done)
+    run = {"seconds": round(time.perf_counter() - t0, 2), "cpu_seconds": round(_cpu() - c0, 2),
+           "ran": chain.ran, "reused": chain.reused, "seconds_by_step": timer.steps}
+    return {"seconds": round(matched["seconds_command"] + run["seconds"], 2), "match_command": matched,
+            "run": run}
+
+
+def study_file(base: Path | None, caliper: float, work: Path) -> Path:
+    """The study file of the build (``base``; none: the default) with ``[matching] caliper = C``."""
+    text = base.read_text(encoding="utf-8") if base is not None else ""
+    study = work / "rematch.toml"
+    study.write_text(text.replace("[matching]\n", f"[matching]\ncaliper = {caliper}\n") if "[matching]\n" in text
+                     else text + f"\n[matching]\ncaliper = {caliper}\n", encoding="utf-8")
+    return study
 
 
 def rematch_then_report(build: Path, data: Path, caliper: float, pdf: bool, study: Path | None) -> dict[str, Any]:
@@ -126,11 +168,7 @@ def run_with_new_caliper(build: Path, data: Path, caliper: float, pdf: bool, wor
     from pipeline.paths import BuildPaths
     from study.chain import run_chain
 
-    # The study file of the build with another caliper (a [matching] table appended, or merged).
-    text = base.read_text(encoding="utf-8") if base is not None else ""
-    study = work / "rematch.toml"
-    study.write_text(text.replace("[matching]\n", f"[matching]\ncaliper = {caliper}\n") if "[matching]\n" in text
-                     else text + f"\n[matching]\ncaliper = {caliper}\n", encoding="utf-8")
+    study = study_file(base, caliper, work)
     timer = Timer()
     t0, c0 = time.perf_counter(), _cpu()
     chain = run_chain(BuildPaths(build, data), load_config(study), pdf=pdf, on_step=timer.start,
@@ -150,11 +188,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=None,
                         help="the study file BUILD was run with (the loops keep it, caliper aside)")
     parser.add_argument("--loops", nargs="*", default=list(LOOPS), choices=LOOPS, help="which loops to time")
+    parser.add_argument("--allocator", choices=("tuned", "default"), default="tuned",
+                        help="the process settings of study/process.py (tuned, as `equilibres`) or the libraries' own")
     args = parser.parse_args(argv)
+    # As the `equilibres` command does, before numpy and pyarrow are imported (its children inherit it).
+    os.environ["EQUILIBRES_ALLOCATOR"] = args.allocator
+    from study.process import apply_process_settings
+
+    settings = apply_process_settings()
     work = Path(tempfile.mkdtemp(prefix="bench_rematch_"))
     results: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
                                "cpus": os.cpu_count(), "caliper": args.caliper, "pdf": args.pdf,
                                "config": None if args.config is None else args.config.read_text(encoding="utf-8"),
+                               "allocator": settings.mode,
                                "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     try:
         if args.quick:
@@ -184,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
             print("run with a new caliper in the study file ...", flush=True)
             results["run_with_new_caliper"] = run_with_new_caliper(_copy(build, work / "c"), data, args.caliper,
                                                                    args.pdf, work, args.config)
+        if "match_then_run" in args.loops:
+            print("match (command), then run, with a new caliper in the study file ...", flush=True)
+            results["match_then_run"] = match_then_run(_copy(build, work / "d"), data, args.caliper, args.pdf,
+                                                       work, args.config)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -17,6 +17,17 @@ BUILD_X4 then holds the cleaned tables only, with a ``clean/params.json`` whose 
 new files (BUILD's settings and extract hashes otherwise; ``replicated_from`` says where they come
 from), so `equilibres match --out BUILD_X4` and the later steps run on it as on any build. The audit
 trail and the manifest are BUILD's. Tables are written by DuckDB, as cleaning writes them.
+
+So that `equilibres run --data EXTRACT --out BUILD_X4` (EXTRACT: the extract BUILD was cleaned from)
+reuses the cleaning as it reuses it on any up-to-date build (issue 18: the re-match → run loop at
+scale 1), BUILD's cleaning stage records (``clean/_stages/*.json``) are carried over
+(:func:`carry_stage_records`): the final tables' entries describe the replicated files, the
+intermediate tables of the stages are BUILD's, hard-linked. Cleaning then finds every stage up to
+date as long as the code of cleaning, its settings and EXTRACT are those BUILD was cleaned with; if
+one of them changed, cleaning re-runs from the stage that changed, on BUILD's intermediate tables:
+the result is then a build of BUILD's size again (re-make the fixture). BUILD's record of the
+validated extract (``tmp/validation.json``) is copied too. ``--records-only`` adds them to an
+existing BUILD_X4 made without them.
 """
 
 from __future__ import annotations
@@ -26,6 +37,10 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.paths import BuildPaths
 
 #: The cleaned tables replicated, and their text columns that are made distinct per copy.
 TABLES = ("persons", "panel", "stays", "eol_daily", "cohort")
@@ -90,7 +105,47 @@ def replicate(source: Path, target: Path, copies: int, threads: int = 2) -> dict
                                  "note": "benchmark fixture (benchmarks/replicated_build.py): BUILD's cleaned "
                                          "tables replicated with new person ids and département codes"}
     atomic_write_json(dst.params("clean"), {**params, "provenance": record.to_dict()})
+    carry_stage_records(src, dst)
     return rows
+
+
+def carry_stage_records(src: BuildPaths, dst: BuildPaths) -> int:
+    """Copy BUILD's cleaning stage records (and its validation record) into BUILD_X4 (module doc);
+    the number of stage records written."""
+    import os
+
+    from pipeline.io import atomic_write_json
+    from pipeline.runner import describe_output
+
+    stages = src.clean / "_stages"
+    if not stages.is_dir():
+        return 0
+    written = 0
+    for record_path in sorted(stages.glob("*.json")):
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        stage = record_path.stem
+        outputs = {}
+        for name, info in record.get("outputs", {}).items():
+            file_name = Path(info["path"]).name
+            if Path(info["path"]).parent.name == "clean":  # a final table: the replicated file
+                target = dst.clean / file_name
+            else:  # an intermediate table of the stage: BUILD's, hard-linked
+                source, target = stages / stage / file_name, dst.clean / "_stages" / stage / file_name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.exists():
+                    target.unlink()
+                try:
+                    os.link(source, target)
+                except OSError:
+                    shutil.copy2(source, target)
+            outputs[name] = describe_output(target)
+        atomic_write_json(dst.clean / "_stages" / record_path.name, {**record, "outputs": outputs})
+        written += 1
+    validation = src.tmp / "validation.json"
+    if validation.exists():
+        dst.tmp.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(validation, dst.tmp / "validation.json")
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,9 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="source", type=Path, required=True, help="a cleaned build")
     parser.add_argument("--to", dest="target", type=Path, required=True, help="the build to write (replaced)")
     parser.add_argument("--copies", type=int, default=4, help="how many copies of the cleaned tables (4)")
+    parser.add_argument("--records-only", action="store_true",
+                        help="only carry BUILD's cleaning stage records over to an existing BUILD_X4")
     args = parser.parse_args(argv)
     if args.copies < 1:
         parser.error("--copies must be >= 1")
+    if args.records_only:
+        from pipeline.paths import BuildPaths
+
+        n = carry_stage_records(BuildPaths(args.source), BuildPaths(args.target))
+        print(f"{args.target}: {n} cleaning stage record(s) of {args.source} carried over")
+        return 0
     t0 = time.perf_counter()
     rows = replicate(args.source, args.target, args.copies)
     print(f"{args.target}: {args.copies} copies of {args.source}'s cleaned tables in "

@@ -3,10 +3,17 @@
 Each command loads the study configuration, applies its CLI overrides, and calls the step's entry
 ``run(paths, config, *, force=...)`` (`equilibres run` calls them all, through :mod:`study.chain`).
 Errors a user can act on (bad input, bad configuration, a locked build) are printed without a
-traceback and exit non-zero.
+traceback and exit non-zero. Importing this module first sets the process's allocation settings
+(:mod:`study.process`; ``EQUILIBRES_ALLOCATOR=default`` turns them off).
 """
 
 from __future__ import annotations
+
+# ruff: noqa: E402 - the allocation settings must be in place before numpy and pyarrow are imported.
+from study.process import apply_process_settings
+
+#: What :func:`study.process.apply_process_settings` did for this process (and its workers).
+PROCESS_SETTINGS = apply_process_settings()
 
 import functools
 import sys
