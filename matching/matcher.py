@@ -35,7 +35,7 @@ from matching.risk_sets import (
     person_codes,
     time_values,
 )
-from matching.support import greedy_sequence, off_support
+from matching.support import comparable_counts, greedy_sequence, off_support
 
 UNMATCHED_REASONS = {
     "missing_value": "a matching variable (or its time zero) is missing",
@@ -300,6 +300,10 @@ class Matcher(BaseEstimator):
 
         self._build_outputs(frame, t_rows, pos_rows, layout, t_ok, t_idx, c_pos, dist, id, stratum, exact_stratum,
                             constraints, discarded[t_rows])
+        gone = np.flatnonzero(np.bincount(t_idx, minlength=len(t_rows)) == 0)  # the rows of unmatched_
+        self.unmatched_["n_comparable_any_period"] = self._comparable_any_period(
+            frame, value, ~is_treated & valid, t_rows[gone], np.where(t_ok, low, np.nan)[gone],
+            np.where(t_ok, high, np.nan)[gone])
         self._reuse_statistics(person, period, period_labels, t_rows, t_idx, c_rows_all, capacity)
         return self
 
@@ -358,6 +362,19 @@ class Matcher(BaseEstimator):
             return low_raw, high_raw
         w = self.caliper_width_
         return value - w, value + w
+
+    @property
+    def profile_columns(self) -> list[str]:
+        """The exact columns that describe a patient rather than a date: ``exact`` without the period."""
+        return [c for c in self.exact_columns if c != self.period]
+
+    def _comparable_any_period(self, frame: pd.DataFrame, value: np.ndarray, control: np.ndarray,
+                               rows: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """``support.comparable_counts`` on the profile codes (:attr:`profile_columns`): per treated frame
+        row of ``rows``, the control rows of any period with its profile and a distance in [low, high]."""
+        if not len(rows):
+            return np.zeros(0, dtype=np.int64)
+        return comparable_counts(stratum_codes(frame, self.profile_columns), value, control, rows, low, high)
 
     def _capacity(self) -> int:
         """Matched sets one control person may serve: 1 without replacement, max_reuse with (0 = unlimited)."""

@@ -132,16 +132,26 @@ def unmatched_indicator(
     method: str,
     ci_level: float = 0.95,
     method_fr: str | None = None,
+    no_comparable: np.ndarray | None = None,
 ) -> IndicatorRecord:
     """The `unmatched_share_complex` record (docs/CONTRACTS.md §4), from the true counts.
+
+    The value is the share of complex-care treated patients with **no comparable control**:
+    ``no_comparable`` (a subset of ``unmatched``; default: every unmatched patient) marks those whose
+    profile has no candidate control within the caliper in any period of the study
+    (``Matcher.unmatched_["n_comparable_any_period"] == 0``). The share of complex patients left
+    unmatched for any reason (comparable candidates existed but none was available at the patient's
+    time zero) is ``arm_values["complex_unmatched_any_reason"]``.
 
     ``method_fr`` is the French description of the matching method (English ``method`` if omitted).
     Value, interval and arm shares are masked (null) when they would reveal a small count.
     """
     unmatched = np.asarray(unmatched, dtype=bool)
+    none_comparable = unmatched if no_comparable is None else np.asarray(no_comparable, dtype=bool) & unmatched
     cpx = complex_mask(treated, flags)
     n = int(cpx.sum())
-    k = int((cpx & unmatched).sum())
+    k = int((cpx & none_comparable).sum())
+    k_any = int((cpx & unmatched).sum())
     lo, hi = wilson_interval(k, n, ci_level)
     overall_n = len(treated)
     overall_k = int(unmatched.sum())
@@ -150,6 +160,7 @@ def unmatched_indicator(
     suppressed = (is_small(n, min_cell_count) or is_small(k, min_cell_count)
                   or is_small(n - k, min_cell_count))
     all_small = is_small(overall_k, min_cell_count) or is_small(overall_n - overall_k, min_cell_count)
+    any_small = is_small(n, min_cell_count) or is_small(k_any, min_cell_count) or is_small(n - k_any, min_cell_count)
     nc_small = (is_small(nc_n, min_cell_count) or is_small(nc_k, min_cell_count)
                 or is_small(nc_n - nc_k, min_cell_count))
     return IndicatorRecord(
@@ -164,18 +175,27 @@ def unmatched_indicator(
         method=f"{method}; Wilson score interval ({ci_level:.0%})",
         population="eligible ÉQUILIBRES patients at inclusion with at least one complex-care flag "
                    f"({', '.join(flags)})",
-        definition="treated patients for whom matching found no control (exact strata + caliper), "
-                   "divided by all complex-care treated patients passed to matching",
+        definition="complex-care treated patients with no comparable control: no candidate control with "
+                   "their profile (the exact matching variables other than the period) and a prior-year "
+                   "nursing cost within the caliper, in any period of the study; divided by all "
+                   "complex-care treated patients passed to matching. Patients with comparable candidates "
+                   "none of whom was available on their index date are unmatched but not counted "
+                   "(arm_values.complex_unmatched_any_reason counts every unmatched patient)",
         published=published,
         method_fr=f"{method_fr or method} ; intervalle de Wilson ({100 * ci_level:g}\u00a0%)",
         population_fr="patients ÉQUILIBRES éligibles à l'inclusion avec au moins un indicateur de soins "
                       f"complexes ({', '.join(flags)})",
-        definition_fr="patients traités pour lesquels l'appariement n'a trouvé aucun témoin (strates exactes "
-                      "+ caliper), rapportés à l'ensemble des patients traités en soins complexes soumis à "
-                      "l'appariement",
+        definition_fr="patients traités en soins complexes sans témoin comparable : aucun témoin candidat de "
+                      "même profil (variables d'appariement exact hors période) et de coût infirmier de "
+                      "l'année précédente dans le caliper, à aucune période de l'étude ; rapportés à "
+                      "l'ensemble des patients traités en soins complexes soumis à l'appariement. Les "
+                      "patients ayant des candidats comparables dont aucun n'était disponible à leur date "
+                      "d'inclusion ne sont pas appariés mais ne sont pas comptés "
+                      "(arm_values.complex_unmatched_any_reason compte tous les non-appariés)",
         arm_values={
             "all_treated": overall_k / overall_n if overall_n and not all_small else None,
             "non_complex": nc_k / nc_n if nc_n and not nc_small else None,
+            "complex_unmatched_any_reason": k_any / n if n and not any_small else None,
         },
         suppressed=suppressed,
         n_suppressed=is_small(n, min_cell_count),

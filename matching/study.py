@@ -328,15 +328,19 @@ def fit_specification(cohort: pd.DataFrame, config: StudyConfig, stages=("before
     treated = frame[frame["treated"] == 1].reset_index(drop=True)
     unmatched_rows = matcher.unmatched_.set_index(ROW_POSITION)["unmatched_reason"]
     mask = treated[ROW_POSITION].isin(unmatched_rows.index).to_numpy()
-    reasons = treated[ROW_POSITION].map(unmatched_rows)
+    treated_rows = treated[ROW_POSITION]
+    reasons = treated_rows.map(unmatched_rows)
     treated = plain_text(treated.drop(columns=ROW_POSITION))
     flags = list(config.cohort.complex_flags)
     min_cell_count = config.report.min_cell_count
     level = config.indicators.ci_level
     profiles = unmatched_profiles(treated, mask, flags, config.matching.balance_covariates, min_cell_count, level,
                                   reasons=reasons)
+    comparable = matcher.unmatched_.set_index(ROW_POSITION)["n_comparable_any_period"]
+    no_comparable = mask & (treated_rows.map(comparable).fillna(1).to_numpy() == 0)
     indicator = unmatched_indicator(treated, mask, flags, min_cell_count, config.published.get(INDICATOR_ID),
-                                    method_description(config), level, method_fr=method_description_fr(config))
+                                    method_description(config), level, method_fr=method_description_fr(config),
+                                    no_comparable=no_comparable)
     matched = matched_units(plain_text(matcher.matched_.drop(columns=ROW_POSITION)))
     per_unit = unit_rows(matched, "unit_id")
     w = per_unit.loc[per_unit["treated"] == 0, "weight"].to_numpy(dtype=float)

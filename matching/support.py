@@ -1,5 +1,6 @@
 """The MatchIt-style pieces of `matching.matcher.Matcher`: common support (``discard``) and the order in
-which greedy matching serves treated units (``order``).
+which greedy matching serves treated units (``order``); and, for the unmatched, whether any candidate of
+their profile is comparable at all (``comparable_counts``).
 
 MatchIt (Ho, Imai, King & Stuart; ``matchit(method = "nearest")``) serves treated units one at a time in
 ``m.order`` (default ``"largest"`` propensity score first) and drops units off the common support before
@@ -53,4 +54,26 @@ def off_support(value: np.ndarray, is_treated: np.ndarray, valid: np.ndarray, di
             out |= c & ((value < t_lo) | (value > t_hi))
         if discard in ("treated", "both"):
             out |= t & ((value < c_lo) | (value > c_hi))
+    return out
+
+
+def comparable_counts(codes: np.ndarray, value: np.ndarray, control: np.ndarray, rows: np.ndarray,
+                      low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """For each row of ``rows`` (treated units): how many ``control`` rows share its ``codes`` (its
+    profile; -1 = missing) with a ``value`` in [``low``, ``high``] (its caliper window, infinite without
+    a caliper; NaN = a missing value, counted 0).
+
+    Zero means the patient's profile has no counterpart among the candidates of the whole study,
+    whatever the date (``Matcher.unmatched_["n_comparable_any_period"]``; ``unmatched_share_complex``
+    counts these patients, docs/matching.md, "No comparable control vs unmatched")."""
+    out = np.zeros(len(rows), dtype=np.int64)
+    c = np.flatnonzero(control & (codes >= 0) & np.isfinite(value))
+    order = np.lexsort((value[c], codes[c]))
+    c_code, c_value = codes[c][order], value[c][order]
+    t_code = codes[rows]
+    first = np.searchsorted(c_code, t_code, side="left")
+    last = np.searchsorted(c_code, t_code, side="right")
+    for k in np.flatnonzero((t_code >= 0) & ~np.isnan(low) & ~np.isnan(high) & (last > first)):
+        seg = c_value[first[k]:last[k]]
+        out[k] = np.searchsorted(seg, high[k], side="right") - np.searchsorted(seg, low[k], side="left")
     return out

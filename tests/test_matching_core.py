@@ -407,3 +407,35 @@ def test_matcher_from_config_wires_risk_sets():
     assert reuse_sizes(m, 10) == {"control_persons_matched": None, "control_persons_used_once": None,
                                   "control_persons_reused": None, "control_max_uses": 2,
                                   "control_rows_share_from_reused": None}
+
+
+def test_comparable_controls_in_any_period():
+    """``n_comparable_any_period`` counts candidate controls with the unmatched patient's profile and a
+    distance within its caliper in ANY period: a patient whose comparable candidates are in other periods
+    only has a counterpart (unmatched at its time zero, but not "without comparable control"); a patient
+    whose value no control of its profile approaches has none. The indicator counts only the latter."""
+    from matching.profiles import unmatched_indicator
+
+    df = pd.DataFrame({
+        "unit_id": ["t1", "t2", "t3", "c1", "c2", "c3", "c4"],
+        "treated": [1, 1, 1, 0, 0, 0, 0],
+        "q": ["q1", "q1", "q1", "q2", "q2", "q1", "q1"],
+        "g": ["a", "a", "b", "a", "a", "a", "b"],
+        "x": [1.0, 5.0, 2.0, 1.2, 9.0, 3.0, 2.1],
+    })
+    m = Matcher(exact=["g"], period="q", on="x", caliper=0.5, caliper_scale="absolute").fit(df)
+    assert pair_set(m) == {("t3", "c4")}
+    u = m.unmatched_.set_index("unit_id")
+    assert u.unmatched_reason.to_dict() == {"t1": "no_control_within_caliper", "t2": "no_control_within_caliper"}
+    # t1: c1 (other period, 0.2 away); t2: c2 is 4 away, c3 2 away -> nothing comparable; group b is not a
+    assert u.n_comparable_any_period.to_dict() == {"t1": 1, "t2": 0}
+    assert m.profile_columns == ["g"]
+
+    treated = pd.DataFrame({"complex": [1, 1, 1]})
+    unmatched = np.array([True, True, False])
+    rec = unmatched_indicator(treated, unmatched, ["complex"], 0, None, "test",
+                              no_comparable=np.array([False, True, False]))
+    assert rec.value == pytest.approx(1 / 3)
+    assert rec.arm_values["complex_unmatched_any_reason"] == pytest.approx(2 / 3)
+    # without the mask every unmatched patient counts (the matcher's plain unmatched share)
+    assert unmatched_indicator(treated, unmatched, ["complex"], 0, None, "test").value == pytest.approx(2 / 3)

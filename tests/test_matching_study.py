@@ -63,13 +63,16 @@ def test_run_match_writes_every_output(build: Path):
     assert {"covariate", "stage", "smd", "variance_ratio", "ecdf_mean", "ecdf_max", "flag_smd", "flag_vr",
             "smd_denominator"} <= set(bal.columns)
     assert set(bal.stage) == {"before", "after"}
-    # the indicator is the share of complex treated patients left without a control
+    # the indicator is the share of complex treated patients without a comparable control
     [rec] = json.loads((out / "indicator_unmatched.json").read_text())
     treated = cohort[(cohort.treated == 1) & (cohort.eligible == 1)]
     unmatched = set(pairs.treated_id) ^ set(treated.unit_id)
     cpx = treated[treated.complex == 1]
     assert rec["id"] == "unmatched_share_complex" and rec["unit"] == "share"
-    assert rec["value"] == pytest.approx(cpx.unit_id.isin(unmatched).mean())
+    # every unmatched complex patient (any reason); the value counts those with no comparable candidate in
+    # any period, a subset of them
+    assert rec["arm_values"]["complex_unmatched_any_reason"] == pytest.approx(cpx.unit_id.isin(unmatched).mean())
+    assert 0 < rec["value"] <= rec["arm_values"]["complex_unmatched_any_reason"]
     assert rec["n"] == len(cpx) and rec["ci_low"] < rec["value"] < rec["ci_high"]
     assert rec["published"] == cfg.published["unmatched_share_complex"]
     # planted in the synthetic cohort: complex patients have much heavier nursing costs

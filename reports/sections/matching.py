@@ -175,6 +175,9 @@ def unmatched_blocks(ctx: ReportContext) -> list[Block]:
             if rec.ci_low is not None else ctx.fmt.value(rec.value, "share"))
         blocks.append(ctx.p(ctx.html("unmatched_text", value=value,
                                      published=ctx.fmt.published(rec.published, "share"))))
+        any_reason = (rec.arm_values or {}).get("complex_unmatched_any_reason")
+        if any_reason is not None and not masked:
+            blocks.append(ctx.p(ctx.html("unmatched_any_reason_text", value=ctx.fmt.value(any_reason, "share"))))
     up = ctx.results.table("unmatched_profiles")
     if up is None or up.empty:
         blocks.append(ctx.notice_missing("unmatched_profiles"))
