@@ -65,12 +65,22 @@ def comparable_counts(codes: np.ndarray, value: np.ndarray, control: np.ndarray,
 
     Zero means the patient's profile has no counterpart among the candidates of the whole study,
     whatever the date (``Matcher.unmatched_["n_comparable_any_period"]``; ``unmatched_share_complex``
-    counts these patients, docs/matching.md, "No comparable control vs unmatched")."""
+    counts these patients, docs/matching.md, "No comparable control vs unmatched").
+
+    Controls are ordered by one float per row (profile x spacing + value: the profile dominates, and
+    rounding is monotone, so each profile's values form one non-decreasing run) — at scale 1 (5 M
+    control rows) a fraction of a two-key sort —, then each treated unit's window is searched in its
+    profile's run on the exact values."""
     out = np.zeros(len(rows), dtype=np.int64)
-    c = np.flatnonzero(control & (codes >= 0) & np.isfinite(value))
-    order = np.lexsort((value[c], codes[c]))
-    c_code, c_value = codes[c][order], value[c][order]
+    keep = control & (codes >= 0) & np.isfinite(value)
     t_code = codes[rows]
+    if not keep.any():
+        return out
+    c_code, v = codes[keep], value[keep]
+    v_min = float(v.min())
+    spacing = 2.0 * (float(v.max()) - v_min + 1.0)  # a profile's values stay inside [0, spacing / 2)
+    order = np.argsort(c_code * spacing + (v - v_min))
+    c_code, c_value = c_code[order], v[order]
     first = np.searchsorted(c_code, t_code, side="left")
     last = np.searchsorted(c_code, t_code, side="right")
     for k in np.flatnonzero((t_code >= 0) & ~np.isnan(low) & ~np.isnan(high) & (last > first)):

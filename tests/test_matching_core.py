@@ -439,3 +439,23 @@ def test_comparable_controls_in_any_period():
     assert rec.arm_values["complex_unmatched_any_reason"] == pytest.approx(2 / 3)
     # without the mask every unmatched patient counts (the matcher's plain unmatched share)
     assert unmatched_indicator(treated, unmatched, ["complex"], 0, None, "test").value == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_comparable_counts_equal_a_brute_force_count(seed):
+    from matching.support import comparable_counts
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    codes = rng.integers(-1, 6, n)
+    value = np.round(rng.normal(5, 2, n), 1)  # ties, and bounds that fall on values
+    value[rng.random(n) < 0.05] = np.nan
+    control = rng.random(n) < 0.8
+    rows = np.flatnonzero(~control)
+    w = rng.choice([0.0, 0.3, 1.0, np.inf], len(rows))
+    low, high = value[rows] - w, value[rows] + w
+    got = comparable_counts(codes, value, control, rows, low, high)
+    want = [0 if codes[r] < 0 or np.isnan(lo) else int(np.sum(control & (codes == codes[r]) & (value >= lo)
+                                                              & (value <= hi)))
+            for r, lo, hi in zip(rows, low, high, strict=True)]
+    assert got.tolist() == want
