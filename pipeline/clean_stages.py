@@ -142,10 +142,7 @@ def _run_dcir(ctx: StageContext) -> tuple[dict[str, Path], list[AuditRow]]:
     write_parquet(con, dcir_stage.eol_day_ranges(deaths, ctx.config.cleaning.eol_daily_days), ranges_path,
                   ["person_id"])
     out = ctx.out("dcir", "claims_summary")
-    # On DuckDB, netting groups only the lines whose netting key repeats (a sort of one hash per line
-    # finds them); Spark's hash has 32 bits and its sort of one unpartitioned table runs on one task.
-    summary = dcir_stage.dcir_stage(prs, key_map, ctx.config, read_parquet(con, ranges_path),
-                                    group_repeated_only=engine_name(con) == "duckdb")
+    summary = dcir_stage.dcir_stage(prs, key_map, ctx.config, read_parquet(con, ranges_path))
     # ER_PRS_F's line-key check is a branch of the same query, its result a row of the summary.
     summary = with_check_row(summary, ctx.repeated_keys("ER_PRS_F", prs), dcir_stage.FATE_KEY_CHECK, "n_lines")
     # Unsorted and unrounded: sorting or rounding tens of millions of rows would cost the stage time for

@@ -85,20 +85,10 @@ def test_persons_unified_by_ben_idt_ano():
 # -- DCIR ----------------------------------------------------------------------------------------
 
 
-def _sorted(summary):
-    return summary.sort_values(list(summary.columns)).reset_index(drop=True)
-
-
 def _dcir(rows, cfg, kmap=None):
-    """The DCIR stage as the runner runs it on DuckDB (netting groups only the lines whose netting key
-    repeats), checked against grouping every line: same summary, same audit."""
     prs = table(rows, PRS_SCHEMA)
     kmap = kmap if kmap is not None else key_map([(NIR[k], 1, f"P{k}") for k in "ABC"])
-    summary = dcir.dcir_stage(prs, kmap, cfg, group_repeated_only=True)
-    every = dcir.dcir_stage(prs, kmap, cfg)
-    pd.testing.assert_frame_equal(_sorted(run(summary)), _sorted(run(every)))
-    audit = [r.as_record() for r in dcir.audit_dcir(summary, cfg.cleaning)]
-    assert audit == [r.as_record() for r in dcir.audit_dcir(every, cfg.cleaning)]
+    summary = dcir.dcir_stage(prs, kmap, cfg)
     return run(summary), by_rule(dcir.audit_dcir(summary, cfg.cleaning))
 
 
@@ -155,9 +145,9 @@ def test_regularisation_netting(cfg):
     assert kept.loc[kept.category == "nursing_acts", "acts"].sum() == 3.0
 
 
-def test_netting_of_repeated_keys_only(cfg):
-    """Lines sharing a netting key across fates, unlinked lines, a null quantity: grouping only the
-    repeated keys gives the groups of grouping every line (``_dcir`` compares the two)."""
+def test_netting_across_fates_unlinked_lines_and_null_quantities(cfg):
+    """Lines sharing a netting key across fates, unlinked lines, a null quantity, lines alone: the
+    groups, the netted euros and the audit of each rule."""
     rows = [
         prs_row(care=D(2021, 3, 10), qty=2, euros=20.0),                              # kept, key 1
         prs_row(care=D(2021, 3, 10), flux=D(2021, 5, 1), qty=-1, euros=-10.0),        # its correction

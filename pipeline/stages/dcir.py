@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import ibis
-import ibis.expr.datatypes as idt
 import ibis.expr.types as ir
 import pandas as pd
 
@@ -276,32 +275,7 @@ def claims_linked(lines: ir.Table, keys: ir.Table) -> ir.Table:
     return lines.left_join(k, ["BEN_NIR_PSA", "BEN_RNG_GEM"]).select(lines, k.key_no)
 
 
-@ibis.udf.scalar.builtin(name="hash")
-def _hash64(value) -> idt.uint64:  # noqa: ANN001 - any type
-    """DuckDB's unsigned 64-bit ``hash`` of a value (here a struct of the netting key)."""
-
-
-def netting_key_hash(t: ir.Table) -> ir.IntegerValue:
-    """One 64-bit hash of a line's NETTING_KEY (DuckDB only): lines with the same key have the same hash."""
-    return _hash64(ibis.struct({k: t[k] for k in NETTING_KEY}))
-
-
-def repeated_netting_keys(er_prs_f: ir.Table) -> ir.Table:
-    """The hashes ``h`` (``netting_key_hash``) that two or more ER_PRS_F lines share (DuckDB only).
-
-    Found by sorting one integer per line and comparing each with the one before it, which costs about
-    a third of grouping the lines on their ten netting-key columns. Lines with the same key always
-    share their hash, so every line that regularisation netting could merge with another is among
-    these; a hash shared by lines with different keys (about 1 in 10^11 pairs) only sends them to the
-    exact grouping too. Read from ER_PRS_F itself (the key columns, with their contract types), so the
-    engine does not hold the stage's lines for it."""
-    t = cast_to_contract(er_prs_f, {c: ER_PRS_F_TYPES[c] for c in NETTING_KEY}, "ER_PRS_F")
-    s = t.select(h=netting_key_hash(t))
-    s = s.mutate(previous=s.h.lag().over(ibis.window(order_by=s.h)))
-    return s.filter(s.h == s.previous).select("h").distinct()
-
-
-def claims_netted(lines: ir.Table, cleaning: CleaningSettings, repeated: ir.Table | None = None) -> ir.Table:
+def claims_netted(lines: ir.Table, cleaning: CleaningSettings) -> ir.Table:
     """Identical lines netted within their fate; kept groups with summed quantity <= 0 get FATE_NETTED.
 
     ``lines`` are linked (``claims_linked``): a linked line's BEN_NIR_PSA/BEN_RNG_GEM are replaced by
@@ -309,15 +283,7 @@ def claims_netted(lines: ir.Table, cleaning: CleaningSettings, repeated: ir.Tabl
     Lines already dropped by a line rule are grouped too (never with kept lines: the fate is part of
     the key), which only serves the audit: ``n_lines`` keeps their count. ``regularised`` is 1 for a
     netted line that contained a negative line.
-
-    ``repeated`` (DuckDB: ``repeated_netting_keys``) lists the netting-key hashes that several lines
-    share; only those lines are grouped, every other line is a group of its own as it is (one line:
-    n_lines 1, its quantity and amount). Most lines have a key of their own (98 % of a synthetic
-    extract), and grouping them one by one was the most expensive step of the stage. The groups and
-    their sums are those of grouping every line. Without ``repeated`` every line is grouped.
     """
-    if repeated is not None and cleaning.net_regularisations:
-        lines = lines.mutate(h=netting_key_hash(lines))
     unlinked = lines.key_no.isnull()
     t = lines.mutate(
         BEN_NIR_PSA=ibis.cases((unlinked, lines.BEN_NIR_PSA), else_=ibis.null("string")),
@@ -325,24 +291,12 @@ def claims_netted(lines: ir.Table, cleaning: CleaningSettings, repeated: ir.Tabl
     )
     is_negative = (t.PRS_ACT_QTE < 0) | (t.BSE_REM_MNT < 0)
     if cleaning.net_regularisations:
-        if repeated is not None:
-            shared = t.left_join(repeated, t.h == repeated.h).select(t, shared=repeated.h.notnull())
-            single = shared.filter(~shared.shared)
-            shared = shared.filter(shared.shared)
-            neg = (single.PRS_ACT_QTE < 0) | (single.BSE_REM_MNT < 0)
-            single = single.select(
-                "key_no", *NETTING_KEY, "fate", n_lines=ibis.literal(1, "int64"), qty=single.PRS_ACT_QTE,
-                euros=single.BSE_REM_MNT, regularised=neg.fill_null(False).cast("int8"),
-            )
-            t, is_negative = shared, (shared.PRS_ACT_QTE < 0) | (shared.BSE_REM_MNT < 0)
         g = t.group_by(["key_no", *NETTING_KEY, "fate"]).aggregate(
             n_lines=t.count(),
             qty=t.PRS_ACT_QTE.sum(),
             euros=t.BSE_REM_MNT.sum(),
             regularised=is_negative.fill_null(False).cast("int8").max(),
         )
-        if repeated is not None:
-            g = ibis.union(g, single, distinct=False)
         netted = regularisation_netting(g)  # never null: a null sum counts as netted away
         return g.mutate(fate=ibis.cases(((g.fate == 0) & netted, ibis.literal(FATE_NETTED, "int8")),
                                         else_=g.fate).cast("int8"))
@@ -409,17 +363,13 @@ def claims_summary(netted: ir.Table, keys: ir.Table, cleaning: CleaningSettings)
 
 
 def dcir_stage(er_prs_f: ir.Table, key_map: ir.Table, config: StudyConfig,
-               eol_ranges: ir.Table | None = None, group_repeated_only: bool = False) -> ir.Table:
+               eol_ranges: ir.Table | None = None) -> ir.Table:
     """The DCIR stage: raw ER_PRS_F and the person map to the claims summary (kept claims keyed by
-    care day inside ``eol_ranges``, see ``eol_day_ranges``; none when it is not given).
-
-    ``group_repeated_only`` (DuckDB only, same result): regularisation netting groups only the lines
-    whose netting key another line shares (``claims_netted``)."""
+    care day inside ``eol_ranges``, see ``eol_day_ranges``; none when it is not given)."""
     window = ClaimsWindow.from_config(config)
     keys = person_keys(key_map, eol_ranges)
     lines = claims_linked(claims_with_fate(er_prs_f, window, config.cleaning), keys)
-    repeated = repeated_netting_keys(er_prs_f) if group_repeated_only else None
-    return claims_summary(claims_netted(lines, config.cleaning, repeated), keys, config.cleaning)
+    return claims_summary(claims_netted(lines, config.cleaning), keys, config.cleaning)
 
 
 def kept_claims(summary: ir.Table) -> ir.Table:
