@@ -298,9 +298,8 @@ class Matcher(BaseEstimator):
         if self.method != "cem":
             t_idx, c_pos, dist = assignment.treated, assignment.position, assignment.distance
 
-        self._build_outputs(frame, t_rows, pos_rows, layout, t_ok, t_idx, c_pos, dist, id, stratum, exact_stratum,
-                            constraints, discarded[t_rows])
-        gone = np.flatnonzero(np.bincount(t_idx, minlength=len(t_rows)) == 0)  # the rows of unmatched_
+        gone = self._build_outputs(frame, t_rows, pos_rows, layout, t_ok, t_idx, c_pos, dist, id, stratum,
+                                   exact_stratum, constraints, discarded[t_rows])
         self.unmatched_["n_comparable_any_period"] = self._comparable_any_period(
             frame, value, ~is_treated & valid, t_rows[gone], np.where(t_ok, low, np.nan)[gone],
             np.where(t_ok, high, np.nan)[gone])
@@ -411,7 +410,9 @@ class Matcher(BaseEstimator):
         return t_idx.astype(np.int64), c_pos.astype(np.int64), dist
 
     def _build_outputs(self, frame, t_rows, pos_rows, layout, t_ok, t_idx, c_pos, dist, id, stratum,
-                       exact_stratum, constraints, t_discarded) -> None:
+                       exact_stratum, constraints, t_discarded) -> np.ndarray:
+        """Set the fitted outputs; return the positions (in ``t_rows``) of the unmatched treated units,
+        in the order of ``unmatched_``."""
         ids = frame[id].to_numpy()
         c_frame_rows = pos_rows[c_pos]
         n_t = len(t_rows)
@@ -500,6 +501,7 @@ class Matcher(BaseEstimator):
         self.n_partial_ = int(((per_treated > 0) & (per_treated < self.ratio)).sum()) if self.method != "cem" else 0
         self.n_pairs_ = int(len(t_idx))
         self.n_strata_matched_ = int(len(np.unique(exact_stratum[t_rows[matched_t]])))
+        return unmatched_t
 
     def _reuse_statistics(self, person, period, period_labels, t_rows, t_idx, c_rows_all, capacity) -> None:
         """``n_control_persons_``, ``reuse_`` and ``period_counts_`` from the control rows of ``matched_``."""

@@ -157,12 +157,12 @@ def unmatched_indicator(
     overall_k = int(unmatched.sum())
     nc_n = int((~cpx).sum())
     nc_k = int((~cpx & unmatched).sum())
-    suppressed = (is_small(n, min_cell_count) or is_small(k, min_cell_count)
-                  or is_small(n - k, min_cell_count))
+
+    def reveals(k_: int, n_: int) -> bool:  # the share k_/n_ next to n_ would give a small count back
+        return is_small(n_, min_cell_count) or is_small(k_, min_cell_count) or is_small(n_ - k_, min_cell_count)
+
+    suppressed, any_small, nc_small = reveals(k, n), reveals(k_any, n), reveals(nc_k, nc_n)
     all_small = is_small(overall_k, min_cell_count) or is_small(overall_n - overall_k, min_cell_count)
-    any_small = is_small(n, min_cell_count) or is_small(k_any, min_cell_count) or is_small(n - k_any, min_cell_count)
-    nc_small = (is_small(nc_n, min_cell_count) or is_small(nc_k, min_cell_count)
-                or is_small(nc_n - nc_k, min_cell_count))
     return IndicatorRecord(
         id=INDICATOR_ID,
         label_fr="Part des patients ÉQUILIBRES en situation complexe sans témoin comparable",

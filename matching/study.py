@@ -326,18 +326,17 @@ def fit_specification(cohort: pd.DataFrame, config: StudyConfig, stages=("before
     else:
         bal = matcher.balance(covariates, stages=stages)
     treated = frame[frame["treated"] == 1].reset_index(drop=True)
-    unmatched_rows = matcher.unmatched_.set_index(ROW_POSITION)["unmatched_reason"]
-    mask = treated[ROW_POSITION].isin(unmatched_rows.index).to_numpy()
+    unmatched_rows = matcher.unmatched_.set_index(ROW_POSITION)
     treated_rows = treated[ROW_POSITION]
-    reasons = treated_rows.map(unmatched_rows)
+    mask = treated_rows.isin(unmatched_rows.index).to_numpy()
+    reasons = treated_rows.map(unmatched_rows["unmatched_reason"])
     treated = plain_text(treated.drop(columns=ROW_POSITION))
     flags = list(config.cohort.complex_flags)
     min_cell_count = config.report.min_cell_count
     level = config.indicators.ci_level
     profiles = unmatched_profiles(treated, mask, flags, config.matching.balance_covariates, min_cell_count, level,
                                   reasons=reasons)
-    comparable = matcher.unmatched_.set_index(ROW_POSITION)["n_comparable_any_period"]
-    no_comparable = mask & (treated_rows.map(comparable).fillna(1).to_numpy() == 0)
+    no_comparable = mask & (treated_rows.map(unmatched_rows["n_comparable_any_period"]).fillna(1).to_numpy() == 0)
     indicator = unmatched_indicator(treated, mask, flags, min_cell_count, config.published.get(INDICATOR_ID),
                                     method_description(config), level, method_fr=method_description_fr(config),
                                     no_comparable=no_comparable)

@@ -133,7 +133,7 @@ def read_parquet(con: Any, path: Path | list[Path]) -> ir.Table:
 
 
 def write_parquet(con: Any, expr: ir.Table, path: Path, order_by: list[str] | None = None,
-                  round_floats: bool = True, compressed: bool = True) -> int:
+                  round_floats: bool = True) -> int:
     """Execute ``expr`` and write it to a single Parquet file at ``path`` atomically; return its rows.
 
     Columns are written with exactly the Ibis types of ``expr`` and rows sorted by ``order_by``, so
@@ -147,16 +147,15 @@ def write_parquet(con: Any, expr: ir.Table, path: Path, order_by: list[str] | No
     only suits an unsorted intermediate table: its row order already depends on thread scheduling,
     so it is not byte-reproducible anyway, and whoever reads it rounds its own outputs.
 
-    ``compressed=False`` writes the pages without compression (Snappy otherwise). No stage uses it any
-    more: on DuckDB, writing the 13 M-row claims summary uncompressed took more CPU than with Snappy
-    (5.7-6.7 s against 4.0 s: a quarter more bytes to write), and reading it back costs the same.
+    Pages are Snappy-compressed: writing the 13 M-row claims summary of a scale-0.1 extract
+    uncompressed took more CPU (a quarter more bytes to write), and reading it back costs the same.
     """
     path = Path(path)
     if round_floats:
         expr = _deterministic_floats(expr)
     with atomic_path(path) as tmp:
         if engine_name(con) == "duckdb":
-            _duckdb_copy(con, expr, tmp, order_by or [], compressed)
+            _duckdb_copy(con, expr, tmp, order_by or [])
         else:
             if order_by:
                 expr = expr.order_by(order_by)
@@ -165,7 +164,7 @@ def write_parquet(con: Any, expr: ir.Table, path: Path, order_by: list[str] | No
                 con.to_parquet(expr, part_dir, mode="overwrite")
                 parts = sorted(part_dir.glob("part-*.parquet"))
                 dataset = pads.dataset([str(p) for p in parts], format="parquet") if parts else None
-                _rewrite_single(dataset, tmp, expr.schema().to_pyarrow(), compressed)
+                _rewrite_single(dataset, tmp, expr.schema().to_pyarrow())
             finally:
                 shutil.rmtree(part_dir, ignore_errors=True)
     return pq.ParquetFile(path).metadata.num_rows
@@ -188,7 +187,7 @@ def _deterministic_floats(expr: ir.Table) -> ir.Table:
     return expr.mutate(**{name: expr[name].round(FLOAT_DECIMALS) for name in floats})
 
 
-def _duckdb_copy(con: Any, expr: ir.Table, dest: Path, order_by: list[str], compressed: bool = True) -> None:
+def _duckdb_copy(con: Any, expr: ir.Table, dest: Path, order_by: list[str]) -> None:
     from ibis.backends.sql.datatypes import DuckDBType
 
     # Registers the in-memory tables (ibis.memtable) the expression uses, as to_parquet would.
@@ -198,14 +197,13 @@ def _duckdb_copy(con: Any, expr: ir.Table, dest: Path, order_by: list[str], comp
                      for name, dtype in expr.schema().items())
     order = f" ORDER BY {', '.join(chr(34) + c + chr(34) for c in order_by)}" if order_by else ""
     target = str(dest).replace("'", "''")
-    options = "FORMAT parquet" if compressed else "FORMAT parquet, COMPRESSION uncompressed"
-    con.raw_sql(f"COPY (SELECT {cols} FROM ({sql}) AS _out{order}) TO '{target}' ({options})")
+    con.raw_sql(f"COPY (SELECT {cols} FROM ({sql}) AS _out{order}) TO '{target}' (FORMAT parquet)")
 
 
-def _rewrite_single(dataset: pads.Dataset | None, dest: Path, schema: pa.Schema, compressed: bool = True) -> None:
+def _rewrite_single(dataset: pads.Dataset | None, dest: Path, schema: pa.Schema) -> None:
     """Rewrite a dataset into one Parquet file with the expression's schema (streaming by batch)."""
     target = pa.schema([pa.field(f.name, f.type, nullable=True) for f in schema])
-    with pq.ParquetWriter(dest, target, compression="snappy" if compressed else "none") as writer:
+    with pq.ParquetWriter(dest, target, compression="snappy") as writer:
         if dataset is None:
             writer.write_table(target.empty_table())
             return
