@@ -141,8 +141,8 @@ def test_regularisation_netting(cfg):
     assert net.rows_flagged == 2  # two netted lines contained a regularisation
     assert net.euros_dropped == 0.0  # the cancelled pair sums to 0 euros
     kept = summary[summary.fate == 0]
-    assert kept.euros.sum() == 25.0
-    assert kept.loc[kept.category == "nursing_acts", "acts"].sum() == 3.0
+    assert kept.euros.sum() == 25.0 and kept.spend_nursing_acts.sum() == 25.0
+    assert kept.nursing_acts.sum() == 3.0
 
 
 def test_netting_across_fates_unlinked_lines_and_null_quantities(cfg):
@@ -186,8 +186,8 @@ def test_cpl_maj_top_counts_euros_not_acts(cfg):
     rows = [prs_row(qty=2, euros=20.0), prs_row(qty=1, euros=5.0, cpl=2)]
     summary, audit = _dcir(rows, cfg)
     kept = summary[summary.fate == 0]
-    assert kept.euros.sum() == 25.0
-    assert kept.acts.sum() == 2.0
+    assert kept.euros.sum() == 25.0 and kept.spend_nursing_acts.sum() == 25.0
+    assert kept.nursing_acts.sum() == 2.0 and kept.lines_not_an_act.sum() == 1
     assert audit["cpl_maj_top_not_an_act"].rows_flagged == 1
     assert audit["cpl_maj_top_not_an_act"].rows_dropped == 0
 
@@ -204,14 +204,18 @@ def test_categories_first_match_and_all_criteria(cfg):
         prs_row(code=3311, act_nat=50),                              # pharmacy
         prs_row(code=1234, act_nat=0),                               # other
     ]
-    rows = [dict(r, EXE_SOI_DTD=D(2021, 1, 1 + i), EXE_SOI_DTF=D(2021, 1, 1 + i)) for i, r in enumerate(rows)]
+    # one amount per line (powers of two), so each category's spending names the lines it holds
+    rows = [dict(r, EXE_SOI_DTD=D(2021, 1, 1 + i), EXE_SOI_DTF=D(2021, 1, 1 + i), BSE_REM_MNT=float(2 ** i))
+            for i, r in enumerate(rows)]
     summary, _ = _dcir(rows, cfg)
     kept = summary[summary.fate == 0]
-    assert kept.groupby("category").n_lines.sum().to_dict() == {
-        "experiment": 1, "nursing_acts": 1, "nurse_assessment": 1, "nurse_travel": 1, "gp": 1,
-        "specialist": 1, "pharmacy": 1, "other": 2,
+    spend = {c: kept[dcir.spend_column(c)].sum() for c in cfg.cleaning.category_names}
+    assert {c: v for c, v in spend.items() if v} == {
+        "experiment": 1.0, "nursing_acts": 2.0, "nurse_assessment": 4.0, "nurse_travel": 8.0, "gp": 32.0,
+        "specialist": 64.0, "pharmacy": 128.0, "other": 16.0 + 256.0,
     }
-    assert kept.hours.sum() == 4.0
+    assert kept.n_lines.sum() == 9 and kept.nursing_acts.sum() == 1.0
+    assert kept.experiment_hours.sum() == 4.0
 
 
 def test_dcir_multi_nir_person_merged(cfg):

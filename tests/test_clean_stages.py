@@ -167,15 +167,16 @@ def test_ald_active_at_and_groups(cfg):
 
 
 def test_panel_months_and_hospital_attribution(cfg):
+    amounts = dcir.summary_amount_columns(cfg.cleaning)
+
+    def summary_row(person, month, **values):
+        return {"person_id": person, "month": month, "fate": 0, **{c: 0.0 for c in amounts}, **values}
+
     claims = table([
-        {"person_id": "P1", "month": D(2021, 1, 1), "category": "nursing_acts", "fate": 0, "euros": 100.0,
-         "acts": 10.0, "hours": 0.0},
-        {"person_id": "P1", "month": D(2021, 1, 1), "category": "experiment", "fate": 0, "euros": 54.0,
-         "acts": 1.0, "hours": 1.0},
-        {"person_id": "P1", "month": D(2021, 2, 1), "category": "pharmacy", "fate": 0, "euros": 30.0,
-         "acts": 2.0, "hours": 0.0},
-    ], {"person_id": "string", "month": "date", "category": "string", "fate": "int8", "euros": "float64",
-        "acts": "float64", "hours": "float64"})
+        summary_row("P1", D(2021, 1, 1), spend_nursing_acts=100.0, nursing_acts=10.0),
+        summary_row("P1", D(2021, 1, 1), spend_experiment=54.0, experiment_hours=1.0),
+        summary_row("P1", D(2021, 2, 1), spend_pharmacy=30.0),
+    ], {"person_id": "string", "month": "date", "fate": "int8", **{c: "float64" for c in amounts}})
     stays = table([
         # a full stay from 25 Jan to 3 Feb: counted (stays, days) and paid in January, its entry month
         {"person_id": "P1", "entry_date": D(2021, 1, 25), "exit_date": D(2021, 2, 3), "SEJ_NBJ": 9, "is_seance": 0,

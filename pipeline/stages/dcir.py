@@ -306,23 +306,40 @@ def claims_netted(lines: ir.Table, cleaning: CleaningSettings) -> ir.Table:
     )
 
 
+# The panel's act count is the quantity of this category's lines (CONTRACTS.md: nursing_acts).
+NURSING_ACTS = "nursing_acts"
+
+
+def spend_column(category: str) -> str:
+    """The summary's (and the panel's) spending column of a DCIR category."""
+    return f"spend_{category}"
+
+
+def summary_amount_columns(cleaning: CleaningSettings) -> list[str]:
+    """The amounts of the claims summary that the outputs stage sums: spending per category (configured
+    order, then 'other'), the nursing act count and the experiment hours (CONTRACTS.md: the panel's
+    DCIR columns)."""
+    return [*(spend_column(c) for c in cleaning.category_names), "nursing_acts", "experiment_hours"]
+
+
 def claims_summary(netted: ir.Table, keys: ir.Table, cleaning: CleaningSettings) -> ir.Table:
-    """Netted claims linked to persons and summarised (the stage output): kept claims by person,
-    care month, care day (end-of-life ranges only), category and audit flags; dropped claims by fate,
-    category and flags only. ``keys``: the person map of :func:`person_keys`.
+    """Netted claims linked to persons and summarised (the stage output): kept claims by person, care
+    month and care day (end-of-life ranges only), with one spending column per category; dropped
+    claims by fate only. ``keys``: the person map of :func:`person_keys`.
 
     Columns: person_id, month (both null on the rows of dropped claims: nothing downstream reads
-    who they belonged to, and collapsing them keeps the summary to the size of the kept claims),
-    care_date (EXE_SOI_DTD for kept claims inside the person's end-of-life range, else null),
-    category, fate, regularised (1 for netted lines that contained a negative line), not_an_act (1
-    for CPL_MAJ_TOP >= 2), n_lines (ER_PRS_F lines), n_groups (netted lines), euros (BSE_REM_MNT),
-    acts (quantity of lines with CPL_MAJ_TOP < 2), hours (quantity of experiment payments),
-    last_care (latest EXE_SOI_DTD).
+    who they belonged to), care_date (EXE_SOI_DTD for kept claims inside the person's end-of-life
+    range, else null), fate, n_lines (ER_PRS_F lines), n_groups (netted lines), n_regularised (netted
+    lines that contained a negative line), lines_not_an_act (lines with CPL_MAJ_TOP >= 2), euros
+    (BSE_REM_MNT), abs_euros (sum of the netted lines' absolute amounts), spend_<category> (euros of
+    each category, ``summary_amount_columns``), nursing_acts (quantity of nursing_acts lines with
+    CPL_MAJ_TOP < 2), experiment_hours (quantity of experiment payments), last_care (latest EXE_SOI_DTD).
 
-    Written for speed, since this aggregate is most of the stage's time: persons are grouped on their
-    integer ``person_no`` and named after grouping; the two audit flags are grouping keys rather than
-    counters (a summary row almost always holds one kind of line, and a key costs less than a sum per
-    row); ``n_lines`` is summed as float64, which is exact for counts below 2**53 and avoids DuckDB's
+    The panel is one row per person and month with a column per category, so the summary is too:
+    keyed by category it had five times the rows (13 M against 2.4 M at 17 M lines, 130 M at 171 M),
+    every one written here and read back by the outputs stage; a category column per row costs one
+    conditional sum instead. Persons are grouped on their integer ``person_no`` and named after
+    grouping; ``n_lines`` is summed as float64, exact for counts below 2**53, which avoids DuckDB's
     128-bit integer sum state. The end-of-life ranges travel with the (small) person map, so the
     claims meet them in the person join already made.
     """
@@ -340,25 +357,33 @@ def claims_summary(netted: ir.Table, keys: ir.Table, cleaning: CleaningSettings)
                              else_=ibis.null("date")),
         category_code=category_code_expr(t, cleaning),
         fate=fate,
-        not_an_act=(~is_act).cast("int8"),
-        act_qty=ibis.cases((is_act, t.qty), else_=0.0),
-        hour_qty=ibis.cases((in_list(t.PRS_NAT_REF, experiment_codes), t.qty), else_=0.0),
+        is_act=is_act,
     )
-    s = t.group_by(["person_no", "month", "care_date", "category_code", "fate", "regularised",
-                    "not_an_act"]).aggregate(
+    zero = ibis.literal(0.0)
+    codes = {name: code for code, name in enumerate(["other", *cleaning.categories])}
+    spend = {spend_column(name): ibis.cases((t.category_code == codes[name], t.euros), else_=zero).sum()
+             for name in cleaning.category_names}
+    nursing_code = codes.get(NURSING_ACTS)
+    nursing = (ibis.cases(((t.category_code == nursing_code) & t.is_act, t.qty), else_=zero).sum()
+               if nursing_code is not None else zero)
+    s = t.group_by(["person_no", "month", "care_date", "fate"]).aggregate(
         n_lines=t.n_lines.cast("float64").sum(),
         n_groups=t.count().cast("int64"),
+        n_regularised=t.regularised.cast("int64").sum(),
+        lines_not_an_act=ibis.cases((t.is_act, zero), else_=t.n_lines.cast("float64")).sum(),
         euros=t.euros.sum(),
-        acts=t.act_qty.sum(),
-        hours=t.hour_qty.sum(),
+        abs_euros=t.euros.abs().sum(),
+        **spend,
+        nursing_acts=nursing,
+        experiment_hours=ibis.cases((in_list(t.PRS_NAT_REF, experiment_codes), t.qty), else_=zero).sum(),
         last_care=t.EXE_SOI_DTD.max(),
     )
     names = keys.select("person_no", "person_id").distinct()
     s = s.left_join(names, "person_no").select(s, names.person_id)
     return s.select(
-        "person_id", "month", "care_date", category=category_name_expr(s.category_code, cleaning), fate=s.fate,
-        regularised=s.regularised, not_an_act=s.not_an_act, n_lines=s.n_lines.cast("int64"),
-        n_groups=s.n_groups, euros=s.euros, acts=s.acts, hours=s.hours, last_care=s.last_care,
+        "person_id", "month", "care_date", "fate", n_lines=s.n_lines.cast("int64"), n_groups=s.n_groups,
+        n_regularised=s.n_regularised, lines_not_an_act=s.lines_not_an_act.cast("int64"), euros=s.euros,
+        abs_euros=s.abs_euros, **{c: s[c] for c in summary_amount_columns(cleaning)}, last_care=s.last_care,
     )
 
 
@@ -384,9 +409,8 @@ def claims_by_fate(summary: ir.Table) -> pd.DataFrame:
     check and the line-key check read, from one pass over the summary's small columns."""
     s = summary
     by_fate = s.group_by("fate").aggregate(
-        n_lines=s.n_lines.sum(), n_groups=s.n_groups.sum(),
-        n_reg=s.n_groups.sum(where=s.regularised == 1).fill_null(0), euros=s.euros.sum(),
-        abs_euros=s.euros.abs().sum(), cpl2=s.n_lines.sum(where=s.not_an_act == 1).fill_null(0),
+        n_lines=s.n_lines.sum(), n_groups=s.n_groups.sum(), n_reg=s.n_regularised.sum(), euros=s.euros.sum(),
+        abs_euros=s.abs_euros.sum(), cpl2=s.lines_not_an_act.sum(),
     ).execute().set_index("fate")
     by_fate.index = by_fate.index.astype(int)
     return by_fate

@@ -9,12 +9,11 @@ import ibis
 import ibis.expr.types as ir
 
 from pipeline.config import StudyConfig
+from pipeline.stages.dcir import spend_column, summary_amount_columns
 from pipeline.stages.ingest import ROSTER_CPX
+from pipeline.stages.pmsi import HOSPITAL
 from pipeline.stages.rules import month_of
 
-# The panel's act count is the quantity of this category's lines (CONTRACTS.md: nursing_acts).
-NURSING_ACTS_CATEGORY = "nursing_acts"
-HOSPITAL = "hospital"
 
 PERSONS_COLUMNS = [
     "person_id", "BEN_SEX_COD", "birth_date", "dpt", "region", "death_date", "death_source",
@@ -27,7 +26,7 @@ STAYS_COLUMNS = ["person_id", "ETA_NUM", "RSA_NUM", "entry_date", "exit_date", "
 
 def spend_columns(config: StudyConfig) -> list[str]:
     """Panel spending columns: one per DCIR category (configured order), 'other', then hospital."""
-    return [f"spend_{c}" for c in config.cleaning.category_names] + [f"spend_{HOSPITAL}"]
+    return [spend_column(c) for c in config.cleaning.category_names] + [spend_column(HOSPITAL)]
 
 
 def panel_columns(config: StudyConfig) -> list[str]:
@@ -37,8 +36,7 @@ def panel_columns(config: StudyConfig) -> list[str]:
 
 def eol_daily_columns(config: StudyConfig) -> list[str]:
     """Columns of eol_daily: the panel's DCIR columns, by care day instead of month."""
-    return ["person_id", "care_date", *[f"spend_{c}" for c in config.cleaning.category_names], "nursing_acts",
-            "experiment_hours"]
+    return ["person_id", "care_date", *summary_amount_columns(config.cleaning)]
 
 
 def region_of(dpt: ir.StringValue, regions: dict[str, list[str]]) -> ir.StringValue:
@@ -84,12 +82,7 @@ def dcir_amounts(claims_kept: ir.Table, keys: list[str], config: StudyConfig) ->
     """Kept DCIR claims (summary rows) summed by ``keys``: spending per category, nursing act count,
     experiment hours — the one definition behind the panel and eol_daily."""
     c = claims_kept
-    return c.group_by(keys).aggregate(
-        **{f"spend_{cat}": ibis.cases((c.category == cat, c.euros), else_=0.0).sum()
-           for cat in config.cleaning.category_names},
-        nursing_acts=ibis.cases((c.category == NURSING_ACTS_CATEGORY, c.acts), else_=0.0).sum(),
-        experiment_hours=c.hours.sum(),
-    )
+    return c.group_by(keys).aggregate(**{col: c[col].sum() for col in summary_amount_columns(config.cleaning)})
 
 
 def panel_table(claims_kept: ir.Table, stays: ir.Table, config: StudyConfig) -> ir.Table:
@@ -131,7 +124,7 @@ def panel_table(claims_kept: ir.Table, stays: ir.Table, config: StudyConfig) -> 
         return ibis.cases((present & ~other, value), else_=value.fill_null(zero))
 
     zero_f, zero_i = ibis.literal(0.0), ibis.literal(0, "int64")
-    dcir_cols = [c for c in spend_columns(config) if c != f"spend_{HOSPITAL}"] + ["nursing_acts", "experiment_hours"]
+    dcir_cols = summary_amount_columns(config.cleaning)
     out = j.select(
         person_id=ibis.coalesce(j._d_person, j.person_id),
         month=ibis.coalesce(j._d_month, j.month),

@@ -19,7 +19,6 @@ import pandas as pd
 
 from pipeline.config import CleaningSettings, StudyConfig
 from pipeline.stages.ingest import cast_to_contract
-from pipeline.stages.outputs import HOSPITAL
 from pipeline.stages.rules import (
     AuditRow,
     Rule,
@@ -29,6 +28,9 @@ from pipeline.stages.rules import (
     in_list,
     rule,
 )
+
+# The stay category of the hospital perimeter (the panel's spend_hospital, hosp_stays...).
+HOSPITAL = "hospital"
 
 MCO_B_TYPES = {
     "ETA_NUM": "string", "RSA_NUM": "int64", "SEJ_NBJ": "int32", "ENT_MOD": "string", "SOR_MOD": "string",
