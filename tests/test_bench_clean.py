@@ -87,6 +87,7 @@ def test_whole_clean_equals_reference_on_both_extracts(quick_results):
 def test_hand_sql_and_stage_keep_the_same_euros(quick_results):
     for r in quick_results["runs"]:
         assert r["cross_check"]["agree"], r["cross_check"]
+        assert r["cross_check"]["kept_table_differences"] == []  # the same kept table, row by row
         assert r["ours"]["kept_euros"] == pytest.approx(r["hand_sql"]["kept_euros"], abs=0.01)
 
 
