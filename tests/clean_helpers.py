@@ -59,3 +59,13 @@ def prs_row(nir: str = NIR["A"], care: dt.date = CARE, flux: dt.date | None = No
 def key_map(pairs: list[tuple[str, int, str]]) -> ibis.Table:
     return table([{"BEN_NIR_PSA": n, "BEN_RNG_GEM": r, "person_id": p} for n, r, p in pairs],
                  {"BEN_NIR_PSA": "string", "BEN_RNG_GEM": "int32", "person_id": "string"})
+
+
+def kept_summary(rows: list[dict[str, Any]], cleaning: Any) -> ibis.Table:
+    """Kept rows of a DCIR claims summary (fate 0): ``person_id``, ``month`` and the amounts given in
+    each row, every other amount column of the summary 0."""
+    from pipeline.stages.dcir import summary_amount_columns
+
+    amounts = summary_amount_columns(cleaning)
+    return table([{"fate": 0, **{c: 0.0 for c in amounts}, **r} for r in rows],
+                 {"person_id": "string", "month": "date", "fate": "int8", **{c: "float64" for c in amounts}})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from clean_helpers import NIR, D, key_map, prs_row, run, table
+from clean_helpers import NIR, D, kept_summary, key_map, prs_row, run, table
 
 from pipeline.config import load_config
 from pipeline.stages import ald, cohort, dcir, deaths, outputs, pmsi
@@ -167,16 +167,11 @@ def test_ald_active_at_and_groups(cfg):
 
 
 def test_panel_months_and_hospital_attribution(cfg):
-    amounts = dcir.summary_amount_columns(cfg.cleaning)
-
-    def summary_row(person, month, **values):
-        return {"person_id": person, "month": month, "fate": 0, **{c: 0.0 for c in amounts}, **values}
-
-    claims = table([
-        summary_row("P1", D(2021, 1, 1), spend_nursing_acts=100.0, nursing_acts=10.0),
-        summary_row("P1", D(2021, 1, 1), spend_experiment=54.0, experiment_hours=1.0),
-        summary_row("P1", D(2021, 2, 1), spend_pharmacy=30.0),
-    ], {"person_id": "string", "month": "date", "fate": "int8", **{c: "float64" for c in amounts}})
+    claims = kept_summary([
+        {"person_id": "P1", "month": D(2021, 1, 1), "spend_nursing_acts": 100.0, "nursing_acts": 10.0},
+        {"person_id": "P1", "month": D(2021, 1, 1), "spend_experiment": 54.0, "experiment_hours": 1.0},
+        {"person_id": "P1", "month": D(2021, 2, 1), "spend_pharmacy": 30.0},
+    ], cfg.cleaning)
     stays = table([
         # a full stay from 25 Jan to 3 Feb: counted (stays, days) and paid in January, its entry month
         {"person_id": "P1", "entry_date": D(2021, 1, 25), "exit_date": D(2021, 2, 3), "SEJ_NBJ": 9, "is_seance": 0,

@@ -142,7 +142,7 @@ def _mco(rows: list[tuple[int, str, object, object, int, float]], config):
 def test_cleaning_puts_cataract_stays_outside_the_hospital_perimeter():
     import datetime as dt
 
-    from clean_helpers import run, table
+    from clean_helpers import kept_summary, run
 
     from pipeline.stages import outputs
 
@@ -160,10 +160,7 @@ def test_cleaning_puts_cataract_stays_outside_the_hospital_perimeter():
     assert audit["stay_outside_hospital_perimeter"].rows_flagged == 2
     assert audit["stay_outside_hospital_perimeter"].rows_dropped == 0  # kept, never dropped
     # the panel's hospital columns (headline stays, days, séances, spending) count hospital stays only
-    claims = table([{"person_id": "P1", "month": d(2021, 3, 1), "category": "gp", "fate": 0, "euros": 25.0,
-                     "acts": 1.0, "hours": 0.0}],
-                   {"person_id": "string", "month": "date", "category": "string", "fate": "int8", "euros": "float64",
-                    "acts": "float64", "hours": "float64"})
+    claims = kept_summary([{"person_id": "P1", "month": d(2021, 3, 1), "spend_gp": 25.0}], config.cleaning)
     panel = run(outputs.panel_table(claims, stays_t, config)).iloc[0]
     assert (panel["hosp_stays"], panel["hosp_days"], panel["seances"]) == (2, 4, 1)
     assert panel["spend_hospital"] == pytest.approx(3000.0 + 900.0 + 300.0)

@@ -175,9 +175,8 @@ def category_code_expr(t: ir.Table, cleaning: CleaningSettings) -> ir.IntegerVal
 
     Within a category every listed criterion must hold (PRS_NAT_REF, PSE_ACT_NAT, PSE_SPE_COD), with
     OR inside a list; a category listing no criterion matches nothing. A null code fails its
-    criterion (a CASE branch whose condition is null is not taken). Lines are grouped on this code
-    (an 8-bit integer hashes faster than a name) and the name is attached after grouping
-    (``category_name_expr``).
+    criterion (a CASE branch whose condition is null is not taken). The claims summary compares this
+    8-bit code, not a name, in its per-category sums (``claims_summary``).
     """
     branches = []
     for code, cat in enumerate(cleaning.categories.values(), start=1):
@@ -196,12 +195,6 @@ def category_code_expr(t: ir.Table, cleaning: CleaningSettings) -> ir.IntegerVal
     if not branches:
         return ibis.literal(0, "int8")
     return ibis.cases(*branches, else_=ibis.literal(0, "int8"))
-
-
-def category_name_expr(code: ir.IntegerValue, cleaning: CleaningSettings) -> ir.StringValue:
-    """The category name of a ``category_code_expr`` code ('other' for 0), looked up in an array
-    (one indexed read per row rather than a chain of comparisons)."""
-    return ibis.literal(["other", *cleaning.categories])[code]
 
 
 # -- end-of-life care days ----------------------------------------------------------------------

@@ -14,7 +14,6 @@ from pipeline.stages.ingest import ROSTER_CPX
 from pipeline.stages.pmsi import HOSPITAL
 from pipeline.stages.rules import month_of
 
-
 PERSONS_COLUMNS = [
     "person_id", "BEN_SEX_COD", "birth_date", "dpt", "region", "death_date", "death_source",
     "death_flag_error", "treated", "inclusion_date", "exit_date", "team_id", *ROSTER_CPX, "complex",
