@@ -261,8 +261,8 @@ def hand_sql(config: Any, files: dict[str, list[Path]], ingest: Path, dest: str)
     """
 
 
-# The columns of the stage's kept rows that the hand-written statement gives too (same names and types).
 def _kept_columns(config: Any) -> list[str]:
+    """The columns of the stage's kept rows that the hand-written statement gives too (same names, types)."""
     from pipeline.stages.dcir import summary_amount_columns
 
     return ["person_id", "month", "care_date", *summary_amount_columns(config.cleaning), "last_care"]
@@ -274,6 +274,7 @@ def run_hand_sql(data: str, build: str) -> dict[str, Any]:
     from pipeline.config import load_config
     from pipeline.engine import duckdb_spill_dir
     from pipeline.runner import locate_extract
+    from pipeline.stages.dcir import spend_column
 
     cfg = load_config()
     ingest = Path(build) / "clean" / "_stages" / "ingest"
@@ -286,7 +287,8 @@ def run_hand_sql(data: str, build: str) -> dict[str, Any]:
     t0, c0 = time.perf_counter(), cpu_seconds()
     con.execute(hand_sql(cfg, files, ingest, str(dest)))
     seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-    kept = con.execute(f"SELECT sum({' + '.join(_kept_columns(cfg)[3:-3])}) FROM read_parquet('{dest}')").fetchone()[0]
+    spend = " + ".join(spend_column(c) for c in cfg.cleaning.category_names)
+    kept = con.execute(f"SELECT sum({spend}) FROM read_parquet('{dest}')").fetchone()[0]
     return {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
             "kept_euros": round(float(kept), 2)}
 

@@ -169,6 +169,12 @@ def line_rules_enabled(cleaning: CleaningSettings) -> list[bool]:
 # -- categories ----------------------------------------------------------------------------------
 
 
+def category_codes(cleaning: CleaningSettings) -> dict[str, int]:
+    """The code of each spending category in ``category_code_expr``: 0 for 'other', then 1, 2... in
+    the configured order."""
+    return {name: code for code, name in enumerate(["other", *cleaning.categories])}
+
+
 def category_code_expr(t: ir.Table, cleaning: CleaningSettings) -> ir.IntegerValue:
     """The spending category of a line as a small code: 1 + the index of the first configured
     category whose criteria all hold, 0 ('other') when none does.
@@ -179,7 +185,9 @@ def category_code_expr(t: ir.Table, cleaning: CleaningSettings) -> ir.IntegerVal
     8-bit code, not a name, in its per-category sums (``claims_summary``).
     """
     branches = []
-    for code, cat in enumerate(cleaning.categories.values(), start=1):
+    codes = category_codes(cleaning)
+    for name, cat in cleaning.categories.items():
+        code = codes[name]
         criteria = [
             in_list(t[col], values)
             for col, values in (("PRS_NAT_REF", cat.prs_nat_ref), ("PSE_ACT_NAT", cat.pse_act_nat),
@@ -353,7 +361,7 @@ def claims_summary(netted: ir.Table, keys: ir.Table, cleaning: CleaningSettings)
         is_act=is_act,
     )
     zero = ibis.literal(0.0)
-    codes = {name: code for code, name in enumerate(["other", *cleaning.categories])}
+    codes = category_codes(cleaning)
     spend = {spend_column(name): ibis.cases((t.category_code == codes[name], t.euros), else_=zero).sum()
              for name in cleaning.category_names}
     nursing_code = codes.get(NURSING_ACTS)
