@@ -305,7 +305,7 @@ def compare_kept(build: Path) -> list[str]:
     summary = build / "clean" / "_stages" / "dcir" / "claims_summary.parquet"
     ours = build / "stage_kept.parquet"
     con = duckdb.connect()
-    con.execute(f"COPY (SELECT {', '.join(cols)} FROM read_parquet('{summary}') WHERE fate = 0) TO '{ours}' "
+    con.execute(f"COPY (SELECT {', '.join(cols)} FROM read_parquet('{summary}') WHERE fate = 0 AND person_id IS NOT NULL) TO '{ours}' "
                 "(FORMAT parquet)")
     con.close()
     return compare_tables(ours, build / "hand_sql_summary.parquet", ["person_id", "month", "care_date"])

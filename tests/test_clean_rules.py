@@ -223,8 +223,28 @@ def test_dcir_multi_nir_person_merged(cfg):
     rows = [prs_row(nir=NIR["A"], euros=10.0), prs_row(nir=NIR["B"], euros=5.0, care=D(2021, 3, 20))]
     summary, _ = _dcir(rows, cfg, kmap)
     kept = summary[summary.fate == 0]
-    assert kept.person_id.unique().tolist() == ["P1"] and kept.euros.sum() == 15.0
-    assert kept.last_care.max() == pd.Timestamp("2021-03-20")
+    claims = kept[kept.person_id.notna()]  # the claim rows; the fate row carries the counters
+    assert claims.person_id.unique().tolist() == ["P1"] and kept.euros.sum() == 15.0
+    assert claims.last_care.max() == pd.Timestamp("2021-03-20")
+
+
+def test_summary_claim_rows_and_fate_rows(cfg):
+    """Claim rows (a person) carry the amounts and no counter; one fate row per fate (no person) carries
+    the counters and no amount; the kept fate row's euros equal the claim rows' spending."""
+    from pipeline.stages.dcir import summary_amount_columns
+    rows = [prs_row(euros=10.0), prs_row(code=9951, qty=2, euros=54.0, care=D(2021, 4, 2)),
+            prs_row(care=D(2023, 12, 1), flux=D(2024, 7, 1), euros=8.0)]   # flux_window drops it
+    summary, _ = _dcir(rows, cfg)
+    amounts = summary_amount_columns(cfg.cleaning)
+    counters = ["n_lines", "n_groups", "n_regularised", "lines_not_an_act", "euros", "abs_euros"]
+    claims, fates = summary[summary.person_id.notna()], summary[summary.person_id.isna()]
+    assert set(claims.fate) == {0} and len(claims) == 2
+    assert claims[counters].isna().all().all() and fates[amounts].isna().all().all()
+    assert fates.fate.is_unique and {0}.issubset(set(fates.fate)) and len(fates) == 2
+    kept = fates[fates.fate == 0].iloc[0]
+    assert (kept.n_lines, kept.n_groups) == (2, 2)
+    spend = claims[[c for c in amounts if c.startswith("spend_")]].to_numpy().sum()
+    assert math.isclose(kept.euros, spend) and math.isclose(kept.euros, 64.0)
 
 
 def test_flux_cutoff_is_end_of_month():

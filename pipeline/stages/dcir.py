@@ -324,68 +324,82 @@ def summary_amount_columns(cleaning: CleaningSettings) -> list[str]:
 
 
 def claims_summary(netted: ir.Table, keys: ir.Table, cleaning: CleaningSettings) -> ir.Table:
-    """Netted claims linked to persons and summarised (the stage output): kept claims by person, care
-    month and care day (end-of-life ranges only), with one spending column per category; dropped
-    claims by fate only. ``keys``: the person map of :func:`person_keys`.
+    """Netted claims linked to persons and summarised (the stage output), in two kinds of rows:
 
-    Columns: person_id, month (both null on the rows of dropped claims: nothing downstream reads
-    who they belonged to), care_date (EXE_SOI_DTD for kept claims inside the person's end-of-life
-    range, else null), fate, n_lines (ER_PRS_F lines), n_groups (netted lines), n_regularised (netted
-    lines that contained a negative line), lines_not_an_act (lines with CPL_MAJ_TOP >= 2), euros
-    (BSE_REM_MNT), abs_euros (sum of the netted lines' absolute amounts), spend_<category> (euros of
-    each category, ``summary_amount_columns``), nursing_acts (quantity of nursing_acts lines with
-    CPL_MAJ_TOP < 2), experiment_hours (quantity of experiment payments), last_care (latest EXE_SOI_DTD).
+    - claim rows: kept claims by person, care month and care day (end-of-life ranges only), fate 0,
+      with one spending column per category: person_id, month, care_date (EXE_SOI_DTD inside the
+      person's end-of-life range, else null), spend_<category> (euros of each category,
+      ``summary_amount_columns``), nursing_acts (quantity of nursing_acts lines with CPL_MAJ_TOP < 2),
+      experiment_hours (quantity of experiment payments), last_care (latest EXE_SOI_DTD); their
+      counters are null;
+    - fate rows: one per fate (kept ones included), person_id, month and care_date null, with the
+      audit counters: n_lines (ER_PRS_F lines), n_groups (netted lines), n_regularised (netted lines
+      that contained a negative line), lines_not_an_act (lines with CPL_MAJ_TOP >= 2), euros
+      (BSE_REM_MNT), abs_euros (sum of the netted lines' absolute amounts); their amounts are null.
 
-    The panel is one row per person and month with a column per category, so the summary is too:
-    keyed by category it had five times the rows (13 M against 2.4 M at 17 M lines, 130 M at 171 M),
-    every one written here and read back by the outputs stage; a category column per row costs one
-    conditional sum instead. Persons are grouped on their integer ``person_no`` and named after
-    grouping; ``n_lines`` is summed as float64, exact for counts below 2**53, which avoids DuckDB's
-    128-bit integer sum state. The end-of-life ranges travel with the (small) person map, so the
-    claims meet them in the person join already made.
+    ``keys``: the person map of :func:`person_keys`. The panel is one row per person and month with a
+    column per category, so the claim rows are too (keyed by category they had five times the rows,
+    written here and read back by the outputs stage). The audit counters are aggregated apart, by fate
+    only, because every aggregate of the large person × month grouping costs one state per group and
+    one update per netted line: 22 states made that grouping spill at 42 M lines (8 GB, twice the
+    time) where the 16 the panel needs fit; the netted lines then feed two aggregates, which DuckDB
+    does from one materialised copy. Persons are grouped on their integer ``person_no`` and named
+    after grouping; ``n_lines`` is summed as float64, exact for counts below 2**53, which avoids
+    DuckDB's 128-bit integer sum state. The end-of-life ranges travel with the (small) person map, so
+    the claims meet them in the person join already made.
     """
     k = keys.select("key_no", "person_no", "eol_from", "eol_to")
     t = netted.left_join(k, "key_no").select(netted, k.person_no, k.eol_from, k.eol_to)
-    experiment_codes = list(cleaning.experiment.prs_nat_ref)
-    is_act = (t.CPL_MAJ_TOP < 2).fill_null(True)
-    fate = ibis.cases(((t.fate == 0) & link_to_beneficiary(t), ibis.literal(FATE_UNLINKED, "int8")),
-                      else_=t.fate).cast("int8")
-    kept = fate == 0
-    t = t.mutate(
-        person_no=ibis.cases((kept, t.person_no), else_=ibis.null("int64")),
-        month=ibis.cases((kept, month_of(t.EXE_SOI_DTD)), else_=ibis.null("date")),
-        care_date=ibis.cases((kept & t.EXE_SOI_DTD.between(t.eol_from, t.eol_to), t.EXE_SOI_DTD),
-                             else_=ibis.null("date")),
+    # Only what the two aggregates read, so the materialised copy is narrow.
+    t = t.select(
+        "person_no", "EXE_SOI_DTD", "n_lines", "regularised", "euros", "qty",
+        fate=ibis.cases(((t.fate == 0) & link_to_beneficiary(t), ibis.literal(FATE_UNLINKED, "int8")),
+                        else_=t.fate).cast("int8"),
+        care_date=ibis.cases((t.EXE_SOI_DTD.between(t.eol_from, t.eol_to), t.EXE_SOI_DTD), else_=ibis.null("date")),
         category_code=category_code_expr(t, cleaning),
-        fate=fate,
-        is_act=is_act,
+        is_act=(t.CPL_MAJ_TOP < 2).fill_null(True),
+        is_experiment=in_list(t.PRS_NAT_REF, list(cleaning.experiment.prs_nat_ref)).fill_null(False),
     )
     zero = ibis.literal(0.0)
-    codes = category_codes(cleaning)
-    spend = {spend_column(name): ibis.cases((t.category_code == codes[name], t.euros), else_=zero).sum()
-             for name in cleaning.category_names}
-    nursing_code = codes.get(NURSING_ACTS)
-    nursing = (ibis.cases(((t.category_code == nursing_code) & t.is_act, t.qty), else_=zero).sum()
-               if nursing_code is not None else zero)
-    s = t.group_by(["person_no", "month", "care_date", "fate"]).aggregate(
+    counters = t.group_by("fate").aggregate(
         n_lines=t.n_lines.cast("float64").sum(),
         n_groups=t.count().cast("int64"),
         n_regularised=t.regularised.cast("int64").sum(),
         lines_not_an_act=ibis.cases((t.is_act, zero), else_=t.n_lines.cast("float64")).sum(),
         euros=t.euros.sum(),
         abs_euros=t.euros.abs().sum(),
+    )
+    c = t.filter(t.fate == 0)
+    c = c.mutate(month=month_of(c.EXE_SOI_DTD))
+    codes = category_codes(cleaning)
+    spend = {spend_column(name): ibis.cases((c.category_code == codes[name], c.euros), else_=zero).sum()
+             for name in cleaning.category_names}
+    nursing_code = codes.get(NURSING_ACTS)
+    nursing = (ibis.cases(((c.category_code == nursing_code) & c.is_act, c.qty), else_=zero).sum()
+               if nursing_code is not None else zero)
+    s = c.group_by(["person_no", "month", "care_date"]).aggregate(
         **spend,
         nursing_acts=nursing,
-        experiment_hours=ibis.cases((in_list(t.PRS_NAT_REF, experiment_codes), t.qty), else_=zero).sum(),
-        last_care=t.EXE_SOI_DTD.max(),
+        experiment_hours=ibis.cases((c.is_experiment, c.qty), else_=zero).sum(),
+        last_care=c.EXE_SOI_DTD.max(),
     )
     names = keys.select("person_no", "person_id").distinct()
     s = s.left_join(names, "person_no").select(s, names.person_id)
-    return s.select(
-        "person_id", "month", "care_date", "fate", n_lines=s.n_lines.cast("int64"), n_groups=s.n_groups,
-        n_regularised=s.n_regularised, lines_not_an_act=s.lines_not_an_act.cast("int64"), euros=s.euros,
-        abs_euros=s.abs_euros, **{c: s[c] for c in summary_amount_columns(cleaning)}, last_care=s.last_care,
+    amounts = summary_amount_columns(cleaning)
+    null_int, null_float = ibis.null("int64"), ibis.null("float64")
+    claim_rows = s.select(
+        "person_id", "month", "care_date", fate=ibis.literal(0, "int8"), n_lines=null_int, n_groups=null_int,
+        n_regularised=null_int, lines_not_an_act=null_int, euros=null_float, abs_euros=null_float,
+        **{a: s[a] for a in amounts}, last_care=s.last_care,
     )
+    fate_rows = counters.select(
+        person_id=ibis.null("string"), month=ibis.null("date"), care_date=ibis.null("date"), fate=counters.fate,
+        n_lines=counters.n_lines.cast("int64"), n_groups=counters.n_groups,
+        n_regularised=counters.n_regularised, lines_not_an_act=counters.lines_not_an_act.cast("int64"),
+        euros=counters.euros, abs_euros=counters.abs_euros, **{a: null_float for a in amounts},
+        last_care=ibis.null("date"),
+    )
+    return ibis.union(claim_rows, fate_rows, distinct=False)
 
 
 def dcir_stage(er_prs_f: ir.Table, key_map: ir.Table, config: StudyConfig,
@@ -399,7 +413,8 @@ def dcir_stage(er_prs_f: ir.Table, key_map: ir.Table, config: StudyConfig,
 
 
 def kept_claims(summary: ir.Table) -> ir.Table:
-    return summary.filter(summary.fate == 0)
+    """The claim rows of the claims summary (kept claims by person, month and care day)."""
+    return summary.filter((summary.fate == 0) & summary.person_id.notnull())
 
 
 # -- audit ---------------------------------------------------------------------------------------
