@@ -255,7 +255,7 @@ def test_eol_daily_from_the_dcir_summary(cfg):
     kept = dcir.kept_claims(summary)
     s = run(kept)
     assert s.loc[s.person_id == "P3", "care_date"].isna().all()  # no possible death: months only
-    assert pd.Timestamp(s.loc[s.euros == 1000.0, "care_date"].iloc[0]) is pd.NaT  # outside the range
+    assert pd.Timestamp(s.loc[s.spend_nursing_acts == 1000.0, "care_date"].iloc[0]) is pd.NaT  # outside the range
     # The day key only splits rows: the panel's sums are those of the claims without it.
     flat = run(dcir.kept_claims(dcir.dcir_stage(prs, kmap, cfg)))
     assert flat["care_date"].isna().all()
@@ -410,7 +410,8 @@ def test_check_row_leaves_the_dcir_audit_and_claims_unchanged(cfg):
     assert [r.as_record() for r in dcir.claims_audit_rows(by_fate, cfg.cleaning)] == \
         [r.as_record() for r in dcir.audit_dcir(summary, cfg.cleaning)]
     kept = run(dcir.kept_claims(checked))
-    assert len(kept) == len(run(dcir.kept_claims(summary))) and kept.euros.sum() == 20.0
+    spend = [c for c in kept.columns if c.startswith("spend_")]
+    assert len(kept) == len(run(dcir.kept_claims(summary))) and kept[spend].to_numpy().sum() == 20.0
 
 
 def test_check_rows_leave_the_stays_and_their_audit_unchanged(cfg):
