@@ -361,15 +361,12 @@ def claims_summary(netted: ir.Table, keys: ir.Table, cleaning: CleaningSettings)
         is_act=(t.CPL_MAJ_TOP < 2).fill_null(True),
         is_experiment=in_list(t.PRS_NAT_REF, list(cleaning.experiment.prs_nat_ref)).fill_null(False),
     )
+    return ibis.union(_claim_rows(t, keys, cleaning), _fate_rows(t, cleaning), distinct=False)
+
+
+def _claim_rows(t: ir.Table, keys: ir.Table, cleaning: CleaningSettings) -> ir.Table:
+    """The summary's claim rows from the netted lines of :func:`claims_summary` (counters null)."""
     zero = ibis.literal(0.0)
-    counters = t.group_by("fate").aggregate(
-        n_lines=t.n_lines.cast("float64").sum(),
-        n_groups=t.count().cast("int64"),
-        n_regularised=t.regularised.cast("int64").sum(),
-        lines_not_an_act=ibis.cases((t.is_act, zero), else_=t.n_lines.cast("float64")).sum(),
-        euros=t.euros.sum(),
-        abs_euros=t.euros.abs().sum(),
-    )
     c = t.filter(t.fate == 0)
     c = c.mutate(month=month_of(c.EXE_SOI_DTD))
     codes = category_codes(cleaning)
@@ -386,21 +383,32 @@ def claims_summary(netted: ir.Table, keys: ir.Table, cleaning: CleaningSettings)
     )
     names = keys.select("person_no", "person_id").distinct()
     s = s.left_join(names, "person_no").select(s, names.person_id)
-    amounts = summary_amount_columns(cleaning)
     null_int, null_float = ibis.null("int64"), ibis.null("float64")
-    claim_rows = s.select(
+    return s.select(
         "person_id", "month", "care_date", fate=ibis.literal(0, "int8"), n_lines=null_int, n_groups=null_int,
         n_regularised=null_int, lines_not_an_act=null_int, euros=null_float, abs_euros=null_float,
-        **{a: s[a] for a in amounts}, last_care=s.last_care,
+        **{a: s[a] for a in summary_amount_columns(cleaning)}, last_care=s.last_care,
     )
-    fate_rows = counters.select(
-        person_id=ibis.null("string"), month=ibis.null("date"), care_date=ibis.null("date"), fate=counters.fate,
-        n_lines=counters.n_lines.cast("int64"), n_groups=counters.n_groups,
-        n_regularised=counters.n_regularised, lines_not_an_act=counters.lines_not_an_act.cast("int64"),
-        euros=counters.euros, abs_euros=counters.abs_euros, **{a: null_float for a in amounts},
-        last_care=ibis.null("date"),
+
+
+def _fate_rows(t: ir.Table, cleaning: CleaningSettings) -> ir.Table:
+    """The summary's fate rows from the netted lines of :func:`claims_summary`: the audit counters of
+    each fate (person, month, care day and amounts null)."""
+    n_lines = t.n_lines.cast("float64")
+    g = t.group_by("fate").aggregate(
+        n_lines=n_lines.sum(),
+        n_groups=t.count().cast("int64"),
+        n_regularised=t.regularised.cast("int64").sum(),
+        lines_not_an_act=ibis.cases((t.is_act, ibis.literal(0.0)), else_=n_lines).sum(),
+        euros=t.euros.sum(),
+        abs_euros=t.euros.abs().sum(),
     )
-    return ibis.union(claim_rows, fate_rows, distinct=False)
+    return g.select(
+        person_id=ibis.null("string"), month=ibis.null("date"), care_date=ibis.null("date"), fate=g.fate,
+        n_lines=g.n_lines.cast("int64"), n_groups=g.n_groups, n_regularised=g.n_regularised,
+        lines_not_an_act=g.lines_not_an_act.cast("int64"), euros=g.euros, abs_euros=g.abs_euros,
+        **{a: ibis.null("float64") for a in summary_amount_columns(cleaning)}, last_care=ibis.null("date"),
+    )
 
 
 def dcir_stage(er_prs_f: ir.Table, key_map: ir.Table, config: StudyConfig,
