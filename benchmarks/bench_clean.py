@@ -294,20 +294,20 @@ def run_hand_sql(data: str, build: str) -> dict[str, Any]:
 
 
 def compare_kept(build: Path) -> list[str]:
-    """Differences between the DCIR stage's kept rows (the summary's fate 0, its audit columns left out)
+    """Differences between the DCIR stage's kept rows (the summary's claim rows, ``dcir.kept_claims``)
     and the hand-written statement's table, matched on person, month and care day."""
-    import duckdb
+    import ibis
 
     from benchmarks.clean_reference import compare_tables
     from pipeline.config import load_config
+    from pipeline.stages.dcir import kept_claims
 
     cols = _kept_columns(load_config())
     summary = build / "clean" / "_stages" / "dcir" / "claims_summary.parquet"
     ours = build / "stage_kept.parquet"
-    con = duckdb.connect()
-    con.execute(f"COPY (SELECT {', '.join(cols)} FROM read_parquet('{summary}') WHERE fate = 0 AND person_id IS NOT NULL) TO '{ours}' "
-                "(FORMAT parquet)")
-    con.close()
+    con = ibis.duckdb.connect()
+    con.to_parquet(kept_claims(con.read_parquet(summary)).select(cols), ours)
+    con.disconnect()
     return compare_tables(ours, build / "hand_sql_summary.parquet", ["person_id", "month", "care_date"])
 
 

@@ -62,8 +62,8 @@ def key_map(pairs: list[tuple[str, int, str]]) -> ibis.Table:
 
 
 def kept_summary(rows: list[dict[str, Any]], cleaning: Any) -> ibis.Table:
-    """Kept rows of a DCIR claims summary (fate 0): ``person_id``, ``month`` and the amounts given in
-    each row, every other amount column of the summary 0."""
+    """Claim rows of a DCIR claims summary (fate 0, what ``dcir.kept_claims`` selects): ``person_id``,
+    ``month`` and the amounts given in each row, every other amount column of the summary 0."""
     from pipeline.stages.dcir import summary_amount_columns
 
     amounts = summary_amount_columns(cleaning)

@@ -231,11 +231,10 @@ def test_dcir_multi_nir_person_merged(cfg):
 def test_summary_claim_rows_and_fate_rows(cfg):
     """Claim rows (a person) carry the amounts and no counter; one fate row per fate (no person) carries
     the counters and no amount; the kept fate row's euros equal the claim rows' spending."""
-    from pipeline.stages.dcir import summary_amount_columns
     rows = [prs_row(euros=10.0), prs_row(code=9951, qty=2, euros=54.0, care=D(2021, 4, 2)),
             prs_row(care=D(2023, 12, 1), flux=D(2024, 7, 1), euros=8.0)]   # flux_window drops it
     summary, _ = _dcir(rows, cfg)
-    amounts = summary_amount_columns(cfg.cleaning)
+    amounts = dcir.summary_amount_columns(cfg.cleaning)
     counters = ["n_lines", "n_groups", "n_regularised", "lines_not_an_act", "euros", "abs_euros"]
     claims, fates = summary[summary.person_id.notna()], summary[summary.person_id.isna()]
     assert set(claims.fate) == {0} and len(claims) == 2

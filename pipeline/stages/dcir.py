@@ -5,8 +5,8 @@ identical lines are netted within their fate, linked to persons, and the result 
 kept claims by person and care month with a spending column per category (claim rows), and the
 audit's counters of every fate (fate rows). Spending, act counts and the audit trail (rows and
 euros per rule) all come from that summary, so the extract is read once and the audit costs no
-extra scan. The same query checks ER_PRS_F's line key (a branch
-of it, whose count is one more row of the summary: ``FATE_KEY_CHECK``).
+extra scan. The same query checks ER_PRS_F's line key (a branch of it, whose count is one more row
+of the summary: ``FATE_KEY_CHECK``).
 
 Kept claims of a person who may have died are also keyed by care day (``care_date``) over the
 ``cleaning.eol_daily_days`` days before each possible death date, so the outputs stage can write the
